@@ -1,0 +1,64 @@
+"""The ``vidrestore`` command: a thin click group.
+
+Sub-commands live in their own modules and are imported only when invoked, so that
+``vidrestore --version`` and ``vidrestore --help`` never import torch. Every typed
+``VidrestoreError`` becomes one line on stderr and its exit code; no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from vidrestore._version import __version__
+from vidrestore.errors import Interrupted, VidrestoreError
+
+# command name -> (module, attribute, one-line help shown by --help without importing it)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "enhance": ("vidrestore.cli.enhance", "enhance", "Deblur and/or interpolate a video to K times its frame rate."),
+    "info": ("vidrestore.cli.info", "info", "Show a video's streams, size, frame rate, frame count and duration."),
+    "eval": ("vidrestore.cli.evaluate", "eval_cmd", "Score the model and classical baselines against sharp ground truth."),
+    "bench": ("vidrestore.cli.bench", "bench", "Measure model and end-to-end throughput and memory."),
+    "train": ("vidrestore.cli.train", "train", "Train a model on synthetic scenes and/or your footage."),
+    "weights": ("vidrestore.cli.weights", "weights", "List, verify or download model weights."),
+}
+
+
+def fail(err: VidrestoreError) -> "NoReturn":  # type: ignore[name-defined]
+    click.echo(f"vidrestore: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attr, _ = _COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, _, help_) in _COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except VidrestoreError as err:
+            fail(err)
+        except KeyboardInterrupt:
+            fail(Interrupted("interrupted; no output was written"))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="vidrestore")
+def main() -> None:
+    """vidrestore: sharp, smooth video from blurry, low-frame-rate video.
+
+    One neural network jointly deblurs and interpolates (2x to 16x).
+    """

@@ -1,0 +1,1 @@
+"""``vidrestore info``: filled in by the pipeline work."""
