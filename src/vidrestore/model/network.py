@@ -1,0 +1,320 @@
+"""The joint deblurring + interpolation network.
+
+A window of four frames F(i-1), F(i), F(i+1), F(i+2) goes in, with any number of times t in (0, 1).
+Out come the sharp frame at F(i)'s time and one sharp frame per t between F(i) and F(i+1).
+
+Data flow::
+
+    every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8)            once per frame, cacheable
+    key frame:  ALA: self(x_i) + cross(x_i | x_i-1, x_i+1, x_i+2)   global context, linear in HW
+                IFA(x_i, x_i±1) -> neighbour appearance + motion    local alignment
+                fuse -> decoder with warped neighbour skips -> F(i) + residual
+    pair (i, i+1), once per window:
+                IFA both ways -> appearance A0, A1 and motion M01, M10
+                ALA pair term: self(x_i) + cross(x_i|x_i+1) + self(x_i+1) + cross(x_i+1|x_i)
+    per t (the light part):
+                flows to t: -t*M01 and -(1-t)*M10, refined by a small head (shared by both sides)
+                warp both frames, blend with learned weights, refiner adds a residual
+
+Both sides of the pair go through the same weights and are combined by sums and a softmax,
+so swapping the pair and replacing t by 1-t gives the same in-between frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vidrestore.model.attention import AdaptiveLatentAttention, InterFrameAttention
+from vidrestore.model.warp import backward_warp, resize_flow
+
+Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Size of a network. Stored as JSON in every weights file's metadata."""
+
+    name: str
+    channels: tuple[int, int, int]  # encoder widths at 1/2, 1/4, 1/8 scale
+    latent_blocks: int = 2  # residual blocks on the 1/8 latent (encoder and key fusion)
+    spatial_maps: int = 4  # M in the factorized attention
+    temporal_maps: int = 2  # N in the factorized attention
+    ifa_window: int = 7  # inter-frame attention window (odd), in 1/8-scale pixels
+    ifa_dim: int = 32
+    head_channels: int = 48  # flow head and refiner width at 1/8 and 1/4
+
+    @property
+    def multiple(self) -> int:
+        """Height and width given to the model must be multiples of this."""
+        return 8
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
+                           ifa_window=9, ifa_dim=48, head_channels=96),
+    "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
+                         ifa_window=7, ifa_dim=32, head_channels=48),
+    "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
+                        ifa_window=5, ifa_dim=8, head_channels=12),
+}
+
+
+def config_to_json(cfg: ModelConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> ModelConfig:
+    data = json.loads(text)
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+    data["channels"] = tuple(data["channels"])
+    return ModelConfig(**data)
+
+
+def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(c, c), _act(), _conv(c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Up(nn.Module):
+    """x2 upsampling by sub-pixel convolution (1x1: the following 3x3 convs mix space)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = _conv(cin, cout * 4, k=1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
+def _zero(module: nn.Conv2d) -> nn.Conv2d:
+    nn.init.zeros_(module.weight)
+    nn.init.zeros_(module.bias)
+    return module
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = cfg.channels
+        self.s1 = nn.Sequential(_conv(3, c1, 2), _act(), _conv(c1, c1), _act())
+        self.s2 = nn.Sequential(_conv(c1, c2, 2), _act(), ResBlock(c2))
+        self.s3 = nn.Sequential(_conv(c2, c3, 2), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
+
+    def forward(self, x: torch.Tensor) -> Features:
+        f1 = self.s1(x - 0.5)
+        f2 = self.s2(f1)
+        return f1, f2, self.s3(f2)
+
+
+class KeyBranch(nn.Module):
+    """Restores F(i) from its latent, the ALA key term and aligned neighbours."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = cfg.channels
+        self.fuse = nn.Sequential(_conv(4 * c3 + 4, c3), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
+        self.up2 = Up(c3, c2)
+        self.mix2 = nn.Sequential(_conv(4 * c2, c2), _act(), ResBlock(c2))
+        self.up1 = Up(c2, c1)
+        self.mix1 = nn.Sequential(_conv(2 * c1, c1), _act(), _conv(c1, c1), _act())
+        self.out = nn.Sequential(_zero(_conv(c1, 3 * 4)), nn.PixelShuffle(2))
+
+    def forward(
+        self,
+        frame: torch.Tensor,
+        feat: Features,
+        z: torch.Tensor,
+        prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        nxt: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """prev/nxt: (appearance @1/8, motion @1/8, neighbour f2 @1/4)."""
+        f1, f2, x = feat
+        app_p, mot_p, f2_p = prev
+        app_n, mot_n, f2_n = nxt
+        h = self.fuse(torch.cat((x, z, app_p, app_n, mot_p, mot_n), dim=1))
+        size2 = f2.shape[-2:]
+        w_p = backward_warp(f2_p, resize_flow(mot_p, size2))
+        w_n = backward_warp(f2_n, resize_flow(mot_n, size2))
+        h = self.mix2(torch.cat((self.up2(h), f2, w_p, w_n), dim=1))
+        h = self.mix1(torch.cat((self.up1(h), f1), dim=1))
+        return frame + self.out(h)
+
+
+class FlowHead(nn.Module):
+    """Refines one side's flow to time t; returns (delta flow, blend logit, context)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c3, ch = cfg.channels[2], cfg.head_channels
+        self.body = nn.Sequential(_conv(3 * c3 + 3, ch), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act())
+        self.delta = _zero(_conv(ch, 3))
+        self.ctx = _conv(ch, cfg.channels[1], k=1)
+
+    def forward(self, own: torch.Tensor, other: torch.Tensor, z: torch.Tensor, flow: torch.Tensor, tau: torch.Tensor):
+        h = self.body(torch.cat((own, other, z, flow, tau), dim=1))
+        d = self.delta(h)
+        return d[:, :2], d[:, 2:3], self.ctx(h)
+
+
+class Refiner(nn.Module):
+    """Adds a residual to the warped blend. Each side is embedded by shared weights and summed."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, _ = cfg.channels
+        self.side2 = nn.Sequential(_conv(2 * c2, c2), _act())
+        self.body2 = nn.Sequential(ResBlock(c2))
+        self.up = Up(c2, c1)
+        self.side1 = nn.Sequential(_conv(c1 + 3, c1), _act())
+        self.body1 = nn.Sequential(_conv(2 * c1 + 3, c1), _act(), _conv(c1, c1), _act())
+        self.out = nn.Sequential(_zero(_conv(c1, 3 * 4)), nn.PixelShuffle(2))
+
+    def forward(self, blend: torch.Tensor, sides: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """sides: per side (warped f1 @1/2 with warped frame @1/2, warped f2 @1/4, context @1/4)."""
+        h2 = sum(self.side2(torch.cat((wf2, ctx), dim=1)) for _, wf2, ctx in sides)
+        h2 = self.body2(h2)
+        g1 = sum(self.side1(wf1) for wf1, _, _ in sides)
+        blend_half = F.avg_pool2d(blend, 2)
+        h1 = self.body1(torch.cat((self.up(h2), g1, blend_half), dim=1))
+        return blend + self.out(h1)
+
+
+class VidRestoreNet(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c3 = config.channels[2]
+        self.encoder = Encoder(config)
+        self.ala = AdaptiveLatentAttention(c3, config.spatial_maps, config.temporal_maps)
+        self.ifa = InterFrameAttention(c3, config.ifa_dim, config.ifa_window)
+        self.key_branch = KeyBranch(config)
+        self.flow_head = FlowHead(config)
+        self.refiner = Refiner(config)
+
+    # -- per frame -------------------------------------------------------------------------
+    def encode(self, frame: torch.Tensor) -> Features:
+        """frame [B, 3, H, W] in [0, 1], H and W multiples of ``config.multiple``."""
+        m = self.config.multiple
+        if frame.shape[-1] % m or frame.shape[-2] % m:
+            raise ValueError(f"frame size {tuple(frame.shape[-2:])} is not a multiple of {m}; pad it first")
+        return self.encoder(frame)
+
+    # -- per window ------------------------------------------------------------------------
+    def restore(
+        self,
+        frames: Sequence[torch.Tensor],
+        feats: Sequence[Features],
+        times: torch.Tensor,
+        with_key: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if len(frames) != 4 or len(feats) != 4:
+            raise ValueError("restore() takes a window of exactly 4 frames and their features")
+        f_prev, f0, f1, f_next = frames
+        e_prev, e0, e1, e_next = feats
+        x_prev, x0, x1, x_next = (e[2] for e in feats)
+        b = f0.shape[0]
+        times = times.to(device=f0.device, dtype=f0.dtype)
+        if times.dim() == 1:
+            times = times.unsqueeze(0).expand(b, -1)
+        n_t = times.shape[1]
+
+        self0 = self.ala.self_term(x0)
+        app01, m01 = self.ifa(x0, x1)
+
+        key = None
+        if with_key:
+            app0p, m0p = self.ifa(x0, x_prev)
+            z_key = self.ala.key(x0, [x_prev, x1, x_next], self_x=self0)
+            key = self.key_branch(f0, e0, z_key, (app0p, m0p, e_prev[1]), (app01, m01, e1[1]))
+
+        h, w = f0.shape[-2:]
+        if n_t == 0:
+            return key, f0.new_zeros((b, 0, 3, h, w))
+
+        app10, m10 = self.ifa(x1, x0)
+        self1 = self.ala.self_term(x1)
+        z_pair = self.ala.pair(x0, x1, self_x0=self0, self_x1=self1)
+
+        # the light part, batched over every t: [B*T, ...]
+        def rep(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat_interleave(n_t, dim=0)
+
+        tau0 = times.reshape(b * n_t, 1, 1, 1)
+        taus = (tau0, 1.0 - tau0)
+        apps = (rep(app01), rep(app10))
+        motions = (rep(m01), rep(m10))
+        imgs = (rep(f0), rep(f1))
+        enc = (e0, e1)
+        zp = rep(z_pair)
+        lh, lw = x0.shape[-2:]
+
+        init_flows = [-tau * m for tau, m in zip(taus, motions)]
+        warped_app = [backward_warp(a, fl) for a, fl in zip(apps, init_flows)]
+        logits, ctxs, flows = [], [], []
+        for s in (0, 1):
+            tau_map = taus[s].expand(-1, 1, lh, lw)
+            d, logit, ctx = self.flow_head(warped_app[s], warped_app[1 - s], zp, init_flows[s], tau_map)
+            flows.append(init_flows[s] + d)
+            logits.append(logit)
+            ctxs.append(ctx)
+
+        weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
+        weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
+        sides = []
+        blend = 0
+        for s in (0, 1):
+            flow_full = resize_flow(flows[s], (h, w))
+            warped = backward_warp(imgs[s], flow_full)
+            blend = blend + weights[:, s : s + 1] * warped
+            f1_s, f2_s, _ = enc[s]
+            size1, size2 = f1_s.shape[-2:], f2_s.shape[-2:]
+            wf1 = backward_warp(rep(f1_s), resize_flow(flows[s], size1))
+            wimg_half = F.avg_pool2d(warped, 2)
+            wf2 = backward_warp(rep(f2_s), resize_flow(flows[s], size2))
+            ctx = F.interpolate(ctxs[s], size=size2, mode="bilinear", align_corners=False)
+            sides.append((torch.cat((wf1, wimg_half), dim=1), wf2, ctx))
+        inter = self.refiner(blend, sides)
+        return key, inter.reshape(b, n_t, 3, h, w)
+
+    def forward(self, frames: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W])."""
+        b, n = frames.shape[:2]
+        if n != 4:
+            raise ValueError(f"expected a window of 4 frames, got {n}")
+        flat = frames.flatten(0, 1)
+        f1, f2, x = self.encode(flat)
+        feats = [(f1.unflatten(0, (b, 4))[:, i], f2.unflatten(0, (b, 4))[:, i], x.unflatten(0, (b, 4))[:, i]) for i in range(4)]
+        key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True)
+        assert key is not None
+        return key, inter
+
+
+def build_model(cfg: ModelConfig | str) -> VidRestoreNet:
+    if isinstance(cfg, str):
+        if cfg not in CONFIGS:
+            raise ValueError(f"unknown model size {cfg!r}; choose from {', '.join(CONFIGS)}")
+        cfg = CONFIGS[cfg]
+    return VidRestoreNet(cfg)

@@ -1,0 +1,143 @@
+"""The network at tiny size with random weights: shapes, dtypes, symmetry, attention cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidrestore.model import CONFIGS, build_model, config_from_json, config_to_json
+from vidrestore.model.attention import FactorizedSTAttention, InterFrameAttention
+from vidrestore.model.warp import backward_warp
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model("tiny").eval()
+
+
+def test_shapes_and_dtype(tiny):
+    x = torch.rand(2, 4, 3, 40, 56)
+    t = torch.tensor([0.25, 0.5, 0.75])
+    with torch.no_grad():
+        key, inter = tiny(x, t)
+    assert key.shape == (2, 3, 40, 56) and key.dtype == torch.float32
+    assert inter.shape == (2, 3, 3, 40, 56)
+    assert torch.isfinite(inter).all()
+
+
+def test_per_sample_times_and_empty_times(tiny):
+    x = torch.rand(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        _, inter = tiny(x, torch.tensor([[0.5], [0.25]]))
+        _, a = tiny(x[:1], torch.tensor([0.5]))
+        _, b = tiny(x[1:], torch.tensor([0.25]))
+        _, none = tiny(x, torch.zeros(0))
+    torch.testing.assert_close(inter[0], a[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(inter[1], b[0], atol=1e-5, rtol=1e-4)
+    assert none.shape == (2, 0, 3, 32, 32)
+
+
+def test_bf16_forward():
+    model = build_model("tiny").to(dtype=torch.bfloat16).eval()
+    x = torch.rand(1, 4, 3, 32, 32, dtype=torch.bfloat16)
+    with torch.no_grad():
+        key, inter = model(x, torch.tensor([0.5]))
+    assert key.dtype == torch.bfloat16 and inter.dtype == torch.bfloat16
+
+
+def test_time_reversal_gives_same_inbetween(tiny):
+    """Swapping the pair (and the outer neighbours) and t -> 1-t gives the same in-between frames."""
+    x = torch.rand(1, 4, 3, 48, 64)
+    t = torch.tensor([0.125, 0.5, 0.875])
+    with torch.no_grad():
+        _, fwd = tiny(x, t)
+        _, rev = tiny(x.flip(1), 1 - t)
+    torch.testing.assert_close(fwd, rev, atol=1e-5, rtol=1e-4)
+
+
+def test_fresh_model_is_identity_on_key_and_blend_like_on_static_scene(tiny):
+    """Residual heads start at zero: the key frame passes through, a static pair interpolates to itself."""
+    frame = torch.rand(1, 3, 32, 48)
+    x = frame.unsqueeze(1).expand(1, 4, 3, 32, 48)
+    with torch.no_grad():
+        key, inter = tiny(x, torch.tensor([0.5]))
+    torch.testing.assert_close(key, frame)
+    # a static scene: whatever the flow, the refiner's residual is zero at init, and warping
+    # a frame by the mean attention offset of identical latents stays close to the frame
+    assert (inter[:, 0] - frame).abs().mean() < 0.1
+
+
+def test_encode_rejects_unpadded_size(tiny):
+    with pytest.raises(ValueError, match="multiple"):
+        tiny.encode(torch.rand(1, 3, 33, 48))
+
+
+def test_features_are_reusable_across_windows(tiny):
+    """Encoding each frame once and reusing the features gives the same result as forward()."""
+    frames = [torch.rand(1, 3, 32, 32) for _ in range(5)]
+    with torch.no_grad():
+        feats = [tiny.encode(f) for f in frames]
+        k1, i1 = tiny.restore(frames[1:5], feats[1:5], torch.tensor([0.5]))
+        k2, i2 = tiny(torch.stack(frames[1:5], dim=1), torch.tensor([0.5]))
+    torch.testing.assert_close(k1, k2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i1, i2, atol=1e-5, rtol=1e-4)
+
+
+def test_config_json_round_trip():
+    for cfg in CONFIGS.values():
+        assert config_from_json(config_to_json(cfg)) == cfg
+
+
+def test_default_size_within_budget():
+    n = sum(p.numel() for p in build_model("default").parameters())
+    assert n <= 10_000_000
+    assert sum(p.numel() for p in build_model("small").parameters()) < n
+
+
+def test_factorized_attention_memory_is_linear_in_pixels():
+    """No (T*H*W)^2 matrix: the largest intermediate grows linearly with the pixel count."""
+    att = FactorizedSTAttention(8, spatial_maps=4, temporal_maps=2)
+    sizes = {}
+    for side in (16, 32):
+        largest = 0
+
+        def hook(_m, _i, out):
+            nonlocal largest
+            largest = max(largest, out.numel())
+
+        handles = [m.register_forward_hook(hook) for m in att.modules() if m is not att]
+        q = torch.rand(1, 8, side, side)
+        ctx = torch.rand(1, 4, 8, side, side)
+        with torch.no_grad():
+            y = att(q, ctx)
+        for h in handles:
+            h.remove()
+        assert y.shape == q.shape
+        sizes[side] = largest
+    assert sizes[32] <= 4.5 * sizes[16]  # 4x pixels -> ~4x memory, not 16x
+
+
+def test_inter_frame_attention_finds_a_shift():
+    """With keys equal to the input features, attention peaks at the true displacement."""
+    torch.manual_seed(0)
+    ifa = InterFrameAttention(16, 16, 5)
+    with torch.no_grad():
+        ifa.q.weight.copy_(torch.eye(16).reshape(16, 16, 1, 1) * 8)
+        ifa.q.bias.zero_()
+        ifa.k.weight.copy_(torch.eye(16).reshape(16, 16, 1, 1) * 8)
+        ifa.k.bias.zero_()
+        a = torch.randn(1, 16, 24, 24)
+        b = torch.roll(a, shifts=(1, 2), dims=(2, 3))  # content moves +2 in x, +1 in y
+        _, motion = ifa(a, b)
+    core = motion[0, :, 4:-4, 4:-4]
+    assert abs(core[0].mean().item() - 2) < 0.2
+    assert abs(core[1].mean().item() - 1) < 0.2
+
+
+def test_backward_warp_translation():
+    img = torch.rand(1, 3, 16, 16)
+    flow = torch.zeros(1, 2, 16, 16)
+    flow[:, 0] = 1.0
+    out = backward_warp(img, flow)
+    torch.testing.assert_close(out[..., :-1], img[..., 1:])
