@@ -1,0 +1,172 @@
+"""Weights files on disk: sha256, safetensors save (atomic, with metadata) and checked reading.
+
+Only the safetensors format is used: no pickle is ever loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from vidrestore.errors import WeightsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+META_CONFIG = "vidrestore.config"
+META_VERSION = "vidrestore.version"
+META_FORMAT = "vidrestore.format"
+FORMAT_VERSION = "1"
+RESERVED_KEYS = frozenset({META_CONFIG, META_VERSION, META_FORMAT})
+
+_CHUNK = 1 << 20
+# A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                digest.update(chunk)
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def normalize_sha256(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise WeightsError(f"not a sha256 checksum (64 hex digits): {value!r}")
+    return value
+
+
+def verify_file(path: str | os.PathLike[str], expected: str, label: str | None = None) -> str:
+    """Check a file's sha256 against ``expected``; return it, or raise WeightsError on a mismatch."""
+    expected = normalize_sha256(expected)
+    actual = sha256_file(path)
+    if actual != expected:
+        what = f"{label} ({path})" if label else str(path)
+        raise WeightsError(
+            f"checksum mismatch for {what}: expected sha256 {expected[:16]}..., got {actual[:16]}... "
+            "(the file is corrupt or not the registered one; delete it and download again)"
+        )
+    return actual
+
+
+def _check_header(path: Path) -> dict:
+    """Parse and sanity-check a safetensors header without trusting it: clear errors for non-safetensors,
+    truncated or padded files. Returns the parsed header."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise WeightsError(f"not a safetensors file (too short, {size} bytes): {path}")
+            (hlen,) = struct.unpack("<Q", head)
+            if hlen == 0 or hlen > _MAX_HEADER or 8 + hlen > size:
+                raise WeightsError(f"not a valid safetensors file (bad header length): {path}")
+            raw = fh.read(hlen)
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError(f"not a valid safetensors file (unreadable header): {path}") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"not a valid safetensors file (header is not a table): {path}")
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise WeightsError(f"not a valid safetensors file (tensor {key!r} has no data offsets): {path}")
+        end = max(end, offsets[1])
+    if 8 + hlen + end != size:
+        state = "truncated" if 8 + hlen + end > size else "has trailing bytes"
+        raise WeightsError(f"corrupt weights file ({state}: {size} bytes, header says {8 + hlen + end}): {path}")
+    return header
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` table of a safetensors file (empty if it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    header = _check_header(path)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise WeightsError(f"not a valid safetensors file (metadata is not a string table): {path}")
+    return dict(meta)
+
+
+def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+    """All tensors (on the CPU) and the metadata of a safetensors file, with one-line errors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    meta = read_metadata(path)  # validates the header and the file length first
+    try:
+        tensors: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            for key in fh.keys():
+                tensors[key] = fh.get_tensor(key)
+    except WeightsError:
+        raise
+    except Exception as err:  # safetensors' own error type varies between versions
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise WeightsError(f"not a valid safetensors file ({msg}): {path}") from None
+    return tensors, meta
+
+
+def tensors_to_bytes(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str]) -> bytes:
+    from safetensors.torch import save
+
+    return save(dict(tensors), metadata=dict(metadata))
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a file so that ``dst`` is either the old file or the complete new one, never a partial one."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            for chunk in iter(lambda: inp.read(_CHUNK), b""):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
