@@ -1,0 +1,544 @@
+"""``vidrestore bench``: model and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
+
+Parts of one run:
+
+(a) model: the network on the device at the chosen size, factor, mode, precision and batch, after a
+    warm-up, with the device synchronised before every clock reading. Two numbers: ``forward``
+    (encode one new frame + restore one window per input frame, on device tensors, ``batch`` windows
+    per call: the network alone) and ``engine`` (the same frames through :class:`vidrestore.engine.Engine`
+    as uint8 arrays in and out: batching, feature cache, padding, transfers). Parameter count and
+    multiply-accumulates per output frame, counted with ``torch.utils.flop_counter.FlopCounterMode``
+    (MACs = FLOPs / 2) on one window: (encoder on one frame + one window's restore) / K.
+(b) pipeline: ``enhance`` in-process on a generated clip of the same size (decode + model + encode),
+    and where the time goes: decode (the pipeline's reader), model (the engine on the decoded frames)
+    and encode (the pipeline's writer, N*K frames) each timed alone on the same clip.
+(c) memory: peak CUDA memory allocated per part (CUDA only) and the process's peak RSS.
+(d) ffmpeg ``minterpolate`` (mci) on the same clip at the same factor via PyAV (decode + filter +
+    encode with the same codec), and the ratio of our pipeline time to its time.
+(e) the hardware and software it ran on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+
+from vidrestore.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+CLIP_RATE = 30
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    width: int = 1280
+    height: int = 720
+    factor: int = 2
+    mode: str = "joint"
+    device: str = "auto"
+    precision: str = "auto"
+    batch: int = 1
+    tile: int | None = None
+    weights: str | None = None  # a weights spec; None with size=None: the default weights
+    size: str | None = None  # a model config name: random weights (fine for speed)
+    frames: int = 32  # input frames timed (model) and length of the generated clip (pipeline)
+    warmup: int = 4  # input frames run before timing
+    codec: str = "libx264"
+    pipeline: bool = True
+    minterpolate: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from vidrestore.config import MAX_FACTOR, MIN_FACTOR, MODES
+
+        if self.width < 16 or self.height < 16:
+            raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
+        if self.width % 2 or self.height % 2:
+            raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even (for the encoder)")
+        if not MIN_FACTOR <= self.factor <= MAX_FACTOR:
+            raise UsageError(f"--fps-x {self.factor}: choose {MIN_FACTOR} to {MAX_FACTOR}")
+        if self.mode not in MODES:
+            raise UsageError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.batch < 1:
+            raise UsageError(f"--batch {self.batch}: must be at least 1")
+        if self.frames < 2:
+            raise UsageError(f"--frames {self.frames}: must be at least 2")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup {self.warmup}: must not be negative")
+        if self.weights is not None and self.size is not None:
+            raise UsageError("give --weights or --size, not both")
+
+    @property
+    def effective_factor(self) -> int:
+        return 1 if self.mode == "deblur" else self.factor
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def synchronize(device: "torch.device") -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far, in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _reset_cuda_peak(device: "torch.device") -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _cuda_peak_mb(device: "torch.device") -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def texture_pan(width: int, height: int, travel: float, seed: int = 0) -> Callable[[float], np.ndarray]:
+    """A smooth random texture big enough to pan ``travel`` pixels diagonally; returns ``at(offset)``,
+    the HxWx3 uint8 view at that (rounded) offset."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    margin = int(np.ceil(travel)) + 2
+    small = rng.integers(0, 256, ((height + margin) // 8 + 2, (width + margin) // 8 + 2, 3)).astype(np.uint8)
+    tex = cv2.resize(small, (small.shape[1] * 8, small.shape[0] * 8), interpolation=cv2.INTER_CUBIC)
+    fine = rng.integers(-12, 13, tex.shape, dtype=np.int16)
+    tex = np.clip(tex.astype(np.int16) + fine, 0, 255).astype(np.uint8)
+
+    def at(offset: float) -> np.ndarray:
+        o = int(round(offset))
+        return np.ascontiguousarray(tex[o : o + height, o : o + width])
+
+    return at
+
+
+def moving_texture(width: int, height: int, count: int, seed: int = 0, speed: float = 3.0) -> Iterator[np.ndarray]:
+    """``count`` HxWx3 uint8 frames of a smooth random texture panning diagonally (no scene cuts)."""
+    at = texture_pan(width, height, speed * count, seed)
+    for i in range(count):
+        yield at(speed * i)
+
+
+def write_clip(path: Path, width: int, height: int, count: int, codec: str = "libx264", seed: int = 0) -> Path:
+    """Encode the moving texture as a short video (the bench's input clip)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=CLIP_RATE)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        for arr in moving_texture(width, height, count, seed):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def hardware_info(device: "torch.device") -> dict[str, Any]:
+    import av
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_threads": os.cpu_count(),
+        "cpu_threads_usable": affinity,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": None,
+        "gpu_memory_gb": None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "pyav": av.__version__,
+        "ffmpeg_libavcodec": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = props.name
+        info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+    elif device.type == "mps":
+        info["gpu"] = "Apple MPS"
+    return info
+
+
+# ---------------------------------------------------------------- (a) model
+
+
+def load_bench_model(cfg: BenchConfig, device: "torch.device"):
+    """(model, label): random weights of a named config, or loaded weights."""
+    import torch
+
+    if cfg.size is not None:
+        from vidrestore.model.network import CONFIGS, build_model
+
+        if cfg.size not in CONFIGS:
+            raise UsageError(f"--size {cfg.size!r}: expected one of {', '.join(CONFIGS)}")
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.size).to(device).eval(), f"random {cfg.size}"
+    from vidrestore.weights import DEFAULT_WEIGHTS, load_model
+
+    spec = cfg.weights or DEFAULT_WEIGHTS
+    return load_model(spec, device), spec
+
+
+def count_macs(model, height: int, width: int, factor: int, mode: str, device: "torch.device") -> dict[str, float]:
+    """Multiply-accumulates of one input frame's work at this size: the encoder on one frame plus one
+    window's restore (K-1 new frames, plus the key frame unless interp), per output frame = / K."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vidrestore.windows import padded_size
+
+    mult = int(getattr(model.config, "multiple", 8))
+    hp, wp = padded_size(height, width, mult)
+    dtype = next(model.parameters()).dtype
+    x = torch.rand(1, 3, hp, wp, device=device, dtype=dtype)
+    k = 1 if mode == "deblur" else factor
+    times = torch.arange(1, k, device=device, dtype=torch.float32) / k
+    with torch.inference_mode():
+        feats = model.encode(x)
+        with FlopCounterMode(display=False) as enc_counter:
+            model.encode(x)
+        with FlopCounterMode(display=False) as res_counter:
+            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"))
+    enc = enc_counter.get_total_flops() / 2
+    res = res_counter.get_total_flops() / 2
+    return {
+        "encode_gmacs_per_frame": enc / 1e9,
+        "restore_gmacs_per_window": res / 1e9,
+        "gmacs_per_input_frame": (enc + res) / 1e9,
+        "gmacs_per_output_frame": (enc + res) / k / 1e9,
+        "padded_size": f"{wp}x{hp}",
+    }
+
+
+def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.dtype") -> dict[str, float]:
+    """The network alone on device tensors: per call, encode ``batch`` new frames and restore ``batch``
+    windows (the steady state of the engine, where each frame is encoded once)."""
+    import torch
+
+    from vidrestore.windows import padded_size
+
+    mult = int(getattr(model.config, "multiple", 8))
+    hp, wp = padded_size(cfg.height, cfg.width, mult)
+    k = cfg.effective_factor
+    b = cfg.batch
+    pdtype = next(model.parameters()).dtype
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    frames = [torch.rand(b, 3, hp, wp, generator=g).to(device=device, dtype=pdtype) for _ in range(4)]
+    times = torch.arange(1, k, device=device, dtype=torch.float32) / k
+    use_autocast = dtype != torch.float32 and pdtype == torch.float32
+    calls = max(1, -(-cfg.frames // b))
+    warm = max(1, -(-cfg.warmup // b))
+    with_key = cfg.mode != "interp"
+
+    def ctx():
+        return torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
+
+    with torch.inference_mode(), ctx():
+        feats = [model.encode(f) for f in frames[:3]]
+
+    def step() -> None:
+        # the steady state: each window brings one new frame to encode, then one restore
+        with torch.inference_mode(), ctx():
+            new = model.encode(frames[3])
+            model.restore(frames, [*feats, new], times, with_key=with_key)
+
+    for _ in range(warm):
+        step()
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        step()
+    synchronize(device)
+    dt = time.perf_counter() - t0
+    n_in = calls * b
+    return {
+        "input_frames": n_in,
+        "seconds": dt,
+        "ms_per_input_frame": 1e3 * dt / n_in,
+        "output_fps": n_in * k / dt,
+    }
+
+
+def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.dtype",
+                frames: list[np.ndarray] | None = None) -> dict[str, float]:
+    """The same network through the Engine: uint8 frames in and out, as ``enhance`` runs it."""
+    from vidrestore.engine import Engine, EngineConfig
+
+    ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile)
+    engine = Engine(model, ecfg)
+    if frames is None:
+        frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
+    if cfg.warmup:
+        warm = frames[: max(2, min(cfg.warmup, len(frames)))]
+        for _ in engine.process(warm, cuts=[False] * len(warm)):
+            pass
+    synchronize(device)
+    t0 = time.perf_counter()
+    outputs = 0
+    for _ in engine.process(frames, cuts=[False] * len(frames)):
+        outputs += 1
+    synchronize(device)
+    dt = time.perf_counter() - t0
+    return {
+        "input_frames": len(frames),
+        "output_frames": outputs,
+        "seconds": dt,
+        "ms_per_input_frame": 1e3 * dt / len(frames),
+        "output_fps": outputs / dt,
+    }
+
+
+# ---------------------------------------------------------------- (d) minterpolate
+
+
+def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264") -> dict[str, float]:
+    """Decode ``src``, run ``minterpolate=fps=factor*rate:mi_mode=mci`` and encode to ``dst``.
+
+    Like ``enhance``, it writes N*factor frames: the filter lags its input, so copies of the last
+    frame are pushed at the end to flush the final interval (which then holds that frame, as
+    ``enhance`` does at a video's end)."""
+    import av
+
+    from vidrestore.evaluate.baselines import minterpolate_graph
+
+    t0 = time.perf_counter()
+    out_frames = 0
+    limit: int | None = None
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        rate = Fraction(vin.average_rate or CLIP_RATE)
+        if rate.denominator != 1:
+            raise UsageError(f"{src}: the minterpolate bench needs an integer frame rate, got {rate}")
+        tb = Fraction(1, int(rate))
+        graph = None
+        stream = out.add_stream(codec, rate=rate * factor)
+        stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
+        stream.pix_fmt = "yuv420p"
+
+        def drain() -> None:
+            nonlocal out_frames
+            while True:
+                try:
+                    f = graph.pull()
+                except (av.BlockingIOError, av.EOFError):
+                    return
+                if limit is not None and out_frames >= limit:
+                    continue
+                f.pts = None
+                for packet in stream.encode(f):
+                    out.mux(packet)
+                out_frames += 1
+
+        last = None
+        count = 0
+        for frame in inp.decode(vin):
+            if graph is None:
+                graph = minterpolate_graph(frame.width, frame.height, factor, int(rate))
+            last = frame.to_ndarray(format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(last, format="rgb24")
+            rgb.pts, rgb.time_base = count, tb
+            graph.push(rgb)
+            count += 1
+            drain()
+        if graph is not None and last is not None:
+            limit = count * factor
+            for extra in range(2):  # the filter lags its input by up to two frames
+                if out_frames >= limit:
+                    break
+                tail = av.VideoFrame.from_ndarray(last, format="rgb24")
+                tail.pts, tail.time_base = count + extra, tb
+                graph.push(tail)
+                drain()
+            graph.push(None)
+            drain()
+        for packet in stream.encode():
+            out.mux(packet)
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "input_frames": count, "output_frames": out_frames,
+            "output_fps": out_frames / dt if dt > 0 else 0.0}
+
+
+# ---------------------------------------------------------------- (b) pipeline
+
+
+def _enhance_config(clip: Path, output: Path, cfg: BenchConfig):
+    from vidrestore.config import EnhanceConfig
+
+    return EnhanceConfig(input=clip, output=output, factor=cfg.factor, mode=cfg.mode, weights=cfg.weights,
+                         device=cfg.device, precision=cfg.precision, batch=cfg.batch, tile=cfg.tile,
+                         codec=cfg.codec, scene_detect=False, overwrite=True)
+
+
+def run_pipeline(clip: Path, output: Path, cfg: BenchConfig, model, device: "torch.device",
+                 dtype: "torch.dtype") -> dict[str, Any]:
+    """``enhance`` in-process on ``clip`` (the model already loaded is handed to it)."""
+    from vidrestore import pipeline
+
+    t0 = time.perf_counter()
+    summary = pipeline.run(_enhance_config(clip, output, cfg), model=model, device=device, dtype=dtype)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "summary": summary}
+
+
+def time_decode(clip: Path) -> tuple[float, list[np.ndarray]]:
+    """Decode the clip alone with the pipeline's reader; returns the seconds and the frames."""
+    from vidrestore.io.probe import probe
+    from vidrestore.io.reader import FrameReader
+
+    info = probe(clip)
+    t0 = time.perf_counter()
+    with FrameReader(info) as reader:
+        frames = [d.rgb for d in reader]
+    return time.perf_counter() - t0, frames
+
+
+def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
+    """Encode N*K frames alone with the pipeline's writer and its output settings (codec, pixel
+    format, rate, time base) for this clip; the frames continue the clip's pan at the output rate."""
+    from vidrestore import pipeline
+    from vidrestore.io import writer as w
+
+    p = pipeline.plan(_enhance_config(clip, output, cfg))
+    k = p.factor
+    step = Fraction(1) / (p.rate_out * p.time_base_out)
+    if step.denominator != 1:
+        raise UsageError(f"{clip}: output rate {p.rate_out} does not fit the time base {p.time_base_out}")
+    count = cfg.frames * k
+    at = texture_pan(cfg.width, cfg.height, 3.0 * cfg.frames, cfg.seed)
+    spec = w.WriterSpec(target=output, temp=w.create_temp(output), format_name=p.format_name, codec=cfg.codec,
+                        pix_fmt=p.pix_fmt, width=cfg.width, height=cfg.height, rate=p.rate_out,
+                        time_base=p.time_base_out)
+    writer = w.VideoWriter(spec)
+    t0 = time.perf_counter()
+    try:
+        writer.start()
+        for i in range(count):
+            writer.write(at(3.0 * i / k), i * int(step), int(step))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
+    from vidrestore.device import resolve_device, resolve_dtype
+
+    say = log or (lambda _msg: None)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.precision, device)
+    report: dict[str, Any] = {"settings": {**asdict(cfg), "resolution": f"{cfg.width}x{cfg.height}",
+                                           "effective_factor": cfg.effective_factor, "dtype": str(dtype).replace("torch.", "")}}
+    report["hardware"] = hardware_info(device)
+
+    say("loading the model")
+    model, label = load_bench_model(cfg, device)
+    params = sum(p.numel() for p in model.parameters())
+    model_part: dict[str, Any] = {"model": label, "config": model.config.name, "parameters": params}
+    say("counting multiply-accumulates")
+    model_part.update(count_macs(model, cfg.height, cfg.width, cfg.factor, cfg.mode, device))
+    _reset_cuda_peak(device)
+    say("timing the network")
+    model_part["forward"] = time_forward(model, cfg, device, dtype)
+    say("timing the engine")
+    model_part["engine"] = time_engine(model, cfg, device, dtype)
+    model_part["cuda_peak_allocated_mb"] = _cuda_peak_mb(device)
+    model_part["peak_rss_mb"] = peak_rss_mb()
+    report["model"] = model_part
+
+    if cfg.pipeline or cfg.minterpolate:
+        with tempfile.TemporaryDirectory(prefix="vidrestore-bench-") as tmp:
+            tmpdir = Path(tmp)
+            say(f"writing a {cfg.frames}-frame {cfg.width}x{cfg.height} clip")
+            clip = write_clip(tmpdir / "clip.mp4", cfg.width, cfg.height, cfg.frames, cfg.codec, cfg.seed)
+            ours = None
+            if cfg.pipeline:
+                _reset_cuda_peak(device)
+                say("running enhance on the clip")
+                run = run_pipeline(clip, tmpdir / "out.mp4", cfg, model, device, dtype)
+                summary = run["summary"]
+                ours = run["seconds"]
+                pipe: dict[str, Any] = {
+                    "input_frames": summary.frames_in,
+                    "output_frames": summary.frames_out,
+                    "seconds": ours,
+                    "output_fps": summary.frames_out / ours,
+                    "ms_per_input_frame": 1e3 * ours / max(1, summary.frames_in),
+                    "cuda_peak_allocated_mb": _cuda_peak_mb(device),
+                    "peak_rss_mb": peak_rss_mb(),
+                }
+                say("timing decode, model and encode alone")
+                decode_s, decoded = time_decode(clip)
+                model_s = time_engine(model, cfg, device, dtype, decoded)["seconds"]
+                del decoded
+                encode_s = time_encode(clip, tmpdir / "encode-only.mp4", cfg)
+                pipe["stages_s"] = {"decode": decode_s, "model": model_s, "encode": encode_s}
+                pipe["stages_note"] = ("each stage timed alone on the same clip; in enhance they run on "
+                                       "separate threads and overlap, so they need not add up to its time")
+                report["pipeline"] = pipe
+            if cfg.minterpolate and cfg.effective_factor > 1:
+                say("running ffmpeg minterpolate on the clip")
+                mi = minterpolate_file(clip, tmpdir / "minterpolate.mp4", cfg.effective_factor, cfg.codec)
+                if ours is not None:
+                    mi["time_ratio_ours_over_minterpolate"] = ours / mi["seconds"] if mi["seconds"] > 0 else None
+                report["minterpolate"] = mi
+    report["peak_rss_mb"] = peak_rss_mb()
+    return report
+
+
+__all__ = [
+    "BenchConfig",
+    "count_macs",
+    "hardware_info",
+    "minterpolate_file",
+    "moving_texture",
+    "texture_pan",
+    "peak_rss_mb",
+    "run_bench",
+    "write_clip",
+]

@@ -1,0 +1,102 @@
+"""``vidrestore bench``: model and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
+
+torch and PyAV are imported only inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from vidrestore.errors import UsageError
+
+
+def _num(v, fmt: str = ".1f", unit: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{unit}"
+
+
+def render(report: dict):
+    from rich import box
+    from rich.table import Table
+
+    s, hw, m = report["settings"], report["hardware"], report["model"]
+    k = s["effective_factor"]
+    title = (f"{s['resolution']}, {k}x, {s['mode']} mode, {hw['device']} {s['dtype']}, batch {s['batch']}, "
+             f"{m['model']} ({m['parameters'] / 1e6:.2f} M parameters)")
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("part", "fps out", "ms/frame in", "s", "GPU MB", "RSS MB"):
+        t.add_column(col, justify="left" if col == "part" else "right", no_wrap=True)
+    f, e = m["forward"], m["engine"]
+    t.add_row("network", _num(f["output_fps"]), _num(f["ms_per_input_frame"]), _num(f["seconds"], ".2f"),
+              _num(m["cuda_peak_allocated_mb"], ".0f"), _num(m["peak_rss_mb"], ".0f"))
+    t.add_row("engine", _num(e["output_fps"]), _num(e["ms_per_input_frame"]),
+              _num(e["seconds"], ".2f"), "", "")
+    p = report.get("pipeline")
+    if p:
+        t.add_row("enhance", _num(p["output_fps"]), _num(p["ms_per_input_frame"]),
+                  _num(p["seconds"], ".2f"), _num(p["cuda_peak_allocated_mb"], ".0f"), _num(p["peak_rss_mb"], ".0f"))
+        for stage, sec in (p.get("stages_s") or {}).items():
+            share = f" ({100 * sec / p['seconds']:.0f}%)" if p["seconds"] > 0 else ""
+            t.add_row(f"  {stage} alone", "", "", f"{sec:.2f}{share}", "", "")
+    mi = report.get("minterpolate")
+    if mi:
+        t.add_row("minterpolate", _num(mi["output_fps"]), _num(1e3 * mi["seconds"] / s["frames"]),
+                  _num(mi["seconds"], ".2f"), "", "")
+    t.caption = (f"network: the model alone; engine: uint8 frames in and out; enhance: decode + model + encode; "
+                 f"minterpolate: ffmpeg mci, decode + filter + encode. "
+                 f"{m['gmacs_per_output_frame']:.3g} GMACs per output frame "
+                 f"({m['encode_gmacs_per_frame']:.3g} encode + {m['restore_gmacs_per_window']:.3g} restore per input frame)")
+    if mi and mi.get("time_ratio_ours_over_minterpolate") is not None:
+        t.caption += f"; enhance takes {mi['time_ratio_ours_over_minterpolate']:.2f}x the time of minterpolate"
+    hw_line = (f"CPU: {hw['cpu']} ({hw['cpu_threads']} threads, torch uses {hw['torch_threads']}); "
+               f"GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, CUDA {hw['cuda'] or '-'}, PyAV {hw['pyav']}")
+    return t, hw_line
+
+
+@click.command("bench")
+@click.option("--resolution", default="1280x720", show_default=True, metavar="WxH", help="Frame size.")
+@click.option("--fps-x", "factor", type=int, default=2, show_default=True, help="Frame-rate multiplier K.")
+@click.option("--mode", type=click.Choice(["joint", "deblur", "interp"]), default="joint", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
+@click.option("--tile", type=int, default=None, help="Tile side in pixels (default: whole frames).")
+@click.option("--weights", default=None, help="Weights to load (default: the default weights).")
+@click.option("--size", default=None, help="Use random weights of this model config instead (default, small, tiny).")
+@click.option("--frames", type=int, default=32, show_default=True, help="Input frames timed, and length of the clip.")
+@click.option("--warmup", type=int, default=4, show_default=True, help="Input frames run before timing.")
+@click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")
+@click.option("--no-minterpolate", is_flag=True, help="Skip ffmpeg minterpolate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def bench(resolution, factor, mode, device, precision, batch, tile, weights, size, frames, warmup,
+          no_pipeline, no_minterpolate, as_json) -> None:
+    """Measure model and end-to-end throughput and memory, next to ffmpeg minterpolate.
+
+    \b
+    Examples:
+      vidrestore bench --resolution 1920x1080 --fps-x 4 --device cuda --precision bf16 --batch 4
+      vidrestore bench --size small --device cpu --resolution 640x360 --frames 16 --json
+    """
+    from rich.console import Console
+
+    from vidrestore.bench import BenchConfig, run_bench
+    from vidrestore.evaluate.sources import parse_size
+
+    parsed = parse_size(resolution)
+    if parsed is None:  # pragma: no cover - click always passes a string
+        raise UsageError("--resolution: expected WxH")
+    cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, device=device,
+                      precision=precision, batch=batch, tile=tile, weights=weights, size=size, frames=frames,
+                      warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate)
+    err = Console(stderr=True, highlight=False)
+    with err.status("benchmarking") as status:
+        report = run_bench(cfg, log=lambda msg: status.update(msg))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = Console(highlight=False)
+    table, hw_line = render(report)
+    out.print(table)
+    out.print(hw_line)

@@ -1,0 +1,107 @@
+"""vidrestore bench: the JSON report's fields and what they must satisfy (tiny model, tiny frames)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vidrestore.errors import UsageError
+
+
+def _bench(*args):
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+
+    return CliRunner().invoke(main, ["bench", *args])
+
+
+def test_bench_json_fields_tiny():
+    from vidrestore.model.network import build_model
+
+    res = _bench("--size", "tiny", "--device", "cpu", "--resolution", "64x48", "--fps-x", "4", "--frames", "4",
+                 "--warmup", "1", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    s = data["settings"]
+    assert (s["resolution"], s["factor"], s["mode"], s["effective_factor"], s["dtype"]) == ("64x48", 4, "joint", 4, "float32")
+
+    hw = data["hardware"]
+    for key in ("cpu", "cpu_threads", "torch_threads", "gpu", "torch", "cuda", "pyav", "device"):
+        assert key in hw
+    assert hw["device"] == "cpu" and hw["gpu"] is None and hw["cpu_threads"] >= 1
+
+    m = data["model"]
+    assert m["parameters"] == sum(p.numel() for p in build_model("tiny").parameters())
+    assert m["gmacs_per_output_frame"] > 0
+    assert m["gmacs_per_output_frame"] == pytest.approx(
+        (m["encode_gmacs_per_frame"] + m["restore_gmacs_per_window"]) / 4)
+    assert m["padded_size"] == "64x48"
+    for part in ("forward", "engine"):
+        t = m[part]
+        assert t["seconds"] > 0 and t["input_frames"] == 4
+        assert t["output_fps"] == pytest.approx(4 * 4 / t["seconds"])
+        assert t["ms_per_input_frame"] == pytest.approx(1e3 * t["seconds"] / 4)
+    assert m["engine"]["output_frames"] == 16
+    assert m["cuda_peak_allocated_mb"] is None and m["peak_rss_mb"] > 10
+
+    p = data["pipeline"]
+    assert (p["input_frames"], p["output_frames"]) == (4, 16)
+    assert p["output_fps"] == pytest.approx(16 / p["seconds"])
+    assert p["peak_rss_mb"] >= m["peak_rss_mb"] - 1e-6  # a process peak only grows
+    assert set(p["stages_s"]) == {"decode", "model", "encode"}
+    assert all(v > 0 for v in p["stages_s"].values())
+
+    mi = data["minterpolate"]
+    assert (mi["input_frames"], mi["output_frames"]) == (4, 16)  # the same frames as enhance writes
+    assert mi["time_ratio_ours_over_minterpolate"] == pytest.approx(p["seconds"] / mi["seconds"])
+
+
+def test_macs_count_real_work():
+    """MACs grow with the pixel count and with the number of new frames per window."""
+    import torch
+
+    from vidrestore.bench import count_macs
+    from vidrestore.model.network import build_model
+
+    model = build_model("tiny").eval()
+    cpu = torch.device("cpu")
+    small = count_macs(model, 48, 64, 2, "joint", cpu)
+    wide = count_macs(model, 48, 128, 2, "joint", cpu)
+    assert wide["encode_gmacs_per_frame"] == pytest.approx(2 * small["encode_gmacs_per_frame"], rel=0.05)
+    more = count_macs(model, 48, 64, 8, "joint", cpu)
+    assert more["restore_gmacs_per_window"] > small["restore_gmacs_per_window"]
+    assert more["gmacs_per_output_frame"] < small["gmacs_per_output_frame"]  # shared work spread over 8 frames
+    deblur = count_macs(model, 48, 64, 8, "deblur", cpu)
+    assert deblur["gmacs_per_output_frame"] == pytest.approx(deblur["gmacs_per_input_frame"])
+    # an odd size is padded to the model's multiple first
+    assert count_macs(model, 45, 60, 2, "joint", cpu)["padded_size"] == "64x48"
+
+
+def test_moving_texture_and_clip(tmp_path):
+    import av
+
+    from vidrestore.bench import moving_texture, write_clip
+
+    frames = list(moving_texture(40, 32, 5, seed=1, speed=3.0))
+    assert len(frames) == 5 and frames[0].shape == (32, 40, 3) and frames[0].dtype == np.uint8
+    assert np.array_equal(frames[1][:-3, :-3], frames[0][3:, 3:])  # a pure diagonal pan of 3 px per frame
+    path = write_clip(tmp_path / "c.mp4", 40, 32, 5)
+    with av.open(str(path)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5
+
+
+def test_bench_config_validation():
+    from vidrestore.bench import BenchConfig
+
+    with pytest.raises(UsageError):
+        BenchConfig(width=63, height=48)
+    with pytest.raises(UsageError):
+        BenchConfig(factor=17)
+    with pytest.raises(UsageError):
+        BenchConfig(weights="x", size="tiny")
+    res = _bench("--size", "huge", "--device", "cpu", "--resolution", "64x48", "--frames", "2", "--no-pipeline",
+                 "--no-minterpolate")
+    assert res.exit_code == 2 and "huge" in res.output and "Traceback" not in res.output
