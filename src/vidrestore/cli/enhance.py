@@ -1,0 +1,127 @@
+"""``vidrestore enhance``: options -> frozen EnhanceConfig -> pipeline.run(config, progress=...).
+
+Kept thin: all the work is in :mod:`vidrestore.pipeline`. torch/av are imported only when the
+command runs, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vidrestore.config import (DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP,
+                               MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig)
+from vidrestore.device import PRECISIONS
+from vidrestore.errors import UsageError
+
+
+class OneLineErrorsCommand(click.Command):
+    """A click command whose argument errors become one line and exit 2 (a ``UsageError``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            raise UsageError(f"{err.format_message()} (see 'vidrestore {self.name} --help')") from None
+
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines off the terminal: errors reach the user as one line each,
+    from the exceptions. (Filtered in C at PANIC level, so decoder threads never take the GIL.)"""
+    import av.logging
+
+    av.logging.set_level(av.logging.PANIC)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr (frames, output fps, ETA) fed by the pipeline's callback.
+
+    It appears with the first progress report (so errors found before any work are just one
+    line) and is transient: on success the summary line replaces it, on error the error does.
+    """
+
+    def __init__(self, description: str) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+            TextColumn("{task.fields[fps]:>7.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=True)
+        self._task = self._progress.add_task(description, total=None, fps=0.0)
+        self._started = False
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._progress.stop()
+            self._started = False
+
+    def update(self, p) -> None:
+        if not self.console.is_terminal:
+            return  # no live bar in logs and pipes; the summary line says it all
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        fps = p.frames_out / p.elapsed if p.elapsed > 0 else 0.0
+        total = p.total_out if p.total_out and p.total_out >= p.frames_out else None
+        self._progress.update(self._task, completed=p.frames_out, total=total, fps=fps)
+
+    def note(self, message: str) -> None:
+        self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+
+@click.command("enhance", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output video file (its extension picks the container).")
+@click.option("-k", "--fps-x", "factor", type=int, default=DEFAULT_FACTOR, show_default=True,
+              help=f"Frame-rate multiplier K ({MIN_FACTOR}-{MAX_FACTOR}): N input frames become N*K.")
+@click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True,
+              help="joint: deblur and interpolate; deblur: restore frames only (K=1); "
+                   "interp: keep input frames as decoded, add new ones.")
+@click.option("--weights", default=None,
+              help="Weights: a registry name, a .safetensors path or hf://owner/repo/file@rev "
+                   "[default: the bundled default].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Compute precision (auto: bf16/fp16 on CUDA, fp32 elsewhere).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
+@click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory).")
+@click.option("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, show_default=True,
+              help="Context pixels shared by neighbouring tiles.")
+@click.option("--codec", default=DEFAULT_CODEC, show_default=True,
+              help="Video encoder: libx264, libx265, libsvtav1, ffv1, h264_nvenc, hevc_nvenc, ...")
+@click.option("--crf", type=int, default=None,
+              help="Quality, lower is better [default: per codec, e.g. 18 for libx264].")
+@click.option("--preset", default=None, help="Encoder preset, e.g. medium (x264/x265), 8 (svtav1), p5 (nvenc).")
+@click.option("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD, show_default=True,
+              help="Scene-cut sensitivity in (0, 1]; lower finds more cuts. No frames are made across a cut.")
+@click.option("--no-scene-detect", is_flag=True, help="Never treat a frame change as a scene cut.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
+def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | None, device: str, precision: str,
+            batch: int, tile: int | None, tile_overlap: int, codec: str, crf: int | None, preset: str | None,
+            scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool) -> None:
+    """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
+
+    Audio and subtitles are copied; the output has exactly N*K frames and the input's duration.
+    """
+    config = EnhanceConfig(
+        input=input, output=output, factor=factor, mode=mode, weights=weights, device=device, precision=precision,
+        batch=batch, tile=tile, tile_overlap=tile_overlap, codec=codec, crf=crf, preset=preset,
+        scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
+    from vidrestore import pipeline
+
+    quiet_ffmpeg()
+    if quiet:
+        pipeline.run(config)
+        return
+    with ProgressBar(f"{Path(input).name} x{config.effective_factor}") as bar:
+        summary = pipeline.run(config, progress=bar.update, notes=bar.note)
+    bar.console.print(summary.one_line(), highlight=False, soft_wrap=True)

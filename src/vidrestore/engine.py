@@ -1,0 +1,390 @@
+"""Run the model over a stream of frames: sliding windows, feature cache, batching, tiles.
+
+The engine pulls input frames lazily and keeps only what the next windows need: the frames
+F(i-1) .. F(i+2) of the windows in the current batch and their per-frame encoder features
+(computed once per frame and reused by every window the frame appears in). Memory is therefore
+flat in the length of the video. For each input frame it yields ``factor`` output frames, in
+output order: the (restored) frame itself, then ``factor - 1`` frames at i + j/factor, or copies
+of the frame where there is no next frame in the same scene (video end, scene cut).
+
+Used by the ``enhance`` pipeline and by ``vidrestore eval`` (the same code path for both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vidrestore.config import DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES
+from vidrestore.errors import ProcessingError
+from vidrestore.windows import SceneDetector, Tile, Window, pad_to_multiple, padded_size, plan_window, tile_grid
+
+Features = Sequence[torch.Tensor]
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
+    {getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)} - {None}
+)  # type: ignore[arg-type]
+_MIN_TILE = 64
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to run the model. ``device`` and ``dtype`` are explicit torch objects (or names).
+
+    factor: output frames per input frame (1..16); forced to 1 in ``deblur`` mode.
+    mode: ``joint`` (restore every input frame and add new ones), ``deblur`` (restore only),
+        ``interp`` (input frames passed through untouched, only new frames added).
+    dtype: compute precision; float16/bfloat16 run the float32 model under autocast.
+    batch: windows (times tiles) per forward pass.
+    tile: tile side in pixels, or None for whole frames; tiles overlap by ``tile_overlap``.
+    scene_threshold: scene-cut threshold (see :mod:`vidrestore.windows`), None = no detection.
+    """
+
+    factor: int = 2
+    mode: str = "joint"
+    device: Any = "cpu"
+    dtype: Any = None
+    batch: int = 1
+    tile: int | None = None
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+    scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not MIN_FACTOR <= int(self.factor) <= MAX_FACTOR:
+            raise ValueError(f"factor {self.factor} out of range {MIN_FACTOR}..{MAX_FACTOR}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} not one of {MODES}")
+        if self.batch < 1:
+            raise ValueError("batch must be >= 1")
+
+    @property
+    def effective_factor(self) -> int:
+        return 1 if self.mode == "deblur" else int(self.factor)
+
+
+@dataclass
+class EngineStats:
+    """What the engine held at most at any one time (for memory checks) and how much it ran."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    max_frames_held: int = 0
+    max_features_cached: int = 0
+    encoded_frames: int = 0
+    windows: int = 0
+    forward_calls: int = 0
+    cuts: int = 0
+    oom_retries: int = 0
+    cut_indices: list[int] = field(default_factory=list)
+
+
+class _Retry(Exception):
+    """Raised inside a batch after the engine shrank its batch or tiles; the batch reruns."""
+
+
+class Engine:
+    def __init__(self, model: torch.nn.Module, cfg: EngineConfig) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.factor = cfg.effective_factor
+        self.device = torch.device(cfg.device)
+        self.dtype = cfg.dtype if cfg.dtype is not None else torch.float32
+        self.multiple = int(getattr(getattr(model, "config", None), "multiple", 1) or 1)
+        try:
+            self.param_dtype = next(model.parameters()).dtype
+        except StopIteration:  # pragma: no cover - parameterless stand-ins
+            self.param_dtype = torch.float32
+        self.stats = EngineStats()
+        self._chunk = cfg.batch  # items (window x tile) per forward; halved on out-of-memory
+        self._tile = cfg.tile
+        self._tiles: list[Tile] | None = None
+        # per-run state
+        self._arrays: dict[int, np.ndarray] = {}
+        self._tensors: dict[int, torch.Tensor] = {}
+        self._feats: dict[tuple[int, int], Features] = {}
+        self._cuts: dict[int, bool] = {}
+        self._size: tuple[int, int] | None = None
+        self._in_dtype: np.dtype | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # public
+    # ------------------------------------------------------------------------------------------
+    def output_count(self, frames_in: int) -> int:
+        return frames_in * self.factor
+
+    def process(self, frames: Iterable[np.ndarray], cuts: Iterable[bool] | None = None) -> Iterator[np.ndarray]:
+        """Yield exactly ``N * factor`` HxWx3 frames (same dtype as the input: uint8 or uint16).
+
+        ``cuts[j]`` True means a scene cut between input j-1 and j; None detects cuts with the
+        configured threshold. In ``interp`` mode, output frame j*factor *is* the input array j
+        (the same object), so callers can recognise untouched frames.
+        """
+        self._reset()
+        self.stats = EngineStats()
+        frame_iter = iter(frames)
+        cut_iter = iter(cuts) if cuts is not None else None
+        detector = SceneDetector(self.cfg.scene_threshold) if cut_iter is None else None
+        available = 0
+        ended = False
+        next_center = 0
+        pending: list[Window] = []
+        model_was_training = self.model.training
+        self.model.eval()
+        try:
+            while True:
+                while not ended and available <= next_center + 2:
+                    try:
+                        arr = next(frame_iter)
+                    except StopIteration:
+                        ended = True
+                        break
+                    self._accept(available, arr, cut_iter, detector)
+                    available += 1
+                if next_center >= available:
+                    break
+                pending.append(plan_window(next_center, available, self._cut_before))
+                next_center += 1
+                done = ended and next_center >= available
+                if len(pending) >= self._windows_per_batch() or done:
+                    outputs = self._run(pending)
+                    pending = []
+                    self._evict(below=next_center - 1)
+                    for out in outputs:
+                        self.stats.frames_out += 1
+                        yield out
+        finally:
+            self.model.train(model_was_training)
+            self._reset()
+
+    # ------------------------------------------------------------------------------------------
+    # input bookkeeping
+    # ------------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._arrays.clear()
+        self._tensors.clear()
+        self._feats.clear()
+        self._cuts.clear()
+
+    def _accept(self, index: int, arr: np.ndarray, cut_iter: Iterator[bool] | None,
+                detector: SceneDetector | None) -> None:
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"frame {index}: expected HxWx3 uint8 or uint16 RGB, got {arr.shape} {arr.dtype}")
+        size = (int(arr.shape[0]), int(arr.shape[1]))
+        if self._size is None or index == 0:
+            if self._size != size:
+                self._tiles = None
+            self._size = size
+            self._in_dtype = arr.dtype
+        elif size != self._size:
+            raise ProcessingError(f"frame {index} is {size[1]}x{size[0]}, earlier frames were "
+                                  f"{self._size[1]}x{self._size[0]}: size changes mid-stream are not supported")
+        if cut_iter is not None:
+            try:
+                cut = bool(next(cut_iter)) and index > 0
+            except StopIteration:
+                cut = False
+        else:
+            assert detector is not None
+            cut = detector(arr) and index > 0
+        self._cuts[index] = cut
+        if cut:
+            self.stats.cuts += 1
+            self.stats.cut_indices.append(index)
+        self._arrays[index] = arr
+        self.stats.frames_in += 1
+        self.stats.max_frames_held = max(self.stats.max_frames_held, len(self._arrays))
+
+    def _cut_before(self, index: int) -> bool:
+        return self._cuts.get(index, False)
+
+    def _evict(self, below: int) -> None:
+        for d in (self._arrays, self._tensors, self._cuts):
+            for k in [k for k in d if k < below]:
+                del d[k]
+        for k in [k for k in self._feats if k[0] < below]:
+            del self._feats[k]
+
+    def _windows_per_batch(self) -> int:
+        return max(1, self._chunk // max(1, len(self._current_tiles())))
+
+    def _current_tiles(self) -> list[Tile]:
+        if self._tiles is None:
+            if self._size is None:
+                return [Tile(0, 0, 0, 0, 0, 0, 0, 0)]
+            hp, wp = padded_size(*self._size, self.multiple)
+            self._tiles = tile_grid(hp, wp, self._tile, self.cfg.tile_overlap, self.multiple)
+        return self._tiles
+
+    def _tensor(self, index: int) -> torch.Tensor:
+        """Frame ``index`` as a padded [1, 3, Hp, Wp] tensor on the device, in the model's dtype."""
+        t = self._tensors.get(index)
+        if t is None:
+            arr = self._arrays[index]
+            scale = 255.0 if arr.dtype == np.uint8 else 65535.0
+            src = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.int32))
+            t = src.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0)
+            t = pad_to_multiple(t.to(torch.float32).div_(scale), self.multiple).to(self.param_dtype)
+            self._tensors[index] = t
+        return t
+
+    # ------------------------------------------------------------------------------------------
+    # running the model
+    # ------------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.dtype == torch.float32 or self.param_dtype != torch.float32:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _run(self, windows: list[Window]) -> list[np.ndarray]:
+        while True:
+            try:
+                with torch.inference_mode(), self._autocast():
+                    return self._run_once(windows)
+            except _OOM_ERRORS as err:  # type: ignore[misc]
+                self._shrink_after_oom(err)
+
+    def _shrink_after_oom(self, err: BaseException) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.stats.oom_retries += 1
+        if self._chunk > 1:
+            self._chunk //= 2
+            return
+        assert self._size is not None
+        hp, wp = padded_size(*self._size, self.multiple)
+        current = self._tile or max(hp, wp)
+        smaller = (current // 2) // self.multiple * self.multiple
+        if smaller >= max(_MIN_TILE, 2 * self.multiple):
+            self._tile = smaller
+            self._tiles = None
+            self._feats.clear()  # cached per tile: the tiles changed
+            return
+        raise ProcessingError(
+            f"out of memory on {self.device} even with batch 1 and {current}px tiles; "
+            "try --precision fp16/bf16 or --device cpu") from err
+
+    def _run_once(self, windows: list[Window]) -> list[np.ndarray]:
+        k = self.factor
+        tiles = self._current_tiles()
+        n_t = k - 1
+        need_key = self.cfg.mode != "interp"
+        inter_ws = [w for w in windows if w.interpolate and n_t > 0]
+        key_only_ws = [w for w in windows if not (w.interpolate and n_t > 0)] if need_key else []
+        keys: dict[int, np.ndarray] = {}
+        inters: dict[int, list[np.ndarray]] = {}
+        if inter_ws:
+            times = torch.arange(1, k, device=self.device, dtype=torch.float32) / k
+            key_t, inter_t = self._restore(inter_ws, tiles, times, with_key=need_key)
+            for b, w in enumerate(inter_ws):
+                if key_t is not None:
+                    keys[w.center] = key_t[b]
+                inters[w.center] = inter_t[b]
+        if key_only_ws:
+            times = torch.zeros(0, device=self.device, dtype=torch.float32)
+            key_t, _ = self._restore(key_only_ws, tiles, times, with_key=True)
+            assert key_t is not None
+            for b, w in enumerate(key_only_ws):
+                keys[w.center] = key_t[b]
+        outputs: list[np.ndarray] = []
+        for w in windows:
+            key = keys.get(w.center)
+            key_arr = self._arrays[w.center] if key is None else key
+            outputs.append(key_arr)
+            if w.center in inters:
+                outputs.extend(inters[w.center])
+            else:
+                outputs.extend([key_arr] * n_t)
+        self.stats.windows += len(windows)
+        return outputs
+
+    def _ensure_features(self, needed: list[tuple[int, int]], tiles: list[Tile]) -> None:
+        missing = [key for key in dict.fromkeys(needed) if key not in self._feats]
+        for start in range(0, len(missing), max(1, self._chunk)):
+            chunk = missing[start:start + max(1, self._chunk)]
+            x = torch.cat([self._tile_of(f, tiles[t]) for f, t in chunk])
+            feats = self.model.encode(x)
+            self.stats.forward_calls += 1
+            for b, key in enumerate(chunk):
+                self._feats[key] = tuple(part[b:b + 1] for part in feats)
+            self.stats.encoded_frames += len(chunk)
+        self.stats.max_features_cached = max(self.stats.max_features_cached, len({f for f, _ in self._feats}))
+
+    def _tile_of(self, index: int, tile: Tile) -> torch.Tensor:
+        t = self._tensor(index)
+        if tile.y0 == 0 and tile.x0 == 0 and tile.h == t.shape[-2] and tile.w == t.shape[-1]:
+            return t
+        return t[..., tile.y0:tile.y0 + tile.h, tile.x0:tile.x0 + tile.w]
+
+    def _restore(self, windows: list[Window], tiles: list[Tile], times: torch.Tensor, with_key: bool
+                 ) -> tuple[list[np.ndarray] | None, list[list[np.ndarray]]]:
+        """Run ``restore`` over every (window, tile) item in chunks; paste tiles; to numpy."""
+        assert self._size is not None
+        h, w = self._size
+        hp, wp = padded_size(h, w, self.multiple)
+        n_t = int(times.shape[0])
+        items = [(wi, ti) for wi in range(len(windows)) for ti in range(len(tiles))]
+        whole = len(tiles) == 1
+        key_canvas = None if whole or not with_key else torch.empty((len(windows), 3, hp, wp), device=self.device)
+        inter_canvas = None if whole or n_t == 0 else torch.empty((len(windows), n_t, 3, hp, wp), device=self.device)
+        key_parts: list[torch.Tensor] = []
+        inter_parts: list[torch.Tensor] = []
+        for start in range(0, len(items), self._chunk):
+            chunk = items[start:start + self._chunk]
+            needed = [(windows[wi].frames[p], ti) for wi, ti in chunk for p in range(4)]
+            self._ensure_features(needed, tiles)
+            frames4, feats4 = [], []
+            for p in range(4):  # window position: F(i-1), F(i), F(i+1), F(i+2)
+                keys = [(windows[wi].frames[p], ti) for wi, ti in chunk]
+                frames4.append(torch.cat([self._tile_of(f, tiles[ti]) for f, ti in keys]))
+                parts = [self._feats[key] for key in keys]
+                feats4.append(tuple(torch.cat(level) for level in zip(*parts)))
+            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key)
+            self.stats.forward_calls += 1
+            if whole:
+                if with_key and key is not None:
+                    key_parts.append(key.float())
+                if n_t:
+                    inter_parts.append(inter.float())
+                continue
+            for b, (wi, ti) in enumerate(chunk):
+                tl = tiles[ti]
+                ys, xs = slice(tl.cy0, tl.cy1), slice(tl.cx0, tl.cx1)
+                ly, lx = slice(tl.cy0 - tl.y0, tl.cy1 - tl.y0), slice(tl.cx0 - tl.x0, tl.cx1 - tl.x0)
+                if key_canvas is not None and key is not None:
+                    key_canvas[wi, :, ys, xs] = key[b, :, ly, lx].float()
+                if inter_canvas is not None:
+                    inter_canvas[wi, :, :, ys, xs] = inter[b, :, :, ly, lx].float()
+        if whole:
+            key_all = torch.cat(key_parts) if key_parts else None
+            inter_all = torch.cat(inter_parts) if inter_parts else None
+        else:
+            key_all, inter_all = key_canvas, inter_canvas
+        key_np = self._to_numpy(key_all, h, w) if (with_key and key_all is not None) else None
+        inter_np: list[list[np.ndarray]] = [[] for _ in windows]
+        if inter_all is not None and n_t:
+            flat = self._to_numpy(inter_all.flatten(0, 1), h, w)
+            inter_np = [flat[b * n_t:(b + 1) * n_t] for b in range(len(windows))]
+        return key_np, inter_np
+
+    def _to_numpy(self, x: torch.Tensor, h: int, w: int) -> list[np.ndarray]:
+        """[B, 3, Hp, Wp] float in [0, 1] (unclamped) -> B cropped HxWx3 arrays of the input dtype."""
+        x = x[..., :h, :w].clamp(0.0, 1.0)
+        if self._in_dtype == np.uint16:
+            q = x.mul(65535.0).round_().to(torch.int32).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.uint16)
+        else:
+            q = x.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return [q[b] for b in range(q.shape[0])]
+
+
+def run_frames(model: torch.nn.Module, cfg: EngineConfig, frames: Iterable[np.ndarray],
+               cuts: Iterable[bool] | None = None, on_frame: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Convenience for short clips (eval, tests): every output frame in a list."""
+    out = []
+    for n, frame in enumerate(Engine(model, cfg).process(frames, cuts)):
+        out.append(frame)
+        if on_frame is not None:
+            on_frame(n)
+    return out

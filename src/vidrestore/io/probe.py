@@ -1,0 +1,287 @@
+"""Open an input video and describe it: streams, size, frame rate, frame count, duration.
+
+``open_input`` turns every way an input can fail to open into one clear :class:`InputError`.
+``probe`` reads only container metadata and (optionally) scans the video packets without
+decoding them, which gives the exact frame count, the duration and whether the frame rate is
+constant, at the cost of one pass over the file's bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vidrestore.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import av.container
+
+
+@dataclass(frozen=True)
+class ColourInfo:
+    """FFmpeg's enum values (AVColorPrimaries, AVColorTransferCharacteristic, AVColorSpace,
+    AVColorRange); 2 / 0 mean unspecified."""
+
+    primaries: int = 2
+    transfer: int = 2
+    matrix: int = 2
+    range: int = 0
+
+    def describe(self) -> str:
+        names = {
+            "primaries": _enum_name("ColorPrimaries", self.primaries),
+            "transfer": _enum_name("ColorTrc", self.transfer),
+            "matrix": _COLORSPACE_NAMES.get(self.matrix, str(self.matrix)),
+            "range": {0: "unspecified", 1: "limited", 2: "full"}.get(self.range, str(self.range)),
+        }
+        return ", ".join(f"{k} {v}" for k, v in names.items())
+
+
+_COLORSPACE_NAMES = {0: "rgb", 1: "bt709", 2: "unspecified", 4: "fcc", 5: "bt470bg", 6: "smpte170m",
+                     7: "smpte240m", 8: "ycgco", 9: "bt2020nc", 10: "bt2020c"}
+
+
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+
+
+def _enum_name(enum: str, value: int) -> str:
+    try:
+        from av.video import reformatter
+
+        return getattr(reformatter, enum)(value).name.lower()
+    except Exception:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    type: str  # video | audio | subtitle | data | attachment | unknown
+    codec: str | None
+    language: str | None = None
+    title: str | None = None
+    detail: str = ""  # one human line: "1280x720 yuv420p 30000/1001 fps", "48000 Hz stereo fltp", ...
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    container: str
+    size_bytes: int
+    video_index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    rate: Fraction  # frames per second, exact
+    time_base: Fraction
+    frame_count: int  # exact when ``frame_count_exact`` else an estimate (duration x rate)
+    frame_count_exact: bool
+    duration: float | None  # seconds of the video stream
+    start_time: float  # seconds
+    cfr: bool | None  # constant frame rate; None when not scanned
+    rotation: int  # degrees counter-clockwise from the display matrix, 0 if none
+    display_matrix: tuple[int, ...] | None  # the 9 int32 values (rotation and flips), None if none
+    colour: ColourInfo
+    sample_aspect_ratio: Fraction | None
+    container_duration: float | None
+    streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+    video_tags: tuple[tuple[str, str], ...] = ()  # language, title, handler_name of the video stream
+    container_tags: tuple[tuple[str, str], ...] = ()  # title, creation_time, ... (not muxer bookkeeping)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["rate"] = f"{self.rate.numerator}/{self.rate.denominator}"
+        d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
+        sar = self.sample_aspect_ratio
+        d["sample_aspect_ratio"] = None if sar is None else f"{sar.numerator}:{sar.denominator}"
+        d["rate_float"] = float(self.rate)
+        return d
+
+
+def check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a video file: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input is not readable (permission denied): {path}")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as err:
+        raise InputError(f"cannot read input {path}: {err.strerror or err}") from None
+
+
+def open_input(path: str | os.PathLike[str]) -> "av.container.InputContainer":
+    """Open ``path`` for demuxing; InputError (one line) for missing, unreadable or non-video files."""
+    import av
+
+    p = Path(path)
+    check_readable(p)
+    if p.stat().st_size == 0:
+        raise InputError(f"input is an empty file: {p}")
+    try:
+        container = av.open(str(p), mode="r", metadata_errors="replace")
+    except av.error.FFmpegError as err:
+        raise InputError(f"not a readable video file: {p} ({_short(err)})") from None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot open input {p}: {err}") from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
+        raise InputError(f"no video stream in {p} (found: {', '.join(kinds)})")
+    return container
+
+
+def _short(err: BaseException) -> str:
+    msg = getattr(err, "strerror", None) or str(err)
+    return str(msg).split(":")[0].strip() or type(err).__name__
+
+
+def main_video_stream(container: "av.container.InputContainer"):
+    """The video stream to process: the first that is not a cover picture."""
+    for s in container.streams.video:
+        if not (int(s.disposition) & int(getattr(type(s.disposition), "attached_pic", 0) or 0)):
+            return s
+    return container.streams.video[0]
+
+
+def pix_fmt_depth(pix_fmt: str) -> int:
+    import av
+
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except Exception:
+        return 8
+
+
+def stream_rate(stream) -> Fraction:
+    """The exact nominal frame rate of a video stream (r_frame_rate, else avg, else guessed)."""
+    for rate in (getattr(stream, "base_rate", None), stream.average_rate, getattr(stream, "guessed_rate", None)):
+        if rate and rate > 0:
+            return Fraction(rate)
+    return Fraction(25, 1)
+
+
+def _stream_info(s) -> StreamInfo:
+    cc = s.codec_context
+    codec = _codec_name(cc) if cc is not None else None
+    detail = ""
+    try:
+        if s.type == "video" and cc is not None:
+            detail = f"{cc.width}x{cc.height} {cc.pix_fmt or '?'} {_rate_str(stream_rate(s))} fps"
+        elif s.type == "audio" and cc is not None:
+            layout = getattr(getattr(cc, "layout", None), "name", "?")
+            fmt = getattr(getattr(cc, "format", None), "name", "?")
+            detail = f"{cc.sample_rate} Hz {layout} {fmt}"
+        elif s.type == "data":
+            tc = s.metadata.get("timecode")
+            detail = f"timecode {tc}" if tc else "data"
+    except Exception:
+        detail = ""
+    title = s.metadata.get("title")
+    lang = s.metadata.get("language")
+    return StreamInfo(index=s.index, type=s.type, codec=codec, language=lang, title=title, detail=detail)
+
+
+def _codec_name(cc) -> str:
+    """The format's name (``av1``), not the decoder's (``libdav1d``)."""
+    try:
+        return cc.codec.canonical_name or cc.name
+    except Exception:
+        return cc.name
+
+
+def _rate_str(rate: Fraction) -> str:
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
+    """Describe ``path``. With ``scan`` the video packets are read (not decoded) for the exact frame
+    count, duration and CFR/VFR; without it only header values are used (count may be estimated)."""
+    import av
+
+    p = Path(path)
+    container = open_input(p)
+    try:
+        v = main_video_stream(container)
+        cc = v.codec_context
+        tb = Fraction(v.time_base) if v.time_base else Fraction(1, 90000)
+        rate = stream_rate(v)
+        start = float(v.start_time * tb) if v.start_time is not None else 0.0
+        declared = int(v.frames or 0)
+        duration = float(v.duration * tb) if v.duration else None
+        cont_duration = container.duration / 1e6 if container.duration else None
+        count, exact, cfr = declared, declared > 0, None
+        if scan:
+            pts_list: list[int] = []
+            last_dur = 0
+            try:
+                for packet in container.demux(v):
+                    if packet.size == 0:
+                        continue
+                    if packet.pts is not None:
+                        pts_list.append(packet.pts)
+                    last_dur = packet.duration or last_dur
+                    count = len(pts_list) if pts_list else count
+            except av.error.FFmpegError:
+                pass  # a damaged tail: report what could be read; enhance reports the exact frame
+            if pts_list:
+                count, exact = len(pts_list), True
+                pts_list.sort()
+                deltas = [b - a for a, b in zip(pts_list, pts_list[1:])]
+                if deltas:
+                    cfr = max(deltas) - min(deltas) <= 1
+                    last_dur = last_dur or round(sum(deltas) / len(deltas))
+                duration = float((pts_list[-1] + last_dur - pts_list[0]) * tb)
+                start = float(pts_list[0] * tb)
+            elif count == 0:
+                exact = False
+        if not exact and count == 0:
+            d = duration or cont_duration
+            count = int(round(d * rate)) if d else 0
+        if duration is None and exact and count:
+            duration = float(count / rate)
+        rotation, display_matrix = _first_frame_display(p, v.index)
+        colour = ColourInfo(primaries=int(cc.color_primaries), transfer=int(cc.color_trc),
+                            matrix=int(cc.colorspace), range=int(cc.color_range))
+        sar = v.sample_aspect_ratio
+        return VideoInfo(
+            path=p, container=container.format.name, size_bytes=p.stat().st_size, video_index=v.index,
+            codec=_codec_name(cc), width=cc.width, height=cc.height, pix_fmt=cc.pix_fmt or "unknown",
+            bit_depth=pix_fmt_depth(cc.pix_fmt) if cc.pix_fmt else 8, rate=rate, time_base=tb,
+            frame_count=count, frame_count_exact=exact, duration=duration, start_time=start, cfr=cfr,
+            rotation=rotation, display_matrix=display_matrix, colour=colour,
+            sample_aspect_ratio=Fraction(sar) if sar else None,
+            container_duration=cont_duration, streams=tuple(_stream_info(s) for s in container.streams),
+            video_tags=tuple((k, v.metadata[k]) for k in ("language", "title", "handler_name") if v.metadata.get(k)),
+            container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
+        )
+    finally:
+        container.close()
+
+
+def _first_frame_display(path: Path, index: int) -> tuple[int, tuple[int, ...] | None]:
+    """(rotation in degrees, the raw 3x3 display matrix) from the first decoded frame: FFmpeg
+    exports the container's display matrix as frame side data; PyAV has no stream-level getter."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            for frame in c.decode(c.streams[index]):
+                matrix = None
+                for sd in frame.side_data:
+                    if getattr(sd.type, "name", "") == "DISPLAYMATRIX":
+                        raw = bytes(sd)
+                        if len(raw) == 36:
+                            matrix = tuple(int(x) for x in memoryview(raw).cast("i"))
+                return int(round(frame.rotation or 0)), matrix
+    except Exception:
+        return 0, None
+    return 0, None

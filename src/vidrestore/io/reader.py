@@ -1,0 +1,205 @@
+"""Decode a video on its own thread into a bounded queue of RGB frames with exact timestamps.
+
+Every frame comes out as an HxWx3 RGB array (uint8 for 8-bit sources, uint16 for deeper ones),
+with its presentation timestamp and duration in the stream's own time base, strictly increasing.
+Decoding problems become :class:`InputError` with the frame number where decoding stopped:
+an FFmpeg error while demuxing or decoding, fewer frames than the container declares, or a file
+that ends well before its declared duration (a truncated Matroska file, for example).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from vidrestore.errors import InputError
+from vidrestore.io.probe import VideoInfo, open_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    import av
+
+_END = object()
+# a file whose packets stop this much before its declared duration is reported as truncated
+_TRUNCATION_SLACK_S = 0.5
+_TRUNCATION_SLACK_FRACTION = 0.02
+
+
+@dataclass
+class DecodedFrame:
+    index: int
+    pts: int  # in the video stream's time base; strictly increasing
+    duration: int  # in the same time base, > 0 (the decoder's value or the nominal frame step)
+    rgb: np.ndarray  # HxWx3, uint8 or uint16
+    raw: "av.VideoFrame | None" = None  # the decoded frame itself, when asked to keep it
+
+
+def rgb_format_for(pix_fmt: str | None, bit_depth: int) -> str:
+    """The RGB layout frames are converted to: rgb24 for 8-bit sources, rgb48le beyond."""
+    return "rgb48le" if bit_depth > 8 else "rgb24"
+
+
+class FrameReader:
+    """Iterate decoded frames of ``info.path`` while a background thread keeps decoding ahead.
+
+    Use as a context manager (or call :meth:`close`) so the thread and the file are released
+    on every path, including errors and Ctrl-C in the consumer.
+    """
+
+    def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8) -> None:
+        self.info = info
+        self.keep_raw = keep_raw
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.frames_read = 0
+        self.rgb_format = rgb_format_for(info.pix_fmt, info.bit_depth)
+        tb = info.time_base
+        step = Fraction(1) / (info.rate * tb) if info.rate > 0 else Fraction(1)
+        self._nominal_step = max(1, round(step))
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vidrestore-reader", daemon=True)
+            self._thread.start()
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self.frames_read += 1
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:  # unblock a producer waiting on a full queue
+                    while True:
+                        self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                self._thread.join(timeout=0.05)
+            self._thread = None
+
+    # -- producer side ---------------------------------------------------------------------------
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            self._decode_all()
+        except BaseException as err:  # forwarded to the consumer thread
+            self._put(err if isinstance(err, InputError) else
+                      InputError(f"cannot decode {self.info.path}: {_one_line(err)}"))
+            return
+        self._put(_END)
+
+    def _decode_all(self) -> None:
+        import av
+
+        info = self.info
+        path = Path(info.path)
+        container = open_input(path)
+        try:
+            stream = container.streams[info.video_index]
+            stream.thread_type = "AUTO"
+            declared = int(stream.frames or 0)
+            container_duration = container.duration / 1e6 if container.duration else None
+            last_end_s = 0.0  # where the demuxed packets of any stream reached, in seconds
+            count = 0
+            prev_pts: int | None = None
+            pending: av.VideoFrame | None = None  # held until the next frame gives its duration
+
+            def emit(frame: "av.VideoFrame | None", final: bool) -> bool:
+                nonlocal count, prev_pts, pending
+                if frame is not None:
+                    pts = frame.pts
+                    if pts is None:
+                        pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
+                    if prev_pts is not None and pts <= prev_pts:
+                        pts = prev_pts + 1  # out-of-order or duplicate timestamps: keep them increasing
+                    frame.pts = pts
+                    prev_pts = pts
+                if pending is not None:
+                    nxt = frame.pts if frame is not None else None
+                    dur = (nxt - pending.pts) if nxt is not None else (pending.duration or self._nominal_step)
+                    if not self._put(self._to_decoded(count, pending, max(1, int(dur)))):
+                        return False
+                    count += 1
+                pending = frame
+                return True
+
+            try:
+                for packet in container.demux():
+                    if self._stop.is_set():
+                        return
+                    if packet.pts is not None and packet.time_base is not None:
+                        end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                        last_end_s = max(last_end_s, end)
+                    if packet.stream.index != stream.index:
+                        continue
+                    for frame in stream.decode(packet):
+                        if not emit(frame, False):
+                            return
+                try:
+                    for frame in stream.decode(None):
+                        if not emit(frame, False):
+                            return
+                except av.error.EOFError:
+                    pass  # demux() already sent the flush packet
+            except av.error.FFmpegError as err:
+                where = count + (1 if pending is not None else 0)
+                if where == 0:
+                    raise InputError(f"no decodable video frames in {path} ({_one_line(err)})") from None
+                raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
+                                 f"of {path} ({_one_line(err)})") from None
+            total = count + (1 if pending is not None else 0)
+            if total == 0:
+                raise InputError(f"no decodable video frames in {path}")
+            if declared and total < declared:
+                raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
+                                 f"of {declared} in {path}")
+            if container_duration and last_end_s > 0:
+                slack = max(_TRUNCATION_SLACK_S, _TRUNCATION_SLACK_FRACTION * container_duration)
+                start = container.start_time / 1e6 if container.start_time else 0.0
+                if last_end_s - start < container_duration - slack:
+                    raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
+                                     f"({last_end_s:.2f} s of {container_duration:.2f} s) in {path}")
+            emit(None, True)
+        finally:
+            container.close()
+
+    def _to_decoded(self, index: int, frame: "av.VideoFrame", duration: int) -> DecodedFrame:
+        size = {}
+        if self.info.width and self.info.height and (frame.width, frame.height) != (self.info.width, self.info.height):
+            size = {"width": self.info.width, "height": self.info.height}  # a mid-stream size change: rescale
+        rgb = frame.to_ndarray(format=self.rgb_format, **size)
+        if rgb.dtype != (np.uint16 if self.rgb_format == "rgb48le" else np.uint8):
+            rgb = rgb.astype(np.uint16 if self.rgb_format == "rgb48le" else np.uint8)
+        return DecodedFrame(index=index, pts=int(frame.pts), duration=duration, rgb=rgb,
+                            raw=frame if self.keep_raw else None)
+
+
+def _one_line(err: BaseException) -> str:
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())

@@ -1,0 +1,259 @@
+"""reader thread -> engine (windows, cache, batches) -> output timestamps -> writer thread.
+
+``run(config, progress=...)`` does one ``enhance`` job. It checks everything that can be checked
+before the model is loaded (paths, container, codec, input), writes into a temp file beside the
+target and renames it at the end; on any error or Ctrl-C the temp file is removed and nothing
+else is touched. No rich, no click here: progress goes to a callback.
+
+Timestamps: with input frame j at pts p(j) (stream time base tb) the output time base is tb/K and
+output frame j*K+i gets pts K*p(j) + i*(p(j+1) - p(j)), i.e. time t(j) + i/K of the frame
+interval; for a constant-rate input that is exactly K times the input rate. The last frame's
+interval is its own duration, so the output lasts as long as the input.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from vidrestore.config import EnhanceConfig
+from vidrestore.errors import InputError, OutputError, ProcessingError, VidrestoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from vidrestore.io.probe import VideoInfo
+    from vidrestore.io.reader import DecodedFrame
+
+_MAX_TIME_BASE_DEN = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Progress:
+    frames_in: int  # input frames fully written out
+    frames_out: int  # output frames handed to the encoder
+    total_in: int | None  # expected input frames (None if unknown)
+    total_out: int | None
+    elapsed: float  # seconds since processing started (after model load)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    input: Path
+    output: Path
+    frames_in: int
+    frames_out: int
+    factor: int
+    mode: str
+    rate_in: Fraction
+    rate_out: Fraction
+    seconds: float
+    codec: str
+    pix_fmt: str
+    device: str
+    dtype: str
+    scene_cuts: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    def one_line(self) -> str:
+        return (f"{self.input.name}: {self.frames_in} -> {self.frames_out} frames "
+                f"({_rate(self.rate_in)} -> {_rate(self.rate_out)} fps, {self.mode}) in {self.seconds:.1f} s "
+                f"({self.fps:.1f} fps) -> {self.output}")
+
+
+def _rate(r: Fraction) -> str:
+    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before the model is loaded."""
+
+    config: EnhanceConfig
+    info: "VideoInfo"
+    format_name: str
+    pix_fmt: str
+    full_range_source: bool
+    factor: int
+    rate_out: Fraction
+    time_base_out: Fraction
+    pts_scale: int  # output pts = pts_scale * input pts + i * step  (pts_scale == factor normally)
+
+
+def output_time_base(tb_in: Fraction, factor: int) -> tuple[Fraction, int]:
+    """Output time base tb_in/K (every output pts an integer) and the pts multiplier K."""
+    tb = Fraction(tb_in) / factor
+    if tb.denominator <= _MAX_TIME_BASE_DEN:
+        return tb, factor
+    # an unusually fine input time base (tb/K would overflow a 32-bit denominator): keep tb_in, and the
+    # in-between timestamps are rounded to it
+    return Fraction(tb_in), 1
+
+
+def plan(config: EnhanceConfig) -> Plan:
+    """Validate the job and decide formats and rates; raises typed errors, writes nothing."""
+    from vidrestore.io import writer as w
+    from vidrestore.io.probe import check_readable, probe
+
+    src, dst = Path(config.input), Path(config.output)
+    check_readable(src)
+    w.check_target(dst, src, config.overwrite)
+    format_name = w.container_format_for(dst)
+    w.check_codec(config.codec, format_name)
+    w.check_preset(config.codec, config.preset)
+    info = probe(src, scan=False)
+    pix_fmt_src, full_range = w.normalize_source_format(info.pix_fmt)
+    pix_fmt = w.choose_pix_fmt(pix_fmt_src, config.codec, info.width, info.height)
+    k = config.effective_factor
+    tb_out, scale = output_time_base(info.time_base, k)
+    return Plan(config=config, info=info, format_name=format_name, pix_fmt=pix_fmt, full_range_source=full_range,
+                factor=k, rate_out=info.rate * k, time_base_out=tb_out, pts_scale=scale)
+
+
+def load_model_for(config: EnhanceConfig, device: "torch.device", dtype: "torch.dtype") -> "torch.nn.Module":
+    import torch
+
+    from vidrestore import weights
+
+    spec = config.weights or weights.DEFAULT_WEIGHTS
+    # fp32 parameters; fp16/bf16 compute runs under autocast in the engine (softmax etc. stay fp32)
+    return weights.load_model(spec, device, torch.float32)
+
+
+def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,
+        notes: Callable[[str], None] | None = None, model: "torch.nn.Module | None" = None,
+        device: "torch.device | None" = None, dtype: "torch.dtype | None" = None) -> RunSummary:
+    """Run one enhance job. ``model``/``device``/``dtype`` may be injected (tests, eval)."""
+    from vidrestore.device import resolve_device, resolve_dtype
+    from vidrestore.engine import Engine, EngineConfig
+    from vidrestore.io import writer as w
+    from vidrestore.io.reader import FrameReader
+
+    p = plan(config)
+    dev = device if device is not None else resolve_device(config.device)
+    dt = dtype if dtype is not None else resolve_dtype(config.precision, dev)
+    note_list: list[str] = []
+
+    def note(msg: str) -> None:
+        note_list.append(msg)
+        if notes is not None:
+            notes(msg)
+
+    temp = w.create_temp(Path(config.output))
+    writer = None
+    reader = None
+    try:
+        if model is None:
+            model = load_model_for(config, dev, dt)
+        model = model.to(dev)
+        engine = Engine(model, EngineConfig(
+            factor=p.factor, mode=config.mode, device=dev, dtype=dt, batch=config.batch, tile=config.tile,
+            tile_overlap=config.tile_overlap, scene_threshold=config.effective_scene_threshold))
+        info = p.info
+        spec = w.WriterSpec(
+            target=Path(config.output), temp=temp, format_name=p.format_name, codec=config.codec,
+            pix_fmt=p.pix_fmt, width=info.width, height=info.height, rate=p.rate_out, time_base=p.time_base_out,
+            crf=config.crf, preset=config.preset, colour=info.colour, full_range_source=p.full_range_source,
+            rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
+            video_metadata=info.video_tags, container_metadata=info.container_tags,
+            source=Path(config.input), source_video_index=info.video_index)
+        writer = w.VideoWriter(spec, notes=note)
+        writer.start()
+        keep_raw = config.mode == "interp"
+        reader = FrameReader(info, keep_raw=keep_raw)
+        start = time.perf_counter()
+        frames_in, frames_out = _stream(p, reader, engine, writer, progress, start)
+        if frames_in == 0:
+            raise InputError(f"no decodable video frames in {config.input}")
+        writer.finish()
+        seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(Progress(frames_in, frames_out, frames_in, frames_out, seconds))
+        return RunSummary(
+            input=Path(config.input), output=Path(config.output), frames_in=frames_in, frames_out=frames_out,
+            factor=p.factor, mode=config.mode, rate_in=info.rate, rate_out=p.rate_out, seconds=seconds,
+            codec=config.codec, pix_fmt=p.pix_fmt, device=str(dev), dtype=str(dt).replace("torch.", ""),
+            scene_cuts=engine.stats.cuts, notes=tuple(note_list))
+    except BaseException as err:
+        if reader is not None:
+            reader.close()  # stop decoding before the writer's file goes away
+        if writer is not None:
+            writer.abort()
+        _unlink(temp)
+        if isinstance(err, (VidrestoreError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        if w.is_disk_full(err):
+            raise OutputError(f"disk full while writing {config.output}") from None
+        if isinstance(err, MemoryError):
+            raise ProcessingError("out of memory: try a smaller --batch or --tile") from None
+        raise ProcessingError(f"processing failed: {type(err).__name__}: {' '.join(str(err).split())}") from err
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[Progress], None] | None,
+            start: float) -> tuple[int, int]:
+    """Feed decoded frames through the engine and hand outputs to the writer with exact pts."""
+    k = p.factor
+    scale = p.pts_scale
+    pending: collections.deque[DecodedFrame] = collections.deque()  # read, not yet fully written
+    total_in = p.info.frame_count or None
+    total_out = total_in * k if total_in else None
+
+    def feed() -> Iterator[Any]:
+        for decoded in reader:
+            pending.append(decoded)
+            yield decoded.rgb
+
+    raw_ok = p.config.mode == "interp"
+    frames_out = 0
+    frames_done = 0
+    last_report = 0.0
+    with reader:
+        for out in engine.process(feed()):
+            j, i = divmod(frames_out, k)
+            cur = pending[0]
+            if cur.index != j:  # pragma: no cover - engine/pipeline bookkeeping out of step
+                raise ProcessingError(f"internal error: output {frames_out} for input {cur.index}")
+            nxt_pts = pending[1].pts if len(pending) > 1 else cur.pts + cur.duration
+            step = nxt_pts - cur.pts
+            if scale == k:
+                pts, dur = cur.pts * k + i * step, step
+            else:  # coarse fallback: time base == input time base
+                pts, dur = cur.pts + (i * step) // k, max(1, step // k)
+            frame: Any = out
+            if raw_ok and out is cur.rgb and cur.raw is not None and _raw_matches(cur.raw, p):
+                frame = cur.raw
+            writer.write(frame, pts, dur)
+            frames_out += 1
+            if i == k - 1:
+                done = pending.popleft()
+                done.raw = None
+                frames_done += 1
+                now = time.perf_counter()
+                if progress is not None and (now - last_report >= 0.1 or frames_done == 1):
+                    last_report = now
+                    progress(Progress(frames_done, frames_out, total_in, total_out, now - start))
+    return frames_done, frames_out
+
+
+def _raw_matches(raw: Any, p: Plan) -> bool:
+    return raw.format.name == p.pix_fmt and raw.width == p.info.width and raw.height == p.info.height
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass

@@ -1,0 +1,183 @@
+"""Shared fixtures: tiny clips made with PyAV (with an AAC audio track), real frames from the shared
+data, and the tiny model with random weights (in memory and saved as a weights file)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+SHARED = Path("/work/shared/data")
+CLIPS = SHARED / "clips"
+
+
+def moving_pattern(n: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` RGB uint8 frames of a smooth pattern drifting right and down (ordinary motion)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 6.28, size=3)
+    frames = []
+    for i in range(n):
+        x, y = xx - 1.5 * i, yy - 0.75 * i
+        r = 127 + 100 * np.sin(x / 5.0 + phase[0])
+        g = 127 + 100 * np.sin(y / 4.0 + phase[1])
+        b = 127 + 100 * np.sin((x + y) / 7.0 + phase[2])
+        frames.append(np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8))
+    return frames
+
+
+def write_clip(
+    path: Path,
+    frames: Sequence[np.ndarray] | None = None,
+    *,
+    n: int = 10,
+    size: tuple[int, int] = (64, 48),
+    rate: Fraction = Fraction(30000, 1001),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    audio: bool = True,
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+    rotation: int = 0,
+    hflip: bool = False,
+    colour: tuple[int, int, int, int] | None = None,  # primaries, trc, matrix, range
+    language: str | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode ``frames`` (HxWx3 uint8/uint16 RGB; default: a moving pattern) into ``path``,
+    with a 440 Hz stereo AAC track exactly as long as the video when ``audio``."""
+    import av
+
+    if frames is None:
+        frames = moving_pattern(n, *size)
+    h, w = frames[0].shape[:2]
+    tb = time_base or Fraction(1) / rate
+    if pts is None:
+        step = Fraction(1) / (rate * tb)
+        assert step.denominator == 1, "time base must hold the frame step exactly"
+        pts = [int(i * step) for i in range(len(frames))]
+        end = int(len(frames) * step)
+    else:
+        end = pts[-1] + (pts[-1] - pts[-2])
+    out = av.open(str(path), "w", options=options or {})
+    vs = out.add_stream(codec, rate=rate)
+    vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+    vs.time_base = tb
+    vs.codec_context.time_base = tb
+    if codec in ("libx264", "libx265"):
+        vs.codec_context.options = {"crf": "12", **({"x265-params": "log-level=error"} if codec == "libx265" else {})}
+    if rotation or hflip:
+        vs.set_display_rotation(rotation, hflip=hflip)
+    if colour is not None:
+        cc = vs.codec_context
+        cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = colour
+    if language:
+        vs.metadata["language"] = language
+    aus = None
+    if audio:
+        aus = out.add_stream("aac", rate=48000)
+        aus.layout = "stereo"
+        aus.metadata["language"] = "eng"
+    for i, img in enumerate(frames):
+        fmt = "rgb48le" if img.dtype == np.uint16 else "rgb24"
+        f = av.VideoFrame.from_ndarray(img, format=fmt)
+        if pix_fmt != fmt:
+            kw = {}
+            if colour is not None:
+                kw = {"dst_colorspace": {1: 1, 5: 5, 6: 5, 9: 9}.get(colour[2]), "dst_color_range": colour[3] or None}
+            f = f.reformat(format=pix_fmt, **kw)
+        f.pts, f.time_base = pts[i], tb
+        for p in vs.encode(f):
+            out.mux(p)
+    for p in vs.encode():
+        out.mux(p)
+    if aus is not None:
+        total = int(round(float(end * tb) * 48000))
+        t = 0
+        while t < total:
+            m = min(1024, total - t)
+            s = (0.3 * np.sin(2 * np.pi * 440 * np.arange(t, t + m) / 48000)).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(np.stack([s, s]), format="fltp", layout="stereo")
+            af.sample_rate, af.pts = 48000, t
+            for p in aus.encode(af):
+                out.mux(p)
+            t += m
+        for p in aus.encode():
+            out.mux(p)
+    out.close()
+    return Path(path)
+
+
+_REAL_CACHE: dict[tuple[str, int, int, int, int], list[np.ndarray]] = {}
+
+
+def real_frames(name: str, n: int, width: int, height: int, start: int = 0) -> list[np.ndarray]:
+    """``n`` consecutive frames of a shared real clip, downscaled to ``width`` x ``height`` RGB."""
+    import av
+
+    key = (name, n, width, height, start)
+    if key not in _REAL_CACHE:
+        out = []
+        with av.open(str(CLIPS / name)) as c:
+            for i, f in enumerate(c.decode(video=0)):
+                if i < start:
+                    continue
+                out.append(f.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA"))
+                if len(out) == n:
+                    break
+        _REAL_CACHE[key] = out
+    return [f.copy() for f in _REAL_CACHE[key]]
+
+
+def decode_all(path: Path, fmt: str | None = None) -> list:
+    """Decoded frames of the first video stream: arrays in ``fmt`` or the av.VideoFrames."""
+    import av
+
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+        return [f.to_ndarray(format=fmt) for f in frames] if fmt else frames
+
+
+def packet_times(path: Path, kind: str = "video") -> tuple[list[int], list[int], Fraction]:
+    """(sorted pts, durations, time base) of every non-empty packet of the first ``kind`` stream."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        pk = [(p.pts, p.duration) for p in c.demux(s) if p.size and p.pts is not None]
+        tb = Fraction(s.time_base)
+    pk.sort()
+    return [p for p, _ in pk], [d for _, d in pk], tb
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> Callable[..., Path]:
+    """make_clip(name="in.mp4", **write_clip kwargs) -> path of a fresh clip in tmp_path."""
+
+    def _make(name: str = "in.mp4", frames: Sequence[np.ndarray] | None = None, **kw) -> Path:
+        return write_clip(tmp_path / name, frames, **kw)
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    import torch
+
+    from vidrestore.model import build_model
+
+    torch.manual_seed(1234)
+    return build_model("tiny").eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_model) -> Path:
+    """The tiny random-weight model saved as a weights file, for ``--weights PATH``."""
+    from vidrestore.weights import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "tiny-random.safetensors"
+    save_weights(tiny_model, path)
+    return path

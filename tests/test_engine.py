@@ -1,0 +1,204 @@
+"""The engine with the tiny random-weight model: frame bookkeeping, modes, scene cuts, batching,
+tiles, out-of-memory retry, and memory that stays flat in the video's length."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import moving_pattern, real_frames
+from vidrestore.engine import Engine, EngineConfig
+from vidrestore.errors import ProcessingError
+
+
+def run(model, frames, cuts=None, **kw):
+    kw.setdefault("scene_threshold", None)
+    engine = Engine(model, EngineConfig(**kw))
+    return list(engine.process(iter(frames), cuts)), engine
+
+
+class SpyModel(torch.nn.Module):
+    """Wraps the model and records which input frames (by their pixel sums) each window uses."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.windows: list[list[float]] = []
+        self.with_key: list[bool] = []
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def restore(self, frames, feats, times, with_key=True):
+        self.with_key.append(with_key)
+        for b in range(frames[0].shape[0]):
+            self.windows.append([round(float(f[b].sum()), 2) for f in frames])
+        return self.inner.restore(frames, feats, times, with_key)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])
+@pytest.mark.parametrize("mode", ["joint", "interp", "deblur"])
+def test_output_count_and_order(tiny_model, factor, mode):
+    frames = moving_pattern(5, 40, 24)
+    out, engine = run(tiny_model, frames, factor=factor, mode=mode, batch=2)
+    k = 1 if mode == "deblur" else factor
+    assert len(out) == 5 * k == engine.stats.frames_out
+    assert all(o.shape == (24, 40, 3) and o.dtype == np.uint8 for o in out)
+    # after the last input frame the K-1 remaining outputs repeat it
+    assert all(np.array_equal(out[-k], o) for o in out[-k:])
+    if mode == "interp":
+        assert all(out[j * k] is frames[j] for j in range(5))  # untouched input frames
+
+
+def test_joint_with_k1_is_deblur(tiny_model):
+    frames = moving_pattern(4, 40, 24)
+    a, _ = run(tiny_model, frames, factor=1, mode="joint")
+    b, _ = run(tiny_model, frames, factor=8, mode="deblur")
+    assert len(a) == len(b) == 4
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_joint_restores_key_frames_interp_does_not(tiny_model):
+    frames = moving_pattern(4, 40, 24)
+    spy = SpyModel(tiny_model)
+    out, _ = run(spy, frames, factor=2, mode="joint")
+    assert spy.with_key and all(spy.with_key)  # every window restores its key frame
+    assert not np.array_equal(out[1], out[0]) and not np.array_equal(out[1], out[2])  # new frames
+    spy = SpyModel(tiny_model)
+    run(spy, frames, factor=2, mode="interp")
+    assert spy.with_key and not any(spy.with_key)
+
+
+def test_batch_size_does_not_change_results(tiny_model):
+    frames = moving_pattern(6, 40, 24)
+    a, _ = run(tiny_model, frames, factor=3, batch=1)
+    b, eb = run(tiny_model, frames, factor=3, batch=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert eb.stats.encoded_frames == 6  # every frame encoded once and reused from the cache
+
+
+def test_odd_sizes_are_padded_and_cropped(tiny_model):
+    frames = moving_pattern(3, 37, 21)
+    out, _ = run(tiny_model, frames, factor=2)
+    assert all(o.shape == (21, 37, 3) for o in out)
+
+
+def test_16_bit_frames_stay_16_bit(tiny_model):
+    frames = [f.astype(np.uint16) * 257 for f in moving_pattern(3, 32, 16)]
+    out, _ = run(tiny_model, frames, factor=2)
+    assert all(o.dtype == np.uint16 for o in out)
+    out_i, _ = run(tiny_model, frames, factor=2, mode="interp")
+    assert out_i[0] is frames[0]
+
+
+def test_scene_cut_holds_frames_and_never_mixes_scenes(tiny_model):
+    a = real_frames("01_dog.mp4", 4, 48, 32)
+    b = real_frames("03_blocks.mp4", 4, 48, 32)
+    k = 4
+    out, engine = run(tiny_model, a + b, factor=k, mode="joint", scene_threshold=0.15)
+    assert engine.stats.cut_indices == [4]
+    last_a = out[3 * k]
+    for i in range(1, k):  # after the last frame before the cut: held copies, not blends
+        assert np.array_equal(out[3 * k + i], last_a)
+    # with the cut given explicitly, results match detection; without it, they differ (blends)
+    explicit, _ = run(tiny_model, a + b, cuts=[j == 4 for j in range(8)], factor=k)
+    assert all(np.array_equal(x, y) for x, y in zip(out, explicit))
+    blended, _ = run(tiny_model, a + b, factor=k, scene_threshold=None)
+    assert not np.array_equal(blended[3 * k + 1], blended[3 * k])
+
+
+def test_no_window_uses_frames_across_a_cut(tiny_model):
+    a = real_frames("01_dog.mp4", 3, 48, 32)
+    b = real_frames("02_cups.mp4", 3, 48, 32)
+    spy = SpyModel(tiny_model)
+    run(spy, a + b, factor=2, scene_threshold=0.15)
+    sums = [round(float(torch.from_numpy(f).permute(2, 0, 1).float().div(255).sum()), 2) for f in a + b]
+    scene_of = {s: (0 if i < 3 else 1) for i, s in enumerate(sums)}
+    assert len(spy.windows) == 6
+    for w in spy.windows:
+        scenes = {scene_of[min(scene_of, key=lambda s: abs(s - x))] for x in w}
+        assert len(scenes) == 1, w
+
+
+def test_tiles_cover_the_frame(tiny_model):
+    frames = moving_pattern(3, 100, 52)
+    whole, _ = run(tiny_model, frames, factor=2)
+    same, _ = run(tiny_model, frames, factor=2, tile=128)  # one tile covers everything
+    tiled, et = run(tiny_model, frames, factor=2, tile=32, tile_overlap=16, batch=4)
+    assert all(np.array_equal(x, y) for x, y in zip(whole, same))
+    assert len(tiled) == 6 and all(t.shape == (52, 100, 3) for t in tiled)
+    assert et.stats.encoded_frames == 3 * len(et._current_tiles())
+
+
+class OomAboveBatch(SpyModel):
+    def restore(self, frames, feats, times, with_key=True):
+        if frames[0].shape[0] > 1:
+            raise torch.OutOfMemoryError("fake: out of memory")
+        return self.inner.restore(frames, feats, times, with_key)
+
+
+class AlwaysOom(SpyModel):
+    def restore(self, frames, feats, times, with_key=True):
+        raise torch.OutOfMemoryError("fake: out of memory")
+
+
+def test_out_of_memory_halves_the_batch_then_gives_a_clear_error(tiny_model):
+    frames = moving_pattern(5, 40, 24)
+    ref, _ = run(tiny_model, frames, factor=2, batch=1)
+    out, engine = run(OomAboveBatch(tiny_model), frames, factor=2, batch=4)
+    assert engine.stats.oom_retries == 2 and engine._chunk == 1
+    assert all(np.array_equal(x, y) for x, y in zip(ref, out))
+    with pytest.raises(ProcessingError, match="out of memory"):
+        run(AlwaysOom(tiny_model), moving_pattern(3, 40, 24), factor=2, batch=1)
+
+
+def _frames(n, h=16, w=32):
+    base = moving_pattern(4, w, h)
+    for i in range(n):
+        yield base[i % 4].copy()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_frames_held_do_not_grow_with_video_length(tiny_model, batch):
+    held = []
+    for n in (12, 120):
+        engine = Engine(tiny_model, EngineConfig(factor=2, batch=batch, scene_threshold=0.15))
+        assert sum(1 for _ in engine.process(_frames(n))) == 2 * n
+        held.append((engine.stats.max_frames_held, engine.stats.max_features_cached))
+    assert held[0] == held[1]
+    assert held[1][0] <= batch + 3 and held[1][1] <= batch + 3
+
+
+def test_peak_memory_is_flat_in_video_length(tiny_model):
+    """10x more frames: no higher peak of Python-tracked allocations (the numpy frames)."""
+    peaks = []
+    for n in (6, 60):
+        engine = Engine(tiny_model, EngineConfig(factor=2, batch=2, scene_threshold=0.15))
+        tracemalloc.start()
+        try:
+            count = sum(1 for _ in engine.process(_frames(n)))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert count == 2 * n
+    # a list of all outputs would add 54 frames x 1.5 KB = 83 KB; allow far less than that
+    assert peaks[1] < peaks[0] + 40_000, peaks
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_matches_fp32(tiny_model, dtype):
+    import copy
+
+    model = copy.deepcopy(tiny_model).cuda()
+    frames = moving_pattern(5, 40, 24)
+    ref, _ = run(model, frames, factor=4, device="cuda", dtype=torch.float32)
+    half, _ = run(model, frames, factor=4, device="cuda", dtype=dtype, batch=3)
+    assert len(half) == len(ref) == 20
+    diff = max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(ref, half))
+    assert diff <= 12

@@ -1,0 +1,135 @@
+"""Probing, the decoding thread, pixel-format choice and output checks."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import moving_pattern
+from vidrestore.errors import InputError, OutputError, UsageError
+from vidrestore.io import probe
+from vidrestore.io.reader import FrameReader
+from vidrestore.io.writer import check_codec, check_target, choose_pix_fmt, container_format_for
+
+
+def test_probe_reports_exact_rate_count_duration_and_streams(make_clip):
+    path = make_clip(n=9, size=(64, 48), language="fra")
+    info = probe(path)
+    assert info.rate == Fraction(30000, 1001)
+    assert info.frame_count == 9 and info.frame_count_exact
+    assert info.duration == pytest.approx(9 * 1001 / 30000)
+    assert info.cfr is True
+    assert (info.width, info.height, info.pix_fmt, info.bit_depth) == (64, 48, "yuv420p", 8)
+    kinds = [(s.type, s.codec) for s in info.streams]
+    assert kinds == [("video", "h264"), ("audio", "aac")]
+    assert info.streams[0].language == "fra"
+
+
+def test_probe_detects_variable_frame_rate(make_clip):
+    pts = [0, 1, 2, 4, 5, 8, 9, 10]  # irregular steps
+    path = make_clip("vfr.mkv", moving_pattern(8, 32, 32), rate=Fraction(25), time_base=Fraction(1, 25),
+                     pts=pts, audio=False)
+    info = probe(path)
+    assert info.cfr is False and info.frame_count == 8
+
+
+def test_probe_reads_rotation_and_colour(make_clip):
+    path = make_clip(rotation=90, colour=(1, 1, 1, 1), audio=False)
+    info = probe(path)
+    assert info.rotation == 90
+    assert (info.colour.primaries, info.colour.transfer, info.colour.matrix, info.colour.range) == (1, 1, 1, 1)
+
+
+def test_reader_yields_every_frame_with_increasing_timestamps(make_clip):
+    path = make_clip(n=7)
+    info = probe(path, scan=False)
+    with FrameReader(info) as reader:
+        frames = list(reader)
+    assert [f.index for f in frames] == list(range(7))
+    assert [f.pts for f in frames] == [i * 1001 for i in range(7)]
+    assert all(f.duration == 1001 for f in frames)
+    assert frames[0].rgb.shape == (48, 64, 3) and frames[0].rgb.dtype == np.uint8
+
+
+def test_reader_keeps_ten_bit_precision(make_clip):
+    frames16 = [f.astype(np.uint16) * 257 for f in moving_pattern(3, 32, 32)]
+    path = make_clip("ten.mkv", frames16, codec="ffv1", pix_fmt="yuv444p10le", audio=False)
+    info = probe(path, scan=False)
+    assert info.bit_depth == 10
+    with FrameReader(info) as reader:
+        frames = list(reader)
+    assert frames[0].rgb.dtype == np.uint16
+    assert len(np.unique(frames[0].rgb[..., 0] & 0x3F)) > 1  # more than 8 bits of information
+
+
+def _truncate(path, fraction=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def test_reader_reports_truncated_matroska_with_the_frame(make_clip):
+    path = _truncate(make_clip("cut.mkv", n=40, audio=False))
+    info = probe(path, scan=False)
+    with pytest.raises(InputError, match=r"truncated.*frame \d+"):
+        with FrameReader(info) as reader:
+            list(reader)
+
+
+def test_reader_reports_corrupt_mp4_with_the_frame(make_clip):
+    path = make_clip("fs.mp4", n=40, audio=False, options={"movflags": "faststart"})
+    _truncate(path)
+    info = probe(path, scan=False)
+    with pytest.raises(InputError, match=r"frame \d+"):
+        with FrameReader(info) as reader:
+            list(reader)
+
+
+def test_reader_close_stops_the_thread_early(make_clip):
+    path = make_clip(n=30, audio=False)
+    reader = FrameReader(probe(path, scan=False), queue_size=2)
+    it = iter(reader)
+    next(it)
+    reader.close()
+    assert reader._thread is None
+
+
+@pytest.mark.parametrize("src,codec,size,expected", [
+    ("yuv420p", "libx264", (64, 48), "yuv420p"),
+    ("yuv420p10le", "libx264", (64, 48), "yuv420p10le"),
+    ("yuv420p", "libx264", (67, 45), "yuv444p"),  # x264 rejects odd sizes with 4:2:0
+    ("yuv420p", "ffv1", (67, 45), "yuv420p"),
+    ("gbrp", "ffv1", (64, 48), "bgr0"),  # 8-bit RGB stays RGB (lossless)
+    ("rgb24", "ffv1", (64, 48), "bgr0"),
+    ("gbrp10le", "ffv1", (64, 48), "gbrp10le"),
+    ("yuv422p", "libx264", (64, 48), "yuv422p"),
+    ("yuvj420p", "libx264", (64, 48), "yuv420p"),
+    ("yuv444p12le", "libsvtav1", (64, 48), "yuv420p10le"),
+    ("gray", "libx264", (64, 48), "gray"),
+])
+def test_pixel_format_is_kept_or_nearest(src, codec, size, expected):
+    assert choose_pix_fmt(src, codec, *size) == expected
+
+
+def test_output_checks(tmp_path, make_clip):
+    src = make_clip(n=3, audio=False)
+    with pytest.raises(UsageError, match="same file"):
+        check_target(src, src, overwrite=True)
+    with pytest.raises(OutputError, match="exists"):
+        check_target(src.with_name("in.mp4"), tmp_path / "other.mp4", overwrite=False)
+    with pytest.raises(OutputError, match="does not exist"):
+        check_target(tmp_path / "nope" / "out.mp4", src, overwrite=False)
+    with pytest.raises(UsageError, match="unknown output container"):
+        container_format_for(tmp_path / "out.notaformat")
+    assert container_format_for(tmp_path / "out.mkv") == "matroska"
+    with pytest.raises(UsageError, match="unknown codec"):
+        check_codec("no-such-codec", "mp4")
+    with pytest.raises(UsageError, match="cannot hold"):
+        check_codec("libx264", "webm")
+    with pytest.raises(UsageError, match="not a video encoder"):
+        check_codec("aac", "mp4")
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    assert os.listdir(tmp_path) == ["in.mp4"]
