@@ -1,0 +1,78 @@
+"""``vidrestore train``: a thin wrapper around ``vidrestore.train.loop.train``."""
+
+from __future__ import annotations
+
+import click
+
+from vidrestore.errors import UsageError
+
+
+def _parse_mix(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in ("synthetic", "clips", "videos"):
+            raise UsageError(f"--mix {text!r}: expected e.g. synthetic=0.7,clips=0.3 (names: synthetic, clips, videos)")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--mix {text!r}: {value!r} is not a number") from None
+    return out
+
+
+@click.command("train")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, final.safetensors.")
+@click.option("--size", type=click.Choice(["tiny", "small", "default"]), default="small", show_default=True, help="Model size.")
+@click.option("--steps", type=int, default=20000, show_default=True, help="Total optimizer steps of the run (over all resumed chunks).")
+@click.option("--minutes", type=float, default=None, help="Time budget of this invocation; checkpoints and exports when spent.")
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--crop", type=int, default=96, show_default=True, help="Training crop size in pixels.")
+@click.option("--lr", type=float, default=4e-4, show_default=True, help="Peak learning rate (warmup, then cosine).")
+@click.option("--warmup", type=int, default=300, show_default=True, help="Warmup steps.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (starts fresh if there is none).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", default="auto", show_default=True, help="auto, fp32, bf16 or fp16 (autocast).")
+@click.option("--textures", "textures", multiple=True, type=click.Path(exists=True), help="Images/videos (files or folders) for synthetic textures; repeatable. Default: procedural only.")
+@click.option("--clips", type=click.Path(exists=True), default=None, help="Sharp ordinary-rate videos: interpolation samples.")
+@click.option("--videos", type=click.Path(exists=True), default=None, help="High-frame-rate videos: Adobe240-style joint samples.")
+@click.option("--mix", "mix", default=None, help="Data mix weights, e.g. synthetic=0.7,clips=0.3 (default: synthetic 1, clips 0.25, videos 0.5 when given).")
+@click.option("--subframes", type=int, default=8, show_default=True, help="Synthetic sub-frames per input interval (>= 8, multiple of 8).")
+@click.option("--max-speed", type=float, default=24.0, show_default=True, help="Largest synthetic motion, px per input interval.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-every", type=int, default=500, show_default=True)
+@click.option("--val-count", type=int, default=16, show_default=True)
+@click.option("--log-every", type=int, default=25, show_default=True)
+@click.option("--ckpt-every", type=int, default=250, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch in this process (default: torch's choice).")
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None, help="Where to export the weights (default: OUT/final.safetensors).")
+def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, precision, textures, clips, videos,
+          mix, subframes, max_speed, seed, val_every, val_count, log_every, ckpt_every, threads, export) -> None:
+    """Train a model on synthetic scenes and/or your footage.
+
+    Synthetic scenes (textured layers with exact continuous motion, blur by averaging sub-frames) are
+    always available; --clips adds interpolation samples from sharp ordinary footage, --videos adds
+    Adobe240-style samples from your own high-frame-rate footage. Stop and resume at will: --minutes
+    bounds one invocation, --resume continues it.
+    """
+    from vidrestore.train.loop import TrainConfig, train as run_training
+
+    weights = _parse_mix(mix)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(
+        out=out, model=size, steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, warmup=warmup,
+        resume=resume, device=device, precision=precision, textures=tuple(textures), clips=clips, videos=videos,
+        mix_synthetic=weights.get("synthetic", 1.0), mix_clips=weights.get("clips"), mix_videos=weights.get("videos"),
+        subframes=subframes, max_speed=max_speed, seed=seed, val_every=val_every, val_count=val_count,
+        log_every=log_every, ckpt_every=ckpt_every, export=export,
+    )
+    result = run_training(cfg, echo=lambda line: click.echo(line))
+    state = "finished" if result.finished else "paused (run again with --resume to continue)"
+    click.echo(f"{state}: step {result.step}, weights {result.export_path}")

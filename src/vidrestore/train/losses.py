@@ -1,0 +1,97 @@
+"""Reconstruction losses: Charbonnier plus a multi-scale Laplacian-pyramid L1 term. No pretrained networks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_GAUSS_1D = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    eps: float = 1e-3  # Charbonnier epsilon
+    laplacian_weight: float = 0.5
+    levels: int = 4  # pyramid levels (fewer when the image is small)
+    key_weight: float = 1.0
+    inter_weight: float = 1.0
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """[...,C,H,W] -> [N,C,H,W] in fp32."""
+    return x.reshape(-1, *x.shape[-3:]).float()
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """mean(sqrt(d^2 + eps^2)) - eps: zero when pred == target, ~L1 for large errors."""
+    d = pred.float() - target.float()
+    return (torch.sqrt(d * d + eps * eps) - eps).mean()
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    k1 = torch.tensor(_GAUSS_1D, device=x.device, dtype=x.dtype)
+    k2 = torch.outer(k1, k1)
+    k2 = (k2 / k2.sum()).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k2, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Band-pass levels (finest first) and the low-pass residual last: levels+1 tensors at most."""
+    out = []
+    cur = x
+    for _ in range(levels):
+        if min(cur.shape[-2:]) < 8:
+            break
+        low = _blur(cur)
+        down = low[..., ::2, ::2]
+        up = F.interpolate(down, size=cur.shape[-2:], mode="bilinear", align_corners=False)
+        out.append(cur - up)
+        cur = down
+    out.append(cur)
+    return out
+
+
+def laplacian_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """L1 between Laplacian pyramids; coarser levels weighted up (2^l) to balance their smaller size."""
+    pp = laplacian_pyramid(_flat(pred), levels)
+    tp = laplacian_pyramid(_flat(target), levels)
+    total = pred.new_zeros((), dtype=torch.float32)
+    for level, (a, b) in enumerate(zip(pp, tp)):
+        total = total + (2.0 ** level) * (a - b).abs().mean()
+    return total / len(pp)
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    loss = charbonnier(pred, target, cfg.eps)
+    if cfg.laplacian_weight > 0:
+        loss = loss + cfg.laplacian_weight * laplacian_loss(pred, target, cfg.levels)
+    return loss
+
+
+def restoration_loss(
+    key: torch.Tensor | None,
+    inter: torch.Tensor,
+    key_target: torch.Tensor,
+    inter_target: torch.Tensor,
+    cfg: LossConfig = LossConfig(),
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted loss on the key frame [B,3,H,W] and the intermediate frames [B,T,3,H,W]."""
+    parts: dict[str, float] = {}
+    total = inter.new_zeros((), dtype=torch.float32)
+    if key is not None and cfg.key_weight > 0:
+        lk = image_loss(key, key_target, cfg)
+        parts["key"] = float(lk.detach())
+        total = total + cfg.key_weight * lk
+    if inter.numel() and cfg.inter_weight > 0:
+        li = image_loss(inter, inter_target, cfg)
+        parts["inter"] = float(li.detach())
+        total = total + cfg.inter_weight * li
+    return total, parts
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of [...,C,H,W] images in [0,1] (pred is clamped): shape [...]."""
+    mse = ((pred.float().clamp(0, 1) - target.float()) ** 2).mean(dim=(-3, -2, -1))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

@@ -1,0 +1,296 @@
+"""Training: synthetic scenes with exact ground truth, footage samplers, losses, loop, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidrestore.errors import UsageError
+from vidrestore.train import scenes as S
+from vidrestore.train.data import ClipSampler, VideoSampler, adobe_window, decode_video, interp_window
+from vidrestore.train.losses import charbonnier, laplacian_loss, psnr, restoration_loss
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _clean(**kw) -> S.SceneConfig:
+    """A scene config without photometric noise/quantization, so ground-truth identities are exact."""
+    base = dict(height=40, width=48, factor=4, subframes_per_interval=8, noise=0.0, brightness=0.0, quantize=False)
+    base.update(kw)
+    return S.SceneConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------- scenes
+
+
+def test_scenes_reproducible_and_seed_dependent():
+    cfg = S.SceneConfig(height=32, width=40, factor=4)
+    a = S.render_batch(cfg, 3, _gen(7), "cpu")
+    b = S.render_batch(cfg, 3, _gen(7), "cpu")
+    c = S.render_batch(cfg, 3, _gen(8), "cpu")
+    assert a.inputs.shape == (3, 4, 3, 32, 40)
+    assert a.key.shape == (3, 3, 32, 40)
+    assert a.inter.shape == (3, 3, 3, 32, 40)
+    assert torch.allclose(a.times, torch.tensor([0.25, 0.5, 0.75]))
+    for name in ("inputs", "key", "inter"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert (a.key - c.key).abs().mean() > 0.01
+    for x in (a.inputs, a.key, a.inter):
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def test_static_scene_blurry_equals_sharp():
+    cfg = _clean(static_prob=1.0, exposure=(0.5, 1.0), sharp_prob=0.0)
+    s = S.render_batch(cfg, 2, _gen(1), "cpu")
+    for k in range(4):
+        assert torch.allclose(s.inputs[:, k], s.key, atol=1e-5)
+    assert torch.allclose(s.inter, s.key[:, None].expand_as(s.inter), atol=1e-6)
+
+
+def test_exposure_zero_input_is_sharp_key_and_exposure_blurs():
+    sharp = S.render_batch(_clean(exposure=0.0, static_prob=0.0), 3, _gen(2), "cpu", levels=torch.full((3,), 0.8))
+    assert torch.equal(sharp.inputs[:, 1], sharp.key)
+    blurry = S.render_batch(_clean(exposure=1.0, static_prob=0.0), 3, _gen(2), "cpu", levels=torch.full((3,), 0.8))
+    # Same scenes (same seed, exposure drawn after the scene), same sharp key; the inputs differ.
+    assert torch.equal(blurry.key, sharp.key)
+    assert (blurry.inputs[:, 1] - blurry.key).abs().mean() > 1e-3
+    # A blurry frame has less high-frequency energy than its sharp counterpart.
+    def hf(x: torch.Tensor) -> float:
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    assert hf(blurry.inputs[:, 1]) < hf(blurry.key)
+
+
+def test_pan_ground_truth_moves_continuously():
+    cfg = _clean(min_objects=0, max_objects=0, factor=8)
+    scene = S.sample_scene(cfg, 2, _gen(3), "cpu")
+    motion = scene.background_motion.zero_motion()
+    motion = replace(motion, vel=torch.tensor([[[8.0, 0.0]], [[0.0, -16.0]]]))  # px per input interval
+    scene = replace(scene, background_motion=motion)
+    s = S.render_scene_sample(cfg, scene, torch.zeros(2), S.default_times(8))
+    for j in range(1, 8):  # target at t = j/8: sample 0 moved right by j px, sample 1 up by 2j px
+        inter = s.inter[:, j - 1]
+        assert torch.allclose(inter[0, :, :, j:], s.key[0, :, :, :-j], atol=1e-5)
+        assert torch.allclose(inter[1, :, : -2 * j], s.key[1, :, 2 * j :], atol=1e-5)
+    # Sharp inputs are the frames at t = -1, 0, 1, 2: shifted by -8, 0, 8, 16 px.
+    assert torch.allclose(s.inputs[0, 2][:, :, 8:], s.key[0][:, :, :-8], atol=1e-5)
+    assert torch.allclose(s.inputs[0, 0][:, :, :-8], s.key[0][:, :, 8:], atol=1e-5)
+
+
+def test_exposure_window_subframes():
+    times = S.input_times(7 / 8, 8)
+    assert [t.numel() for t in times] == [7] * 4
+    assert torch.allclose(times[1], torch.arange(-3, 4, dtype=torch.float32) / 8)
+    assert torch.allclose(times[2].mean(), torch.tensor(1.0))
+    assert [t.tolist() for t in S.input_times(0.0, 8)] == [[-1.0], [0.0], [1.0], [2.0]]
+    with pytest.raises(UsageError):
+        S.SceneConfig(height=32, width=32, factor=8, subframes_per_interval=12)
+
+
+def test_random_times_and_textures_from_folder(tmp_path):
+    import cv2
+
+    from vidrestore.train.textures import TextureBank
+
+    img = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    bank = TextureBank.from_paths([tmp_path])
+    assert len(bank) == 1
+    crops = bank.sample(4, 24, 24, _gen(0), "cpu")
+    assert crops.shape == (4, 3, 24, 24) and 0 <= float(crops.min()) and float(crops.max()) <= 1
+    times = torch.tensor([0.1, 0.37])
+    s = S.render_batch(S.SceneConfig(height=24, width=32, factor=4), 2, _gen(5), "cpu", bank, times=times)
+    assert s.inter.shape == (2, 2, 3, 24, 32) and torch.equal(s.times, times)
+
+
+def test_validation_set_is_fixed():
+    a = S.validation_set(count=2, height=32, width=32)
+    b = S.validation_set(count=3, height=32, width=32)
+    assert len(a) == 2 and len(b) == 3
+    for x, y in zip(a, b[:2]):
+        assert torch.equal(x.inputs, y.inputs) and torch.equal(x.inter, y.inter)
+    assert a[0].inter.shape == (1, 7, 3, 32, 32)
+    assert not torch.equal(a[0].key, a[1].key)
+
+
+# ---------------------------------------------------------------------------------------------- footage
+
+
+def _write_video(path: Path, values: list[int], size=(32, 24), rate: int = 240) -> None:
+    """A lossless clip whose frame n is a flat grey of value values[n]."""
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("ffv1", rate=rate)
+        st.width, st.height, st.pix_fmt = w, h, "bgr0"
+        for v in values:
+            arr = np.full((h, w, 3), v, dtype=np.uint8)
+            for packet in st.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
+
+
+def test_adobe_window_indices():
+    w = adobe_window(20, factor=8, blur=7)
+    assert w.inputs[1] == tuple(range(17, 24))
+    assert w.inputs[0] == tuple(range(9, 16)) and w.inputs[3] == tuple(range(33, 40))
+    assert w.key == 20 and w.inter == tuple(range(21, 28))
+    assert w.times == tuple(j / 8 for j in range(1, 8))
+    assert adobe_window(5, factor=2, blur=1).inputs == ((3,), (5,), (7,), (9,))
+    assert interp_window(4, 2).inputs == ((2,), (4,), (6,), (8,)) and interp_window(4, 2).inter == (5,)
+    m = adobe_window(10, factor=4, blur=3).mirrored(30)
+    assert m.key == 19 and m.inputs[1] == (20, 19, 18) and m.inter == (18, 17, 16)
+
+
+def test_video_sampler_makes_adobe_samples(tmp_path):
+    _write_video(tmp_path / "hfr.mkv", [8 * n for n in range(30)])
+    frames = decode_video(tmp_path / "hfr.mkv")
+    assert frames.shape == (30, 24, 32, 3)
+    assert frames[:, 0, 0, 0].tolist() == [8 * n for n in range(30)]
+    sampler = VideoSampler([frames], factor=4, blur=[3])
+    g = _gen(0)
+    for _ in range(3):
+        s = sampler.sample(4, 16, g, "cpu")
+        assert s.inputs.shape == (4, 4, 3, 16, 16) and s.inter.shape == (4, 3, 3, 16, 16)
+        assert torch.allclose(s.times, torch.tensor([0.25, 0.5, 0.75]))
+        idx = lambda x: x[..., 0, 0, 0] * 255 / 8  # noqa: E731  frame index encoded in the grey level
+        for b in range(4):
+            c = float(idx(s.key[b]))
+            d = float(idx(s.inter[b, 0])) - c  # +1 forwards, -1 for a time-reversed window
+            assert d in (1.0, -1.0)
+            # input k: mean of frames c + 4k*d - 1 .. c + 4k*d + 1 = frame c + 4k*d
+            assert torch.allclose(idx(s.inputs[b]), torch.tensor([c - 4 * d, c, c + 4 * d, c + 8 * d]), atol=1e-3)
+            assert torch.allclose(idx(s.inter[b]), torch.tensor([c + d, c + 2 * d, c + 3 * d]), atol=1e-3)
+            assert 1 <= min(c - 4 * d, c + 8 * d) and max(c - 4 * d, c + 8 * d) <= 28
+
+
+def test_clip_sampler_makes_interpolation_samples():
+    frames = torch.arange(20, dtype=torch.uint8).mul(10).view(20, 1, 1, 1).expand(20, 20, 20, 3).contiguous()
+    s = ClipSampler([frames], strides=(2,)).sample(3, 16, _gen(1), "cpu")
+    idx = s.inputs[..., 0, 0, 0] * 25.5
+    assert torch.equal(s.key, s.inputs[:, 1])  # the key target is the sharp input itself
+    assert s.inter.shape == (3, 1, 3, 16, 16) and torch.allclose(s.times, torch.tensor([0.5]))
+    step = idx[:, 2] - idx[:, 1]
+    assert torch.allclose(step.abs(), torch.full((3,), 2.0), atol=1e-3)
+    assert torch.allclose(s.inter[:, 0, 0, 0, 0] * 25.5, idx[:, 1] + step / 2, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def test_losses_zero_on_identical_positive_otherwise():
+    g = _gen(0)
+    x = torch.rand(2, 3, 3, 32, 32, generator=g)
+    y = x + 0.05 * torch.randn(x.shape, generator=g)
+    assert float(charbonnier(x, x)) == 0.0
+    assert float(laplacian_loss(x, x)) == 0.0
+    assert float(charbonnier(x, y)) > 0.01
+    assert float(laplacian_loss(x, y)) > 0.01
+    # The pyramid term sees a fine-detail change that barely moves the mean.
+    assert float(laplacian_loss(x, x + 0.02 * torch.randn(x.shape, generator=g))) > 0
+    total, parts = restoration_loss(x[:, 0], x, x[:, 0], x)
+    assert float(total) == 0.0 and set(parts) == {"key", "inter"}
+    assert float(restoration_loss(x[:, 0], y, x[:, 0], x)[0]) > 0
+    assert float(psnr(x, x).min()) >= 99
+
+
+# ---------------------------------------------------------------------------------------------- loop
+
+
+def test_tiny_model_overfits_a_batch():
+    from vidrestore.model.network import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    s = S.render_batch(S.SceneConfig(height=32, width=32, factor=4), 2, _gen(4), "cpu")
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(12):
+        key, inter = model(s.inputs, s.times)
+        loss, _ = restoration_loss(key, inter, s.key, s.inter)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert min(losses[-3:]) < losses[0]
+
+
+def _small_cfg(out: Path, **kw):
+    from vidrestore.train.loop import TrainConfig
+
+    base = dict(out=str(out), model="tiny", steps=3, batch=2, crop=32, warmup=2, val_count=1, val_size=32,
+                val_every=2, ckpt_every=2, log_every=1, device="cpu", precision="fp32", factor=4, subframes=8)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_checkpoint_resume_export(tmp_path):
+    from safetensors.torch import load_file
+
+    from vidrestore.train.loop import train
+    from vidrestore.weights import read_metadata
+
+    out = tmp_path / "run"
+    lines: list[str] = []
+    r1 = train(_small_cfg(out), echo=lines.append)
+    assert r1.step == 3 and r1.finished
+    assert (out / "ckpt" / "model.safetensors").is_file() and (out / "ckpt" / "optim.safetensors").is_file()
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert state["step"] == 3 and state["model"] == "tiny"
+    opt_saved = load_file(str(out / "ckpt" / "optim.safetensors"))
+    assert any(k.endswith(".exp_avg") for k in opt_saved) and "rng.cpu" in opt_saved
+    meta = read_metadata(out / "final.safetensors")
+    assert meta["train.steps"] == "3" and meta["train.finished"] == "true"
+    assert "inter_psnr" in json.loads(meta["train.val"])
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert "baseline" in kinds and "val" in kinds and kinds[-1] == "stop"
+
+    with pytest.raises(UsageError):  # an existing checkpoint is never silently overwritten
+        train(_small_cfg(out), echo=lines.append)
+    with pytest.raises(UsageError):
+        train(_small_cfg(out, model="small", resume=True), echo=lines.append)
+
+    r2 = train(_small_cfg(out, steps=5, resume=True), echo=lines.append)
+    assert r2.step == 5 and r2.finished
+    assert any("resumed" in line and "step 3" in line for line in lines)
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert state["step"] == 5 and state["seconds"] >= r1.seconds
+    opt_now = load_file(str(out / "ckpt" / "optim.safetensors"))
+    steps_now = [float(v) for k, v in opt_now.items() if k.endswith(".step")]
+    assert steps_now and all(v == 5.0 for v in steps_now)  # optimizer state continued, not restarted
+
+
+def test_train_stops_cleanly_at_time_budget(tmp_path):
+    from vidrestore.train.loop import train
+
+    out = tmp_path / "run"
+    r = train(_small_cfg(out, steps=1000, minutes=0.001), echo=lambda _: None)
+    assert not r.finished and r.step < 1000
+    assert (out / "ckpt" / "state.json").is_file() and Path(r.export_path).is_file()
+
+
+def test_train_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--help"])
+    assert res.exit_code == 0 and "--minutes" in res.output
+    res = runner.invoke(main, ["train", "--out", str(tmp_path / "x"), "--mix", "clips=1"])
+    assert res.exit_code == 2 and "--clips" in res.output
+    res = runner.invoke(main, ["train", "--out", str(tmp_path / "r"), "--size", "tiny", "--steps", "1",
+                               "--batch", "1", "--crop", "32", "--val-count", "1", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "finished: step 1" in res.output
+    assert (tmp_path / "r" / "final.safetensors").is_file()
