@@ -133,11 +133,18 @@ def tensors_to_bytes(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[st
     return save(dict(tensors), metadata=dict(metadata))
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A hidden temporary file in ``path``'s folder, readable by all like a normally created file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)
+    return fd, tmp
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -156,7 +163,7 @@ def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
     """Copy a file so that ``dst`` is either the old file or the complete new one, never a partial one."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    fd, tmp = _temp_beside(dst)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             for chunk in iter(lambda: inp.read(_CHUNK), b""):
