@@ -9,7 +9,10 @@
   and cross-attention from its neighbours, built from two factorized operators.
 * :class:`InterFrameAttention` -- EMA-VFI-style attention of every pixel of one latent over a
   local window of another: one softmax gives both the aggregated appearance of the other frame
-  and a motion vector (the attention-weighted mean of the window offsets).
+  and a motion vector (the attention-weighted mean of the window offsets). Its logits add to the
+  learned query-key term a matching term on fixed, normalised image-patch descriptors, so that
+  the attention follows the true motion from the first training step (random latents do not
+  match across frames, and a motion learned only through warping gradients is very slow to start).
 """
 
 from __future__ import annotations
@@ -110,9 +113,17 @@ class InterFrameAttention(nn.Module):
         self.k = nn.Conv2d(channels, dim, 1)
         self.v = nn.Conv2d(channels, channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
+        # sharpness of the descriptor-matching term (log scale, learned)
+        self.log_match = nn.Parameter(torch.tensor(3.0))
         r = window // 2
         oy, ox = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
         self.register_buffer("offsets", torch.stack((ox.flatten(), oy.flatten()), 0).float(), persistent=False)
+
+    def _inside(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """[1, K2, HW] bool: which window offsets of each pixel fall inside the frame."""
+        r = self.window // 2
+        ones = F.pad(torch.ones(1, 1, h, w, device=device), (r, r, r, r))
+        return F.unfold(ones, self.window) > 0.5
 
     def _neighbours(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -120,14 +131,41 @@ class InterFrameAttention(nn.Module):
         xp = F.pad(x, (r, r, r, r), mode="replicate")
         return F.unfold(xp, self.window).reshape(b, c, self.window * self.window, h * w)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        desc_a: torch.Tensor | None = None,
+        desc_b: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """a, b: latents [B, C, H, W]; desc_a, desc_b: unit-norm patch descriptors [B, D, H, W] or None."""
         n, c, h, w = a.shape
         na, nb = self.norm(a), self.norm(b)
         q = self.q(na).reshape(n, self.dim, 1, h * w)
         k = self._neighbours(self.k(nb))  # [B, D, K2, HW]
         logits = (q * k).sum(dim=1) * (self.dim**-0.5)  # [B, K2, HW]
+        if desc_a is not None and desc_b is not None:
+            d = desc_a.shape[1]
+            match = (desc_a.reshape(n, d, 1, h * w) * self._neighbours(desc_b)).sum(dim=1)  # cosine similarity
+            logits = logits + self.log_match.exp() * match
+        logits = logits.masked_fill(~self._inside(h, w, a.device), float("-inf"))  # no matches off the frame
         attn = logits.float().softmax(dim=1)
         v = self._neighbours(self.v(nb))  # [B, C, K2, HW]
         agg = (v * attn.to(v.dtype).unsqueeze(1)).sum(dim=2).reshape(n, c, h, w)
         motion = torch.einsum("ok,bkp->bop", self.offsets.to(attn.dtype), attn).reshape(n, 2, h, w)
         return a + self.out(agg), motion.to(a.dtype)
+
+
+def patch_descriptors(frame: torch.Tensor, scale: int = 8) -> torch.Tensor:
+    """Fixed matching descriptors on the 1/``scale`` grid: [B, 3*4*9, H/scale, W/scale].
+
+    The frame is averaged to 1/(scale/2), each 2x2 block is stacked into one vector, and the
+    vectors of a 3x3 neighbourhood are concatenated; each descriptor is mean-subtracted and
+    normalised to unit length, so a dot product is a normalised cross-correlation.
+    """
+    small = F.avg_pool2d(frame, scale // 2)
+    d = F.pixel_unshuffle(small, 2)
+    b, c, h, w = d.shape
+    d = F.unfold(F.pad(d, (1, 1, 1, 1), mode="replicate"), 3).reshape(b, c * 9, h, w)
+    d = d - d.mean(dim=1, keepdim=True)
+    return d / (d.norm(dim=1, keepdim=True) + 1e-2)

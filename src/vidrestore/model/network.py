@@ -31,10 +31,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidrestore.model.attention import AdaptiveLatentAttention, InterFrameAttention
+from vidrestore.model.attention import AdaptiveLatentAttention, InterFrameAttention, patch_descriptors
 from vidrestore.model.warp import backward_warp, resize_flow
 
-Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8)
+Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> Features:
         f1 = self.s1(x - 0.5)
         f2 = self.s2(f1)
-        return f1, f2, self.s3(f2)
+        return f1, f2, self.s3(f2), patch_descriptors(x)
 
 
 class KeyBranch(nn.Module):
@@ -151,7 +152,7 @@ class KeyBranch(nn.Module):
         nxt: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         """prev/nxt: (appearance @1/8, motion @1/8, neighbour f2 @1/4)."""
-        f1, f2, x = feat
+        f1, f2, x, _ = feat
         app_p, mot_p, f2_p = prev
         app_n, mot_n, f2_n = nxt
         h = self.fuse(torch.cat((x, z, app_p, app_n, mot_p, mot_n), dim=1))
@@ -235,6 +236,7 @@ class VidRestoreNet(nn.Module):
         f_prev, f0, f1, f_next = frames
         e_prev, e0, e1, e_next = feats
         x_prev, x0, x1, x_next = (e[2] for e in feats)
+        g_prev, g0, g1 = feats[0][3], feats[1][3], feats[2][3]
         b = f0.shape[0]
         times = times.to(device=f0.device, dtype=f0.dtype)
         if times.dim() == 1:
@@ -242,11 +244,11 @@ class VidRestoreNet(nn.Module):
         n_t = times.shape[1]
 
         self0 = self.ala.self_term(x0)
-        app01, m01 = self.ifa(x0, x1)
+        app01, m01 = self.ifa(x0, x1, g0, g1)
 
         key = None
         if with_key:
-            app0p, m0p = self.ifa(x0, x_prev)
+            app0p, m0p = self.ifa(x0, x_prev, g0, g_prev)
             z_key = self.ala.key(x0, [x_prev, x1, x_next], self_x=self0)
             key = self.key_branch(f0, e0, z_key, (app0p, m0p, e_prev[1]), (app01, m01, e1[1]))
 
@@ -254,7 +256,7 @@ class VidRestoreNet(nn.Module):
         if n_t == 0:
             return key, f0.new_zeros((b, 0, 3, h, w))
 
-        app10, m10 = self.ifa(x1, x0)
+        app10, m10 = self.ifa(x1, x0, g1, g0)
         self1 = self.ala.self_term(x1)
         z_pair = self.ala.pair(x0, x1, self_x0=self0, self_x1=self1)
 
@@ -289,7 +291,7 @@ class VidRestoreNet(nn.Module):
             flow_full = resize_flow(flows[s], (h, w))
             warped = backward_warp(imgs[s], flow_full)
             blend = blend + weights[:, s : s + 1] * warped
-            f1_s, f2_s, _ = enc[s]
+            f1_s, f2_s = enc[s][:2]
             size1, size2 = f1_s.shape[-2:], f2_s.shape[-2:]
             wf1 = backward_warp(rep(f1_s), resize_flow(flows[s], size1))
             wimg_half = F.avg_pool2d(warped, 2)
@@ -304,9 +306,8 @@ class VidRestoreNet(nn.Module):
         b, n = frames.shape[:2]
         if n != 4:
             raise ValueError(f"expected a window of 4 frames, got {n}")
-        flat = frames.flatten(0, 1)
-        f1, f2, x = self.encode(flat)
-        feats = [(f1.unflatten(0, (b, 4))[:, i], f2.unflatten(0, (b, 4))[:, i], x.unflatten(0, (b, 4))[:, i]) for i in range(4)]
+        flat = self.encode(frames.flatten(0, 1))
+        feats = [tuple(part.unflatten(0, (b, 4))[:, i] for part in flat) for i in range(4)]
         key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True)
         assert key is not None
         return key, inter
