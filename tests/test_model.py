@@ -141,3 +141,18 @@ def test_backward_warp_translation():
     flow[:, 0] = 1.0
     out = backward_warp(img, flow)
     torch.testing.assert_close(out[..., :-1], img[..., 1:])
+
+
+def test_fresh_model_follows_a_pan():
+    """The descriptor-matching term makes the untrained motion follow a pure translation."""
+    torch.manual_seed(0)
+    model = build_model("small").eval()
+    base = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 192, 256), 3, stride=2, padding=1)[..., :96, :128]
+    base = torch.nn.functional.interpolate(base, size=(96, 128), mode="bilinear", align_corners=False)
+    shifted = torch.roll(base, shifts=(0, 16), dims=(2, 3))  # content moves +16 px in x
+    with torch.no_grad():
+        fa, fb = model.encode(base), model.encode(shifted)
+        _, motion = model.ifa(fa[2], fb[2], fa[3], fb[3])
+    core = motion[0, :, 2:-2, 3:-3]  # away from the wrap-around
+    assert abs(core[0].mean().item() - 2.0) < 0.5  # 16 px = 2 cells of the 1/8 grid
+    assert abs(core[1].mean().item()) < 0.3
