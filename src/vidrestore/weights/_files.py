@@ -5,13 +5,14 @@ Only the safetensors format is used: no pickle is ever loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Mapping
 
 from vidrestore.errors import WeightsError
 
@@ -140,14 +141,19 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk and rename it into place."""
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces ``path`` only once the block completes.
+
+    The data goes to a hidden temporary file beside ``path``; it is flushed to disk and renamed
+    into place at the end, and removed if the block raises (Ctrl-C included).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -159,21 +165,14 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
+    with _atomic_file(path) as fh:
+        fh.write(data)
+
+
 def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a file so that ``dst`` is either the old file or the complete new one, never a partial one."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(dst)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            for chunk in iter(lambda: inp.read(_CHUNK), b""):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _atomic_file(dst) as out, open(src, "rb") as inp:
+        for chunk in iter(lambda: inp.read(_CHUNK), b""):
+            out.write(chunk)
