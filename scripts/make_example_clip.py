@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cut the README's example clip: the first ~2 s of a shared real clip, downscaled, with its audio.
 
-    python scripts/make_example_clip.py [--src /work/shared/data/clips/01_dog.mp4]
+    python scripts/make_example_clip.py [--src ../shared/data/clips/01_dog.mp4]
         [--out src/vidrestore/assets/example.mp4] [--seconds 2] [--width 640] [--height 360]
 
 Video: decoded, downscaled with area averaging, re-encoded with libx264 (CRF 20, preset slow,
@@ -72,7 +72,7 @@ def make_clip(src: Path, out: Path, seconds: float, width: int, height: int, crf
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, default=Path("/work/shared/data/clips/01_dog.mp4"))
+    ap.add_argument("--src", type=Path, default=Path("../shared/data/clips/01_dog.mp4"))
     ap.add_argument("--out", type=Path, default=ROOT / "src/vidrestore/assets/example.mp4")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--width", type=int, default=640)

@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pytest
 
-SHARED = Path("/work/shared/data")
+# the project's shared data lives beside the repository (../shared/data), in CI as here
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = SHARED / "clips"
 
 

@@ -170,7 +170,7 @@ def test_real_clip_streams_and_data_stream_note(tiny_model, tmp_path):
     stream as is (dropped with a note), NUT can (copied). Interp x1 does not need the model."""
     import av
 
-    real = Path("/work/shared/data/clips/01_dog.mp4")
+    real = CLIPS / "01_dog.mp4"
     src = tmp_path / "dog.nut"
     with av.open(str(real)) as c, av.open(str(src), "w") as out:  # the first 0.3 s, every stream
         streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
