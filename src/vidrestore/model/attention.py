@@ -102,7 +102,7 @@ class InterFrameAttention(nn.Module):
     of this latent's grid, i.e. where the content of ``a`` at p lies in ``b``.
     """
 
-    def __init__(self, channels: int, dim: int, window: int) -> None:
+    def __init__(self, channels: int, dim: int, window: int, motion_prior: float = 0.0) -> None:
         super().__init__()
         if window % 2 != 1:
             raise ValueError("inter-frame attention window must be odd")
@@ -118,6 +118,9 @@ class InterFrameAttention(nn.Module):
         r = window // 2
         oy, ox = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
         self.register_buffer("offsets", torch.stack((ox.flatten(), oy.flatten()), 0).float(), persistent=False)
+        # a prior for small motion: -prior * |offset|^2 on the logits, so that among near-equal
+        # matches (flat or repetitive texture) the attention prefers the nearest one
+        self.register_buffer("prior", (-motion_prior * (self.offsets**2).sum(0)).view(1, -1, 1), persistent=False)
 
     def _inside(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """[1, K2, HW] bool: which window offsets of each pixel fall inside the frame."""
@@ -148,6 +151,7 @@ class InterFrameAttention(nn.Module):
             d = desc_a.shape[1]
             match = (desc_a.reshape(n, d, 1, h * w) * self._neighbours(desc_b)).sum(dim=1)  # cosine similarity
             logits = logits + self.log_match.exp() * match
+        logits = logits + self.prior.to(logits.dtype)
         logits = logits.masked_fill(~self._inside(h, w, a.device), float("-inf"))  # no matches off the frame
         attn = logits.float().softmax(dim=1)
         v = self._neighbours(self.v(nb))  # [B, C, K2, HW]

@@ -50,6 +50,7 @@ class ModelConfig:
     ifa_window: int = 7  # inter-frame attention window (odd), in 1/8-scale pixels
     ifa_dim: int = 32
     head_channels: int = 48  # flow head and refiner width at 1/8 and 1/4
+    motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset
 
     @property
     def multiple(self) -> int:
@@ -210,7 +211,7 @@ class VidRestoreNet(nn.Module):
         c3 = config.channels[2]
         self.encoder = Encoder(config)
         self.ala = AdaptiveLatentAttention(c3, config.spatial_maps, config.temporal_maps)
-        self.ifa = InterFrameAttention(c3, config.ifa_dim, config.ifa_window)
+        self.ifa = InterFrameAttention(c3, config.ifa_dim, config.ifa_window, config.motion_prior)
         self.key_branch = KeyBranch(config)
         self.flow_head = FlowHead(config)
         self.refiner = Refiner(config)
