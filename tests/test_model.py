@@ -156,3 +156,19 @@ def test_fresh_model_follows_a_pan():
     core = motion[0, :, 2:-2, 3:-3]  # away from the wrap-around
     assert abs(core[0].mean().item() - 2.0) < 0.5  # 16 px = 2 cells of the 1/8 grid
     assert abs(core[1].mean().item()) < 0.3
+
+
+def test_fresh_model_sees_no_motion_in_a_static_real_frame():
+    """The small-motion prior keeps flat and repetitive real texture from producing spurious motion."""
+    import cv2
+
+    from conftest import SHARED
+
+    img = cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR)
+    frame = torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:176, :320]).permute(2, 0, 1).float().div(255)
+    torch.manual_seed(0)
+    model = build_model("small").eval()
+    with torch.no_grad():
+        f = model.encode(frame.unsqueeze(0))
+        _, motion = model.ifa(f[2], f[2], f[3], f[3])
+    assert motion.norm(dim=1).mean().item() < 0.05  # in 1/8-scale cells
