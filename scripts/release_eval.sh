@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every quality and speed figure in the README and the model card comes from this script.
+# Usage: scripts/release_eval.sh OUTDIR [WEIGHTS]   (WEIGHTS: name or path; default: the bundled default)
+# Writes OUTDIR/*.json and OUTDIR/*.txt (the terminal tables). CPU-only run: about 10-15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:?usage: scripts/release_eval.sh OUTDIR [WEIGHTS]}"
+W=()
+[ -n "${2:-}" ] && W=(--weights "$2")
+VR="${VIDRESTORE:-vidrestore}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+date -u +"%Y-%m-%dT%H:%MZ" > "$OUT/date.txt"
+
+# (a) synthetic held-out set: joint (8x, exposure 7/8), interp (8x, sharp inputs), deblur
+"$VR" eval --synthetic "${W[@]}" --json > "$OUT/synthetic_joint.json"
+"$VR" eval --synthetic "${W[@]}" --protocol interp --json > "$OUT/synthetic_interp.json"
+# (b) real footage: the three sample clips, 91 frames each at 640x360, every second frame dropped
+"$PY" scripts/cut_clips.py --out "$OUT/clips360" --frames 91 --size 640x360 --format png > /dev/null
+"$VR" eval "$OUT/clips360" "${W[@]}" --protocol interp --stride 2 --json > "$OUT/clips_interp2.json"
+# (c) speed on this machine
+"$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --json > "$OUT/bench_360p_2x_interp.json"
+"$VR" bench --size default --resolution 1280x720 --fps-x 8 --frames 4 --json > "$OUT/bench_720p_8x_default.json"
+rm -rf "$OUT/clips360"
+echo "results in $OUT"
