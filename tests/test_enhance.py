@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import decode_all, moving_pattern, packet_times, real_frames
+from conftest import CLIPS, decode_all, moving_pattern, packet_times, real_frames
 from vidrestore.cli import main
 from vidrestore.config import EnhanceConfig
 from vidrestore.io import probe

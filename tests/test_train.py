@@ -212,16 +212,16 @@ def test_tiny_model_overfits_a_batch():
     torch.manual_seed(0)
     model = build_model("tiny")
     s = S.render_batch(S.SceneConfig(height=32, width=32, factor=4), 2, _gen(4), "cpu")
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(60):
         key, inter = model(s.inputs, s.times)
         loss, _ = restoration_loss(key, inter, s.key, s.inter)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert min(losses[-3:]) < losses[0]
+    assert max(losses[-3:]) < 0.9 * losses[0]
 
 
 def _small_cfg(out: Path, **kw):
