@@ -62,18 +62,13 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from vidrestore.config import MAX_FACTOR, MIN_FACTOR, MODES
+        from vidrestore.config import check_run_options
 
         if self.width < 16 or self.height < 16:
             raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
         if self.width % 2 or self.height % 2:
             raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even (for the encoder)")
-        if not MIN_FACTOR <= self.factor <= MAX_FACTOR:
-            raise UsageError(f"--fps-x {self.factor}: choose {MIN_FACTOR} to {MAX_FACTOR}")
-        if self.mode not in MODES:
-            raise UsageError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
-        if self.batch < 1:
-            raise UsageError(f"--batch {self.batch}: must be at least 1")
+        check_run_options(self.factor, self.mode, self.batch)
         if self.frames < 2:
             raise UsageError(f"--frames {self.frames}: must be at least 2")
         if self.warmup < 0:

@@ -27,6 +27,16 @@ DEFAULT_SCENE_THRESHOLD = 0.15
 DEFAULT_TILE_OVERLAP = 32
 
 
+def check_run_options(factor: int, mode: str, batch: int) -> None:
+    """The checks every command that runs the model makes on ``--fps-x``, ``--mode`` and ``--batch``."""
+    if not MIN_FACTOR <= factor <= MAX_FACTOR:
+        raise UsageError(f"--fps-x {factor} is out of range: choose {MIN_FACTOR} to {MAX_FACTOR}")
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if batch < 1:
+        raise UsageError(f"--batch {batch}: must be at least 1")
+
+
 @dataclass(frozen=True)
 class EnhanceConfig:
     """One ``vidrestore enhance`` run. Construction validates every field."""
@@ -53,12 +63,7 @@ class EnhanceConfig:
         object.__setattr__(self, "output", Path(self.output))
         if isinstance(self.factor, bool) or not isinstance(self.factor, int):
             raise UsageError(f"--fps-x must be a whole number from {MIN_FACTOR} to {MAX_FACTOR}, got {self.factor!r}")
-        if not MIN_FACTOR <= self.factor <= MAX_FACTOR:
-            raise UsageError(f"--fps-x {self.factor} is out of range: choose {MIN_FACTOR} to {MAX_FACTOR}")
-        if self.mode not in MODES:
-            raise UsageError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
-        if self.batch < 1:
-            raise UsageError(f"--batch {self.batch}: must be at least 1")
+        check_run_options(self.factor, self.mode, self.batch)
         if self.tile is not None and self.tile < 16:
             raise UsageError(f"--tile {self.tile}: must be at least 16 pixels")
         if self.tile_overlap < 0:
