@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidrestore.errors import UsageError
+from vidrestore.errors import InputError, UsageError
 from vidrestore.train import scenes as S
 from vidrestore.train.data import ClipSampler, VideoSampler, adobe_window, decode_video, interp_window
 from vidrestore.train.losses import charbonnier, laplacian_loss, psnr, restoration_loss
@@ -137,6 +137,16 @@ def _write_video(path: Path, values: list[int], size=(32, 24), rate: int = 240) 
                 out.mux(packet)
         for packet in st.encode():
             out.mux(packet)
+
+
+def test_decode_video_holds_out_the_first_frames(tmp_path):
+    _write_video(tmp_path / "v.mkv", [8 * n for n in range(30)])
+    frames = decode_video(tmp_path / "v.mkv", skip_frames=10)
+    assert frames[:, 0, 0, 0].tolist() == [8 * n for n in range(10, 30)]
+    spread = decode_video(tmp_path / "v.mkv", skip_frames=10, sample_count=5)
+    assert min(spread[:, 0, 0, 0].tolist()) >= 80 and len(spread) == 5
+    with pytest.raises(InputError):
+        decode_video(tmp_path / "v.mkv", skip_frames=30)
 
 
 def test_adobe_window_indices():
@@ -268,6 +278,25 @@ def test_train_checkpoint_resume_export(tmp_path):
     opt_now = load_file(str(out / "ckpt" / "optim.safetensors"))
     steps_now = [float(v) for k, v in opt_now.items() if k.endswith(".step")]
     assert steps_now and all(v == 5.0 for v in steps_now)  # optimizer state continued, not restarted
+
+
+def test_train_init_starts_from_given_weights(tmp_path):
+    from vidrestore.train.loop import train
+    from vidrestore.weights import model_from_file
+
+    first = train(_small_cfg(tmp_path / "a", steps=1), echo=lambda _: None)
+    src = model_from_file(first.export_path).state_dict()
+    lines: list[str] = []
+    # lr so small that one step barely moves the weights: the run must start from the file
+    second = train(_small_cfg(tmp_path / "b", steps=1, init=first.export_path, lr=1e-9), echo=lines.append)
+    got = model_from_file(second.export_path).state_dict()
+    assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)
+    assert any("initialised from" in line for line in lines)
+    fresh = train(_small_cfg(tmp_path / "c", steps=1, lr=1e-9, seed=5), echo=lambda _: None)
+    other = model_from_file(fresh.export_path).state_dict()
+    assert not all(torch.allclose(src[k], other[k], atol=1e-6) for k in src)
+    with pytest.raises(UsageError):  # a file of another size is refused
+        train(_small_cfg(tmp_path / "d", steps=1, model="small", init=first.export_path), echo=lambda _: None)
 
 
 def test_train_stops_cleanly_at_time_budget(tmp_path):

@@ -33,12 +33,14 @@ def decode_video(
     max_frames: int | None = None,
     keep_every: int | None = None,
     sample_count: int | None = None,
+    skip_frames: int = 0,
 ) -> torch.Tensor:
     """Decode a video's first video stream into a uint8 tensor [N,H,W,3] (RGB).
 
     ``scale`` multiplies the size, or ``max_side`` caps the longer side (no upscaling). ``keep_every``
     keeps every k-th frame; ``sample_count`` keeps about that many frames spread over the whole video.
-    ``max_frames`` stops after that many kept frames.
+    ``max_frames`` stops after that many kept frames. ``skip_frames`` drops the video's first frames
+    before anything else (a held-out part, e.g. the frames an evaluation scores).
     """
     import av
 
@@ -64,12 +66,15 @@ def decode_video(
             total = stream.frames or 0
             if total <= 0 and stream.duration and stream.average_rate:
                 total = int(stream.duration * stream.time_base * stream.average_rate)
+            total -= skip_frames
             step = max(1, total // sample_count) if total > 0 else 1
             max_frames = sample_count if max_frames is None else min(max_frames, sample_count)
         frames: list[np.ndarray] = []
         try:
             for n, frame in enumerate(container.decode(stream)):
-                if n % step:
+                if n < skip_frames:
+                    continue
+                if (n - skip_frames) % step:
                     continue
                 if (frame.width, frame.height) != (w, h):
                     frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
@@ -80,7 +85,7 @@ def decode_video(
             if not frames:
                 raise InputError(f"cannot decode video {path}: {err}") from None
     if not frames:
-        raise InputError(f"{path}: no frames decoded")
+        raise InputError(f"{path}: no frames decoded" + (f" after the first {skip_frames}" if skip_frames else ""))
     return torch.from_numpy(np.stack(frames))
 
 
@@ -230,9 +235,10 @@ class VideoSampler(_FrameSampler):
     @classmethod
     def from_dir(
         cls, folder: str | Path, factor: int = 8, *, scale: float = 0.5, max_frames: int = 960,
-        blur: Sequence[int] | None = None,
+        blur: Sequence[int] | None = None, skip_frames: int = 0,
     ) -> "VideoSampler":
-        videos = [decode_video(p, scale=scale, max_frames=max_frames) for p in list_videos(folder)]
+        videos = [decode_video(p, scale=scale, max_frames=max_frames, skip_frames=skip_frames)
+                  for p in list_videos(folder)]
         return cls(videos, factor, blur)
 
     def sample(self, batch: int, crop: int, generator: torch.Generator, device: torch.device | str) -> Sample:
@@ -252,9 +258,11 @@ class ClipSampler(_FrameSampler):
 
     @classmethod
     def from_dir(
-        cls, folder: str | Path, strides: Sequence[int] = (2,), *, scale: float = 0.25, max_frames: int = 600
+        cls, folder: str | Path, strides: Sequence[int] = (2,), *, scale: float = 0.25, max_frames: int = 600,
+        skip_frames: int = 0,
     ) -> "ClipSampler":
-        videos = [decode_video(p, scale=scale, max_frames=max_frames) for p in list_videos(folder)]
+        videos = [decode_video(p, scale=scale, max_frames=max_frames, skip_frames=skip_frames)
+                  for p in list_videos(folder)]
         return cls(videos, strides)
 
     def sample(self, batch: int, crop: int, generator: torch.Generator, device: torch.device | str) -> Sample:

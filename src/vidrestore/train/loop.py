@@ -53,6 +53,8 @@ class TrainConfig:
     clip_scale: float = 0.25
     videos: str | None = None  # high-frame-rate footage (Adobe240-style samples)
     video_scale: float = 0.5
+    holdout_frames: int = 0  # the first frames of every video (clips, videos, textures) are never used
+    init: str | None = None  # weights (name or path) a fresh run starts from (fine-tuning); unused on resume
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp32 master weights)
@@ -83,6 +85,12 @@ class TrainConfig:
                 raise UsageError(f"{name} must be >= 1")
         if self.val_count < 1:
             raise UsageError("val_count must be >= 1")
+        if self.holdout_frames < 0:
+            raise UsageError("--holdout-frames must be >= 0")
+        if not self.clip_scale > 0 or not self.video_scale > 0:
+            raise UsageError("--clip-scale must be > 0")
+        if self.loss.key_weight < 0 or self.loss.inter_weight < 0:
+            raise UsageError("--key-weight must be >= 0")
         self.mix()  # validates the data mix
         SceneConfig(height=self.crop, width=self.crop, factor=self.factor, subframes_per_interval=self.subframes,
                     exposure=tuple(self.exposure), max_speed=self.max_speed)  # validates the scene settings
@@ -198,7 +206,7 @@ class DataMix:
         self.weights = cfg.mix()
         self.textures = None
         if cfg.textures and self.weights["synthetic"] > 0:
-            self.textures = TextureBank.from_paths(cfg.textures, device)
+            self.textures = TextureBank.from_paths(cfg.textures, device, skip_frames=cfg.holdout_frames)
             log("data", f"textures: {len(self.textures)} images from {', '.join(cfg.textures)}",
                 textures=len(self.textures))
         self.scene = SceneConfig(
@@ -209,13 +217,15 @@ class DataMix:
         if self.weights["clips"] > 0:
             from vidrestore.train.data import ClipSampler
 
-            self.clips = ClipSampler.from_dir(cfg.clips, cfg.clip_strides, scale=cfg.clip_scale)
+            self.clips = ClipSampler.from_dir(cfg.clips, cfg.clip_strides, scale=cfg.clip_scale,
+                                              skip_frames=cfg.holdout_frames)
             log("data", f"clips: {len(self.clips.videos)} videos, {self.clips.frame_count} frames",
                 clips=self.clips.frame_count)
         if self.weights["videos"] > 0:
             from vidrestore.train.data import VideoSampler
 
-            self.videos = VideoSampler.from_dir(cfg.videos, cfg.factor, scale=cfg.video_scale)
+            self.videos = VideoSampler.from_dir(cfg.videos, cfg.factor, scale=cfg.video_scale,
+                                                skip_frames=cfg.holdout_frames)
             log("data", f"videos: {len(self.videos.videos)} videos, {self.videos.frame_count} frames",
                 videos=self.videos.frame_count)
         names = [n for n in SOURCES if self.weights[n] > 0]
@@ -298,6 +308,8 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             except RuntimeError:
                 pass
         log("resume", f"resumed {ckpt} at step {step} ({seconds / 60:.1f} min trained)", step=step)
+    elif cfg.init is not None:
+        _init_from(model, cfg.init, log)
 
     n_params = sum(p.numel() for p in model.parameters())
     mix = cfg.mix()
@@ -410,6 +422,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         "train.device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
         "train.precision": str(dtype).replace("torch.", ""), "train.batch": str(cfg.batch), "train.crop": str(crop),
         "train.mix": json.dumps(mix, sort_keys=True), "train.seed": str(cfg.seed),
+        "train.init": cfg.init or "", "train.holdout_frames": str(cfg.holdout_frames),
         "train.data": json.dumps({"textures": [Path(t).name for t in cfg.textures],
                                   "clips": Path(cfg.clips).name if cfg.clips else None,
                                   "videos": Path(cfg.videos).name if cfg.videos else None}, sort_keys=True),
@@ -423,6 +436,18 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         f"exported {export} (sha256 {sha[:12]})", step=step, reason=stop_reason, seconds=seconds,
         export=str(export), sha256=sha, val=last_val)
     return TrainResult(step=step, seconds=seconds, finished=finished, export_path=str(export), val=dict(last_val))
+
+
+def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
+    """Start a fresh run from existing weights (registry name or path), sha256-checked like any load."""
+    from vidrestore.weights import load_model
+
+    source = load_model(spec, device=next(model.parameters()).device)
+    if source.config != model.config:
+        raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
+                         f"than --size {model.config.name!r}")
+    model.load_state_dict(source.state_dict())
+    log("init", f"initialised from {spec}", init=spec)
 
 
 def _config_record(cfg: TrainConfig) -> dict[str, Any]:

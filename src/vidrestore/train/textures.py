@@ -161,11 +161,13 @@ def _load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).contiguous()
 
 
-def _load_video_frames(path: Path, count: int, max_side: int) -> list[torch.Tensor]:
-    """About ``count`` frames spread over the video, downscaled so the longer side is <= max_side."""
+def _load_video_frames(path: Path, count: int, max_side: int, skip_frames: int = 0) -> list[torch.Tensor]:
+    """About ``count`` frames spread over the video after its first ``skip_frames``, downscaled so the
+    longer side is <= max_side."""
     from vidrestore.train.data import decode_video
 
-    frames = decode_video(path, max_side=max_side, max_frames=None, keep_every=None, sample_count=count)
+    frames = decode_video(path, max_side=max_side, max_frames=None, keep_every=None, sample_count=count,
+                          skip_frames=skip_frames)
     return [f.permute(2, 0, 1).contiguous() for f in frames]
 
 
@@ -199,8 +201,10 @@ class TextureBank:
         *,
         max_side: int = 640,
         frames_per_video: int = 24,
+        skip_frames: int = 0,
     ) -> "TextureBank":
-        """Load every image and some frames of every video found in ``paths`` (files or folders)."""
+        """Load every image and some frames of every video found in ``paths`` (files or folders);
+        the first ``skip_frames`` frames of every video are left out (held out for evaluation)."""
         files: list[Path] = []
         for p in paths:
             p = Path(p)
@@ -215,7 +219,7 @@ class TextureBank:
             if f.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(_downscale(_load_image(f), max_side))
             else:
-                images.extend(_load_video_frames(f, frames_per_video, max_side))
+                images.extend(_load_video_frames(f, frames_per_video, max_side, skip_frames))
         if not images:
             raise InputError(f"textures: no images or videos found in {', '.join(str(p) for p in paths)}")
         return cls(images, device)
