@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +55,8 @@ def test_bench_json_fields_tiny():
     assert p["peak_rss_mb"] >= m["peak_rss_mb"] - 1e-6  # a process peak only grows
     assert set(p["stages_s"]) == {"decode", "model", "encode"}
     assert all(v > 0 for v in p["stages_s"].values())
+    if sys.platform.startswith("linux"):
+        assert p["rss_mb_first_half"] > 10 and p["rss_mb_second_half"] > 10
 
     mi = data["minterpolate"]
     assert (mi["input_frames"], mi["output_frames"]) == (4, 16)  # the same frames as enhance writes
@@ -105,3 +109,17 @@ def test_bench_config_validation():
     res = _bench("--size", "huge", "--device", "cpu", "--resolution", "64x48", "--frames", "2", "--no-pipeline",
                  "--no-minterpolate")
     assert res.exit_code == 2 and "huge" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_rss_sampler_sees_growth_in_the_second_half():
+    from vidrestore.bench import RssSampler, current_rss_mb
+
+    assert current_rss_mb() > 10
+    with RssSampler(interval=0.01) as rss:
+        time.sleep(1.5)  # the midpoint falls in this wait: the allocation is in the second half
+        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+        time.sleep(0.3)
+    first, second = rss.halves()
+    assert second - first > 150
+    del block

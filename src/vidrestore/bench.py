@@ -12,7 +12,9 @@ Parts of one run:
 (b) pipeline: ``enhance`` in-process on a generated clip of the same size (decode + model + encode),
     and where the time goes: decode (the pipeline's reader), model (the engine on the decoded frames)
     and encode (the pipeline's writer, N*K frames) each timed alone on the same clip.
-(c) memory: peak CUDA memory allocated per part (CUDA only) and the process's peak RSS.
+(c) memory: peak CUDA memory allocated per part (CUDA only) and the process's peak RSS; during the
+    pipeline run the current RSS is sampled, and the peaks of the run's first and second halves are
+    compared (memory flat in the video's length: the second half holds no more than the first).
 (d) ffmpeg ``minterpolate`` (mci) on the same clip at the same factor via PyAV (decode + filter +
     encode with the same codec), and the ratio of our pipeline time to its time.
 (e) the hardware and software it ran on.
@@ -25,6 +27,7 @@ import platform
 import resource
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -97,6 +100,54 @@ def peak_rss_mb() -> float:
     """The process's peak resident set size so far, in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def current_rss_mb() -> float | None:
+    """The process's resident set size now, in MB (Linux /proc only; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class RssSampler:
+    """Samples the current RSS on a background thread while a block runs (``with RssSampler() as s``);
+    ``halves()`` gives the peaks of the first and second half of the block's duration."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="vidrestore-rss", daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            rss = current_rss_mb()
+            if rss is None:
+                return
+            self.samples.append((time.perf_counter(), rss))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "RssSampler":
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._t1 = time.perf_counter()
+
+    def halves(self) -> tuple[float, float] | None:
+        mid = (self._t0 + self._t1) / 2
+        first = [r for t, r in self.samples if t < mid]
+        second = [r for t, r in self.samples if t >= mid]
+        if not first or not second:
+            return None
+        return max(first), max(second)
 
 
 def _reset_cuda_peak(device: "torch.device") -> None:
@@ -495,7 +546,9 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
             if cfg.pipeline:
                 _reset_cuda_peak(device)
                 say("running enhance on the clip")
-                run = run_pipeline(clip, tmpdir / "out.mp4", cfg, model, device, dtype)
+                with RssSampler() as rss:
+                    run = run_pipeline(clip, tmpdir / "out.mp4", cfg, model, device, dtype)
+                halves = rss.halves()
                 summary = run["summary"]
                 ours = run["seconds"]
                 pipe: dict[str, Any] = {
@@ -506,6 +559,8 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
                     "ms_per_input_frame": 1e3 * ours / max(1, summary.frames_in),
                     "cuda_peak_allocated_mb": _cuda_peak_mb(device),
                     "peak_rss_mb": peak_rss_mb(),
+                    "rss_mb_first_half": halves[0] if halves else None,
+                    "rss_mb_second_half": halves[1] if halves else None,
                 }
                 say("timing decode, model and encode alone")
                 decode_s, decoded = time_decode(clip)
@@ -534,6 +589,8 @@ __all__ = [
     "moving_texture",
     "texture_pan",
     "peak_rss_mb",
+    "current_rss_mb",
+    "RssSampler",
     "run_bench",
     "write_clip",
 ]

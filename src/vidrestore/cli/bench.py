@@ -50,6 +50,9 @@ def render(report: dict):
                  f"({m['encode_gmacs_per_frame']:.3g} encode + {m['restore_gmacs_per_window']:.3g} restore per input frame)")
     if mi and mi.get("time_ratio_ours_over_minterpolate") is not None:
         t.caption += f"; enhance takes {mi['time_ratio_ours_over_minterpolate']:.2f}x the time of minterpolate"
+    if p and p.get("rss_mb_first_half") is not None:
+        t.caption += (f"; enhance RSS peak {p['rss_mb_first_half']:.0f} MB in the first half of the run, "
+                      f"{p['rss_mb_second_half']:.0f} MB in the second")
     hw_line = (f"CPU: {hw['cpu']} ({hw['cpu_threads']} threads, torch uses {hw['torch_threads']}); "
                f"GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, CUDA {hw['cuda'] or '-'}, PyAV {hw['pyav']}")
     return t, hw_line
