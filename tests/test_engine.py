@@ -156,6 +156,44 @@ def test_out_of_memory_halves_the_batch_then_gives_a_clear_error(tiny_model):
         run(AlwaysOom(tiny_model), moving_pattern(3, 40, 24), factor=2, batch=1)
 
 
+def test_plan_memory_keeps_whole_frames_lowers_batch_then_tiles():
+    from vidrestore.engine import plan_memory
+
+    # 100 bytes per pixel, 1280x720 frames: 92 MB per item
+    assert plan_memory(720, 1280, 100.0, 1e9, 4, 8) == (4, None)  # 4 items fit
+    assert plan_memory(720, 1280, 100.0, 2e8, 4, 8) == (2, None)  # only 2 do
+    batch, tile = plan_memory(2160, 3840, 100.0, 5e7, 4, 8)  # 4K: one frame is 830 MB
+    assert tile is not None and tile % 8 == 0 and 100.0 * tile * tile <= 5e7 < 100.0 * (tile + 8) ** 2
+    assert batch == 1
+    assert plan_memory(2160, 3840, 100.0, 10.0, 1, 8, min_tile=64) == (1, 64)  # never below the floor
+    with pytest.raises(ValueError):
+        plan_memory(720, 1280, 0.0, 1e9, 1, 8)
+
+
+def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
+    """With a budget too small for whole frames, the engine tiles; the output equals an explicit tile run."""
+    frames = moving_pattern(4, 160, 112)
+    engine = Engine(tiny_model, EngineConfig(factor=2, scene_threshold=None, memory_budget_mb=1.0, batch=2))
+    monkeypatch.setattr(engine, "_budget_bytes", lambda: 1.0 * 2**20)
+    monkeypatch.setattr(engine, "_probe_bytes_per_pixel", lambda: 2**20 / (72 * 72))  # 72x72 px fit
+    planned = list(engine.process(iter(frames)))
+    assert engine.stats.planned_tile == 72 and engine.stats.planned_batch == 1
+    explicit, _ = run(tiny_model, frames, factor=2, tile=72, batch=1)
+    assert len(planned) == 8 and all(np.array_equal(x, y) for x, y in zip(planned, explicit))
+    cpu = Engine(tiny_model, EngineConfig(factor=2, memory_budget_mb=1.0))
+    assert cpu._budget_bytes() is None  # the budget is for CUDA memory; CPUs run unplanned
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_memory_probe_on_cuda(tiny_model):
+    frames = moving_pattern(3, 320, 256)
+    engine = Engine(tiny_model.cuda(), EngineConfig(factor=4, device="cuda", scene_threshold=None, memory_budget_mb=1.0))
+    out = list(engine.process(iter(frames)))
+    assert len(out) == 12 and engine.stats.probe_bytes_per_pixel > 0
+    assert engine.stats.planned_tile is not None and engine.stats.planned_tile < 320
+
+
 def _frames(n, h=16, w=32):
     base = moving_pattern(4, w, h)
     for i in range(n):

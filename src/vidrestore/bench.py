@@ -55,6 +55,7 @@ class BenchConfig:
     precision: str = "auto"
     batch: int = 1
     tile: int | None = None
+    gpu_memory_gb: float | None = None  # CUDA memory per forward (None: the engine's automatic budget)
     weights: str | None = None  # a weights spec; None with size=None: the default weights
     size: str | None = None  # a model config name: random weights (fine for speed)
     frames: int = 32  # input frames timed (model) and length of the generated clip (pipeline)
@@ -78,6 +79,8 @@ class BenchConfig:
             raise UsageError(f"--warmup {self.warmup}: must not be negative")
         if self.weights is not None and self.size is not None:
             raise UsageError("give --weights or --size, not both")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
+            raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
 
     @property
     def effective_factor(self) -> int:
@@ -351,7 +354,9 @@ def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.d
     """The same network through the Engine: uint8 frames in and out, as ``enhance`` runs it."""
     from vidrestore.engine import Engine, EngineConfig
 
-    ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile)
+    budget = None if cfg.gpu_memory_gb is None else cfg.gpu_memory_gb * 1024
+    ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile,
+                        memory_budget_mb=budget)
     engine = Engine(model, ecfg)
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
@@ -372,6 +377,8 @@ def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.d
         "seconds": dt,
         "ms_per_input_frame": 1e3 * dt / len(frames),
         "output_fps": outputs / dt,
+        "tile": engine.stats.planned_tile if engine.stats.planned_tile is not None else cfg.tile,
+        "items_per_forward": engine.stats.planned_batch or cfg.batch,
     }
 
 
@@ -454,6 +461,7 @@ def _enhance_config(clip: Path, output: Path, cfg: BenchConfig):
 
     return EnhanceConfig(input=clip, output=output, factor=cfg.factor, mode=cfg.mode, weights=cfg.weights,
                          device=cfg.device, precision=cfg.precision, batch=cfg.batch, tile=cfg.tile,
+                         gpu_memory_gb=cfg.gpu_memory_gb,
                          codec=cfg.codec, scene_detect=False, overwrite=True)
 
 

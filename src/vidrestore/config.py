@@ -51,6 +51,7 @@ class EnhanceConfig:
     batch: int = 1
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
+    gpu_memory_gb: float | None = None  # CUDA memory per forward; None: auto, 0: no limit (engine)
     codec: str = DEFAULT_CODEC
     crf: int | None = None  # None: the codec's default quality (see io.writer.CODEC_DEFAULTS)
     preset: str | None = None
@@ -68,6 +69,8 @@ class EnhanceConfig:
             raise UsageError(f"--tile {self.tile}: must be at least 16 pixels")
         if self.tile_overlap < 0:
             raise UsageError(f"tile overlap {self.tile_overlap}: must not be negative")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
+            raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise UsageError(f"--crf {self.crf}: must be between 0 and 63")
         if not 0.0 < self.scene_threshold <= 1.0:

@@ -12,6 +12,7 @@ Used by the ``enhance`` pipeline and by ``vidrestore eval`` (the same code path 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -41,6 +42,11 @@ class EngineConfig:
     batch: windows (times tiles) per forward pass.
     tile: tile side in pixels, or None for whole frames; tiles overlap by ``tile_overlap``.
     scene_threshold: scene-cut threshold (see :mod:`vidrestore.windows`), None = no detection.
+    memory_budget_mb: CUDA memory one forward pass may use (activations and features). None:
+        min(8 GiB, half the free memory); 0: no limit; ignored on other devices. When whole frames
+        would not fit (measured by one probe forward on a small crop, then scaled by pixel count,
+        which is exact for this network: every part of it is linear in H*W), the engine lowers the
+        batch, then picks the largest tile side that fits. An explicit ``tile`` is kept as given.
     """
 
     factor: int = 2
@@ -51,6 +57,7 @@ class EngineConfig:
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
+    memory_budget_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not MIN_FACTOR <= int(self.factor) <= MAX_FACTOR:
@@ -59,6 +66,8 @@ class EngineConfig:
             raise ValueError(f"mode {self.mode!r} not one of {MODES}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
+        if self.memory_budget_mb is not None and self.memory_budget_mb < 0:
+            raise ValueError("memory budget must be >= 0")
 
     @property
     def effective_factor(self) -> int:
@@ -78,7 +87,29 @@ class EngineStats:
     forward_calls: int = 0
     cuts: int = 0
     oom_retries: int = 0
+    planned_tile: int | None = None  # tile side chosen by the memory budget (None: whole frames)
+    planned_batch: int | None = None
+    probe_bytes_per_pixel: float | None = None
     cut_indices: list[int] = field(default_factory=list)
+
+
+def plan_memory(height: int, width: int, bytes_per_pixel: float, budget_bytes: float, batch: int,
+                multiple: int, min_tile: int = 64) -> tuple[int, int | None]:
+    """(items per forward, tile side or None) so that one forward stays within ``budget_bytes``.
+
+    A forward over ``n`` items of ``a`` pixels uses about ``n * a * bytes_per_pixel``. Whole frames
+    are kept if one fits (with the batch lowered as needed); otherwise the largest square tile side
+    (a multiple of ``multiple``, at least ``min_tile``) that fits, one tile per forward if need be.
+    """
+    if batch < 1 or bytes_per_pixel <= 0 or budget_bytes <= 0:
+        raise ValueError("plan_memory: batch, bytes per pixel and budget must be positive")
+    whole = bytes_per_pixel * height * width
+    if whole <= budget_bytes:
+        return max(1, min(batch, int(budget_bytes // whole))), None
+    side = int(math.sqrt(budget_bytes / bytes_per_pixel)) // multiple * multiple
+    side = max(side, -(-min_tile // multiple) * multiple)
+    per_tile = bytes_per_pixel * min(side, height) * min(side, width)
+    return max(1, min(batch, int(budget_bytes // per_tile))), side
 
 
 class _Retry(Exception):
@@ -108,6 +139,7 @@ class Engine:
         self._cuts: dict[int, bool] = {}
         self._size: tuple[int, int] | None = None
         self._in_dtype: np.dtype | None = None
+        self._planned_for: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------------------------------
     # public
@@ -124,6 +156,7 @@ class Engine:
         """
         self._reset()
         self.stats = EngineStats()
+        self._planned_for = None
         frame_iter = iter(frames)
         cut_iter = iter(cuts) if cuts is not None else None
         detector = SceneDetector(self.cfg.scene_threshold) if cut_iter is None else None
@@ -238,7 +271,58 @@ class Engine:
             return torch.autocast(device_type=self.device.type, enabled=False)
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
+    def _budget_bytes(self) -> float | None:
+        mb = self.cfg.memory_budget_mb
+        if self.device.type != "cuda":
+            return None
+        if mb is not None:
+            return mb * 2**20 if mb > 0 else None
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return float(min(8 * 2**30, free / 2))
+
+    def _probe_bytes_per_pixel(self) -> float:
+        """Peak device memory of encoding 4 frames and one window's restore on a small crop, per pixel."""
+        assert self._size is not None
+        hp, wp = padded_size(*self._size, self.multiple)
+        side = max(self.multiple, min(256, hp, wp) // self.multiple * self.multiple)
+        sh, sw = min(side, hp), min(side, wp)
+        n_t = self.factor - 1
+        times = torch.arange(1, n_t + 1, device=self.device, dtype=torch.float32) / self.factor
+        x = torch.rand((1, 3, sh, sw), device=self.device).to(self.param_dtype)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        with torch.inference_mode(), self._autocast():
+            frames = [x + 0.01 * i for i in range(4)]
+            feats = [self.model.encode(f) for f in frames]
+            self.model.restore(frames, feats, times, with_key=self.cfg.mode != "interp")
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) - base
+        return peak / float(sh * sw)
+
+    def _plan(self) -> None:
+        """Fit batch and tiles to the memory budget, once per frame size (only without an explicit tile)."""
+        if self._size is None or self._planned_for == self._size:
+            return
+        self._planned_for = self._size
+        if self.cfg.tile is not None:
+            return
+        budget = self._budget_bytes()
+        if budget is None:
+            return
+        bpp = self._probe_bytes_per_pixel()
+        hp, wp = padded_size(*self._size, self.multiple)
+        chunk, tile = plan_memory(hp, wp, bpp, budget, self.cfg.batch, self.multiple, _MIN_TILE)
+        self.stats.probe_bytes_per_pixel = bpp
+        self.stats.planned_batch, self.stats.planned_tile = chunk, tile
+        self._chunk = chunk
+        if tile != self._tile:
+            self._tile = tile
+            self._tiles = None
+            self._feats.clear()
+
     def _run(self, windows: list[Window]) -> list[np.ndarray]:
+        self._plan()
         while True:
             try:
                 with torch.inference_mode(), self._autocast():

@@ -95,6 +95,9 @@ class ProgressBar:
 @click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory).")
 @click.option("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, show_default=True,
               help="Context pixels shared by neighbouring tiles.")
+@click.option("--gpu-memory", "gpu_memory", type=float, default=None, metavar="GB",
+              help="CUDA memory a forward pass may use; frames are tiled to fit [default: min(8, half the "
+                   "free memory)]; 0: no limit.")
 @click.option("--codec", default=DEFAULT_CODEC, show_default=True,
               help="Video encoder: libx264, libx265, libsvtav1, ffv1, h264_nvenc, hevc_nvenc, ...")
 @click.option("--crf", type=int, default=None,
@@ -106,7 +109,7 @@ class ProgressBar:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
 def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | None, device: str, precision: str,
-            batch: int, tile: int | None, tile_overlap: int, codec: str, crf: int | None, preset: str | None,
+            batch: int, tile: int | None, tile_overlap: int, gpu_memory: float | None, codec: str, crf: int | None, preset: str | None,
             scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
@@ -114,7 +117,7 @@ def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | No
     """
     config = EnhanceConfig(
         input=input, output=output, factor=factor, mode=mode, weights=weights, device=device, precision=precision,
-        batch=batch, tile=tile, tile_overlap=tile_overlap, codec=codec, crf=crf, preset=preset,
+        batch=batch, tile=tile, tile_overlap=tile_overlap, gpu_memory_gb=gpu_memory, codec=codec, crf=crf, preset=preset,
         scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
     from vidrestore import pipeline
 
