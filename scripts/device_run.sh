@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Work for the lent GPU machine (the `device` tool). Run from the repository root.
+#
+#   scripts/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training data
+#                                          into .devdata/ (both ignored by git, both carried)
+#   scripts/device_run.sh train MINUTES    THERE: continue runs/$RUN for MINUTES (default 9); copies
+#                                          the log and the exported weights to $OUT/
+#   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
+#
+# On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
+# The optimizer state (2x the weights) is too big to travel with the 36 MB wheel, so a run keeps
+# its checkpoint on the machine: issue the next call while it is still warm (it is given back
+# after 30 s idle). On a fresh machine, restart from the last returned weights with
+# INIT=path/to/final.safetensors (fresh optimizer and schedule), carrying that file too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE="${1:?usage: scripts/device_run.sh prepare|train [MINUTES]|bench}"
+RUN="${RUN:-runs/default-gpu}"
+STEPS="${STEPS:-12000}"
+PY="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+PRECISION="${PRECISION:-bf16}"
+SIZE="${SIZE:-default}"
+OUT="${OUT:-out}"
+AV_VERSION="${AV_VERSION:-18.1.0}"
+
+setup_there() {
+    if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    # the package straight from the working tree: the bare machine has every other dependency
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONUNBUFFERED=1
+    mkdir -p "$OUT"
+    "$PY" -c "import av, torch, vidrestore; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'av', av.__version__)"
+}
+
+case "$MODE" in
+prepare)
+    EXCLUDE="$(git rev-parse --git-path info/exclude)"
+    mkdir -p "$(dirname "$EXCLUDE")"
+    for d in /.whl/ /.devdata/; do grep -qxF "$d" "$EXCLUDE" 2>/dev/null || echo "$d" >> "$EXCLUDE"; done
+    mkdir -p .whl .devdata
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl "av==$AV_VERSION"
+    DATA="${DATA:-../shared/data}"
+    cp -r "$DATA/reds_000" "$DATA/clips" .devdata/
+    du -sh .whl .devdata
+    ;;
+train)
+    MINUTES="${2:-9}"
+    setup_there
+    INIT_ARGS=()
+    if [ -n "${INIT:-}" ] && [ ! -d "$RUN/ckpt" ]; then INIT_ARGS=(--init "$INIT"); fi
+    "$PY" -m vidrestore train --out "$RUN" --resume "${INIT_ARGS[@]}" \
+        --size "$SIZE" --steps "$STEPS" --minutes "$MINUTES" \
+        --batch "${BATCH:-16}" --crop "${CROP:-192}" --lr "${LR:-4e-4}" --warmup 500 \
+        --textures .devdata/reds_000 --textures .devdata/clips \
+        --clips .devdata/clips --clip-scale 0.5 --holdout-frames 96 --mix synthetic=0.7,clips=0.3 \
+        --key-weight "${KEY_WEIGHT:-2}" --subframes 16 --max-speed "${MAX_SPEED:-48}" \
+        --val-every 500 --val-count 16 --ckpt-every 250 --log-every 50 \
+        --device "$DEVICE" --precision "$PRECISION" --seed 0 2>&1 | tee "$OUT/train.txt"
+    cp "$RUN/log.jsonl" "$RUN/final.safetensors" "$OUT/"
+    ;;
+bench)
+    setup_there
+    W=()
+    [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "$SIZE")
+    "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
+        --resolution 1280x720 --fps-x 8 --frames 64 --json > "$OUT/bench_720p_8x.json"
+    "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
+        --resolution 1280x720 --fps-x 2 --frames 64 --json > "$OUT/bench_720p_2x.json"
+    "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" \
+        --resolution 3840x2160 --fps-x 8 --frames 8 --no-minterpolate --json > "$OUT/bench_4k_8x.json"
+    ls -la "$OUT"
+    ;;
+*)
+    echo "unknown mode $MODE: prepare, train or bench" >&2
+    exit 2
+    ;;
+esac
