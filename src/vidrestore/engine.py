@@ -93,6 +93,11 @@ class EngineStats:
     cut_indices: list[int] = field(default_factory=list)
 
 
+def _batch(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along the batch; a single part is used as is (no copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def plan_memory(height: int, width: int, bytes_per_pixel: float, budget_bytes: float, batch: int,
                 multiple: int, min_tile: int = 64) -> tuple[int, int | None]:
     """(items per forward, tile side or None) so that one forward stays within ``budget_bytes``.
@@ -388,7 +393,7 @@ class Engine:
         missing = [key for key in dict.fromkeys(needed) if key not in self._feats]
         for start in range(0, len(missing), max(1, self._chunk)):
             chunk = missing[start:start + max(1, self._chunk)]
-            x = torch.cat([self._tile_of(f, tiles[t]) for f, t in chunk])
+            x = _batch([self._tile_of(f, tiles[t]) for f, t in chunk])
             feats = self.model.encode(x)
             self.stats.forward_calls += 1
             for b, key in enumerate(chunk):
@@ -422,9 +427,9 @@ class Engine:
             frames4, feats4 = [], []
             for p in range(4):  # window position: F(i-1), F(i), F(i+1), F(i+2)
                 keys = [(windows[wi].frames[p], ti) for wi, ti in chunk]
-                frames4.append(torch.cat([self._tile_of(f, tiles[ti]) for f, ti in keys]))
+                frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in keys]))
                 parts = [self._feats[key] for key in keys]
-                feats4.append(tuple(torch.cat(level) for level in zip(*parts)))
+                feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
             key, inter = self.model.restore(frames4, feats4, times, with_key=with_key)
             self.stats.forward_calls += 1
             if whole:
