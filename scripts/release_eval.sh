@@ -20,6 +20,7 @@ date -u +"%Y-%m-%dT%H:%MZ" > "$OUT/date.txt"
 "$VR" eval "$OUT/clips360" "${W[@]}" --protocol interp --stride 2 --json > "$OUT/clips_interp2.json"
 # (c) speed on this machine
 "$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --json > "$OUT/bench_360p_2x_interp.json"
+"$VR" bench "${W[@]}" --resolution 1280x720 --fps-x 2 --mode interp --frames 8 --json > "$OUT/bench_720p_2x_interp.json"
 "$VR" bench --size default --resolution 1280x720 --fps-x 8 --frames 4 --json > "$OUT/bench_720p_8x_default.json"
 rm -rf "$OUT/clips360"
 echo "results in $OUT"
