@@ -123,3 +123,13 @@ def test_rss_sampler_sees_growth_in_the_second_half():
     first, second = rss.halves()
     assert second - first > 150
     del block
+
+
+def test_bench_with_tiles_times_every_tile():
+    res = _bench("--size", "tiny", "--device", "cpu", "--resolution", "160x96", "--fps-x", "2", "--frames", "2",
+                 "--warmup", "1", "--tile", "64", "--no-pipeline", "--no-minterpolate", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    fwd = data["model"]["forward"]
+    assert fwd["tiles_per_frame"] > 1 and fwd["input_frames"] == pytest.approx(2)
+    assert data["model"]["engine"]["tile"] == 64

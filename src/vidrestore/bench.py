@@ -136,6 +136,9 @@ class RssSampler:
 
     def __enter__(self) -> "RssSampler":
         self._t0 = time.perf_counter()
+        rss = current_rss_mb()
+        if rss is not None:
+            self.samples.append((self._t0, rss))
         self._thread.start()
         return self
 
@@ -143,6 +146,9 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self._t1 = time.perf_counter()
+        rss = current_rss_mb()  # a last sample, so that even a very short block has both halves
+        if rss is not None:
+            self.samples.append((self._t1, rss))
 
     def halves(self) -> tuple[float, float] | None:
         mid = (self._t0 + self._t1) / 2
@@ -302,13 +308,17 @@ def count_macs(model, height: int, width: int, factor: int, mode: str, device: "
 
 def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.dtype") -> dict[str, float]:
     """The network alone on device tensors: per call, encode ``batch`` new frames and restore ``batch``
-    windows (the steady state of the engine, where each frame is encoded once)."""
+    windows (the steady state of the engine, where each frame is encoded once). With ``--tile``, the
+    items are tiles (with their overlap) and each input frame takes as many items as it has tiles."""
     import torch
 
-    from vidrestore.windows import padded_size
+    from vidrestore.config import DEFAULT_TILE_OVERLAP
+    from vidrestore.windows import padded_size, tile_grid
 
     mult = int(getattr(model.config, "multiple", 8))
     hp, wp = padded_size(cfg.height, cfg.width, mult)
+    tiles = tile_grid(hp, wp, cfg.tile, DEFAULT_TILE_OVERLAP, mult)
+    hp, wp = tiles[0].h, tiles[0].w
     k = cfg.effective_factor
     b = cfg.batch
     pdtype = next(model.parameters()).dtype
@@ -316,8 +326,8 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
     frames = [torch.rand(b, 3, hp, wp, generator=g).to(device=device, dtype=pdtype) for _ in range(4)]
     times = torch.arange(1, k, device=device, dtype=torch.float32) / k
     use_autocast = dtype != torch.float32 and pdtype == torch.float32
-    calls = max(1, -(-cfg.frames // b))
-    warm = max(1, -(-cfg.warmup // b))
+    calls = max(1, -(-cfg.frames * len(tiles) // b))
+    warm = max(1, -(-cfg.warmup * len(tiles) // b))
     with_key = cfg.mode != "interp"
 
     def ctx():
@@ -340,8 +350,9 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
         step()
     synchronize(device)
     dt = time.perf_counter() - t0
-    n_in = calls * b
+    n_in = calls * b / len(tiles)
     return {
+        "tiles_per_frame": len(tiles),
         "input_frames": n_in,
         "seconds": dt,
         "ms_per_input_frame": 1e3 * dt / n_in,
