@@ -219,3 +219,34 @@ def test_pipeline_failure_midway_leaves_nothing(tiny_model, clip, tmp_path):
         run(EnhanceConfig(input=clip, output=tmp_path / "out.mp4"), progress=boom, model=tiny_model,
             device=torch.device("cpu"), dtype=torch.float32)
     assert listing(tmp_path) == ["in.mp4"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_mid_run_removes_the_partial_output(tmp_path):
+    """`kill` / `docker stop` during encoding: exit 130, one line, nothing left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import vidrestore
+
+    example = Path(vidrestore.__file__).parent / "assets" / "example.mp4"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "vidrestore", "enhance", str(example), "-o",
+                             str(out_dir / "x8.mp4"), "--fps-x", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    # wait until the encoder has written bytes to the temporary file
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.stat().st_size > 0 for p in out_dir.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert lines[-1].startswith("vidrestore: error: interrupted") and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []

@@ -8,7 +8,11 @@ Sub-commands live in their own modules and are imported only when invoked, so th
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 
@@ -31,6 +35,24 @@ def fail(err: VidrestoreError) -> "NoReturn":  # type: ignore[name-defined]
     sys.exit(err.exit_code)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, ``docker stop``, ``kill``) takes the Ctrl-C path: partial output
+    removed, training checkpointed, exit code 130. Only the main thread can set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
@@ -48,7 +70,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except VidrestoreError as err:
             fail(err)
         except KeyboardInterrupt:
