@@ -133,3 +133,4 @@ def test_bench_with_tiles_times_every_tile():
     fwd = data["model"]["forward"]
     assert fwd["tiles_per_frame"] > 1 and fwd["input_frames"] == pytest.approx(2)
     assert data["model"]["engine"]["tile"] == 64
+    assert data["model"]["tiles_per_frame"] == fwd["tiles_per_frame"]

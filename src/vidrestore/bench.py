@@ -275,18 +275,23 @@ def load_bench_model(cfg: BenchConfig, device: "torch.device"):
     return load_model(spec, device), spec
 
 
-def count_macs(model, height: int, width: int, factor: int, mode: str, device: "torch.device") -> dict[str, float]:
+def count_macs(model, height: int, width: int, factor: int, mode: str, device: "torch.device",
+               tile: int | None = None) -> dict[str, float]:
     """Multiply-accumulates of one input frame's work at this size: the encoder on one frame plus one
-    window's restore (K-1 new frames, plus the key frame unless interp), per output frame = / K."""
+    window's restore (K-1 new frames, plus the key frame unless interp), per output frame = / K.
+    With ``tile``, one tile (with its overlap) is counted and multiplied by the tiles per frame."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vidrestore.windows import padded_size
+    from vidrestore.config import DEFAULT_TILE_OVERLAP
+    from vidrestore.windows import padded_size, tile_grid
 
     mult = int(getattr(model.config, "multiple", 8))
     hp, wp = padded_size(height, width, mult)
+    tiles = tile_grid(hp, wp, tile, DEFAULT_TILE_OVERLAP, mult)
+    n_tiles = len(tiles)
     dtype = next(model.parameters()).dtype
-    x = torch.rand(1, 3, hp, wp, device=device, dtype=dtype)
+    x = torch.rand(1, 3, tiles[0].h, tiles[0].w, device=device, dtype=dtype)
     k = 1 if mode == "deblur" else factor
     times = torch.arange(1, k, device=device, dtype=torch.float32) / k
     with torch.inference_mode():
@@ -295,14 +300,15 @@ def count_macs(model, height: int, width: int, factor: int, mode: str, device: "
             model.encode(x)
         with FlopCounterMode(display=False) as res_counter:
             model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"))
-    enc = enc_counter.get_total_flops() / 2
-    res = res_counter.get_total_flops() / 2
+    enc = n_tiles * enc_counter.get_total_flops() / 2
+    res = n_tiles * res_counter.get_total_flops() / 2
     return {
         "encode_gmacs_per_frame": enc / 1e9,
         "restore_gmacs_per_window": res / 1e9,
         "gmacs_per_input_frame": (enc + res) / 1e9,
         "gmacs_per_output_frame": (enc + res) / k / 1e9,
         "padded_size": f"{wp}x{hp}",
+        "tiles_per_frame": n_tiles,
     }
 
 
@@ -546,7 +552,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     params = sum(p.numel() for p in model.parameters())
     model_part: dict[str, Any] = {"model": label, "config": model.config.name, "parameters": params}
     say("counting multiply-accumulates")
-    model_part.update(count_macs(model, cfg.height, cfg.width, cfg.factor, cfg.mode, device))
+    model_part.update(count_macs(model, cfg.height, cfg.width, cfg.factor, cfg.mode, device, cfg.tile))
     _reset_cuda_peak(device)
     say("timing the network")
     model_part["forward"] = time_forward(model, cfg, device, dtype)
