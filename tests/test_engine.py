@@ -173,14 +173,14 @@ def test_plan_memory_keeps_whole_frames_lowers_batch_then_tiles():
 def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
     """With a budget too small for whole frames, the engine tiles; the output equals an explicit tile run."""
     frames = moving_pattern(4, 160, 112)
-    engine = Engine(tiny_model, EngineConfig(factor=2, scene_threshold=None, memory_budget_mb=1.0, batch=2))
+    engine = Engine(tiny_model, EngineConfig(factor=2, scene_threshold=None, gpu_memory_gb=1 / 1024, batch=2))
     monkeypatch.setattr(engine, "_budget_bytes", lambda: 1.0 * 2**20)
     monkeypatch.setattr(engine, "_probe_bytes_per_pixel", lambda: 2**20 / (72 * 72))  # 72x72 px fit
     planned = list(engine.process(iter(frames)))
     assert engine.stats.planned_tile == 72 and engine.stats.planned_batch == 1
     explicit, _ = run(tiny_model, frames, factor=2, tile=72, batch=1)
     assert len(planned) == 8 and all(np.array_equal(x, y) for x, y in zip(planned, explicit))
-    cpu = Engine(tiny_model, EngineConfig(factor=2, memory_budget_mb=1.0))
+    cpu = Engine(tiny_model, EngineConfig(factor=2, gpu_memory_gb=1 / 1024))
     assert cpu._budget_bytes() is None  # the budget is for CUDA memory; CPUs run unplanned
 
 
@@ -188,7 +188,7 @@ def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_memory_probe_on_cuda(tiny_model):
     frames = moving_pattern(3, 320, 256)
-    engine = Engine(tiny_model.cuda(), EngineConfig(factor=4, device="cuda", scene_threshold=None, memory_budget_mb=1.0))
+    engine = Engine(tiny_model.cuda(), EngineConfig(factor=4, device="cuda", scene_threshold=None, gpu_memory_gb=1 / 1024))
     out = list(engine.process(iter(frames)))
     assert len(out) == 12 and engine.stats.probe_bytes_per_pixel > 0
     assert engine.stats.planned_tile is not None and engine.stats.planned_tile < 320

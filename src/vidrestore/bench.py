@@ -275,6 +275,15 @@ def load_bench_model(cfg: BenchConfig, device: "torch.device"):
     return load_model(spec, device), spec
 
 
+def _frame_tiles(model, height: int, width: int, tile: int | None) -> list:
+    """The engine's tiles of a padded frame of this size (one whole-frame tile without ``tile``)."""
+    from vidrestore.config import DEFAULT_TILE_OVERLAP
+    from vidrestore.windows import padded_size, tile_grid
+
+    mult = int(getattr(model.config, "multiple", 8))
+    return tile_grid(*padded_size(height, width, mult), tile, DEFAULT_TILE_OVERLAP, mult)
+
+
 def count_macs(model, height: int, width: int, factor: int, mode: str, device: "torch.device",
                tile: int | None = None) -> dict[str, float]:
     """Multiply-accumulates of one input frame's work at this size: the encoder on one frame plus one
@@ -283,12 +292,11 @@ def count_macs(model, height: int, width: int, factor: int, mode: str, device: "
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vidrestore.config import DEFAULT_TILE_OVERLAP
-    from vidrestore.windows import padded_size, tile_grid
+    from vidrestore.windows import padded_size
 
     mult = int(getattr(model.config, "multiple", 8))
     hp, wp = padded_size(height, width, mult)
-    tiles = tile_grid(hp, wp, tile, DEFAULT_TILE_OVERLAP, mult)
+    tiles = _frame_tiles(model, height, width, tile)
     n_tiles = len(tiles)
     dtype = next(model.parameters()).dtype
     x = torch.rand(1, 3, tiles[0].h, tiles[0].w, device=device, dtype=dtype)
@@ -318,12 +326,7 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
     items are tiles (with their overlap) and each input frame takes as many items as it has tiles."""
     import torch
 
-    from vidrestore.config import DEFAULT_TILE_OVERLAP
-    from vidrestore.windows import padded_size, tile_grid
-
-    mult = int(getattr(model.config, "multiple", 8))
-    hp, wp = padded_size(cfg.height, cfg.width, mult)
-    tiles = tile_grid(hp, wp, cfg.tile, DEFAULT_TILE_OVERLAP, mult)
+    tiles = _frame_tiles(model, cfg.height, cfg.width, cfg.tile)
     hp, wp = tiles[0].h, tiles[0].w
     k = cfg.effective_factor
     b = cfg.batch
@@ -371,9 +374,8 @@ def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.d
     """The same network through the Engine: uint8 frames in and out, as ``enhance`` runs it."""
     from vidrestore.engine import Engine, EngineConfig
 
-    budget = None if cfg.gpu_memory_gb is None else cfg.gpu_memory_gb * 1024
     ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile,
-                        memory_budget_mb=budget)
+                        gpu_memory_gb=cfg.gpu_memory_gb)
     engine = Engine(model, ecfg)
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))

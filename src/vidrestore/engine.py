@@ -42,7 +42,7 @@ class EngineConfig:
     batch: windows (times tiles) per forward pass.
     tile: tile side in pixels, or None for whole frames; tiles overlap by ``tile_overlap``.
     scene_threshold: scene-cut threshold (see :mod:`vidrestore.windows`), None = no detection.
-    memory_budget_mb: CUDA memory one forward pass may use (activations and features). None:
+    gpu_memory_gb: CUDA memory one forward pass may use (activations and features), in GB. None:
         min(8 GiB, half the free memory); 0: no limit; ignored on other devices. When whole frames
         would not fit (measured by one probe forward on a small crop, then scaled by pixel count,
         which is exact for this network: every part of it is linear in H*W), the engine lowers the
@@ -57,7 +57,7 @@ class EngineConfig:
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
-    memory_budget_mb: float | None = None
+    gpu_memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         if not MIN_FACTOR <= int(self.factor) <= MAX_FACTOR:
@@ -66,7 +66,7 @@ class EngineConfig:
             raise ValueError(f"mode {self.mode!r} not one of {MODES}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
-        if self.memory_budget_mb is not None and self.memory_budget_mb < 0:
+        if self.gpu_memory_gb is not None and self.gpu_memory_gb < 0:
             raise ValueError("memory budget must be >= 0")
 
     @property
@@ -277,11 +277,11 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def _budget_bytes(self) -> float | None:
-        mb = self.cfg.memory_budget_mb
+        gb = self.cfg.gpu_memory_gb
         if self.device.type != "cuda":
             return None
-        if mb is not None:
-            return mb * 2**20 if mb > 0 else None
+        if gb is not None:
+            return gb * 2**30 if gb > 0 else None
         free, _total = torch.cuda.mem_get_info(self.device)
         return float(min(8 * 2**30, free / 2))
 

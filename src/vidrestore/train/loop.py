@@ -87,8 +87,10 @@ class TrainConfig:
             raise UsageError("val_count must be >= 1")
         if self.holdout_frames < 0:
             raise UsageError("--holdout-frames must be >= 0")
-        if not self.clip_scale > 0 or not self.video_scale > 0:
+        if not self.clip_scale > 0:
             raise UsageError("--clip-scale must be > 0")
+        if not self.video_scale > 0:
+            raise UsageError("video_scale must be > 0")
         if self.loss.key_weight < 0 or self.loss.inter_weight < 0:
             raise UsageError("--key-weight must be >= 0")
         self.mix()  # validates the data mix
