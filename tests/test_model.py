@@ -211,3 +211,30 @@ def test_fresh_model_sees_no_motion_in_a_static_real_frame():
         f = model.encode(frame.unsqueeze(0))
         _, motion = model.ifa(f[2], f[2], f[3], f[3])
     assert motion.norm(dim=1).mean().item() < 0.05  # in 1/8-scale cells
+
+
+def test_local_correlation_matches_direct_products():
+    from vidrestore.model.network import local_correlation
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 5, 6, 7), torch.randn(2, 5, 6, 7)
+    corr = local_correlation(a, b)
+    assert corr.shape == (2, 9, 6, 7)
+    # offset (dy, dx) = (+1, -1) is channel (1 + 1) * 3 + (-1 + 1) = 6; check an interior pixel
+    y, x = 3, 4
+    assert torch.allclose(corr[:, 6, y, x], (a[:, :, y, x] * b[:, :, y + 1, x - 1]).mean(dim=1), atol=1e-6)
+    assert torch.allclose(corr[:, 4], (a * b).mean(dim=1), atol=1e-6)  # zero offset
+
+
+def test_fine_flow_stage_is_optional_and_trains(tiny):
+    """fine_flow=0 builds no 1/4-scale stage; with it, its zero-initialised output gets gradients."""
+    from dataclasses import replace
+
+    from vidrestore.model.network import CONFIGS, VidRestoreNet
+
+    assert VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0)).fine_flow is None
+    assert tiny.fine_flow is not None
+    frames = torch.rand(1, 4, 3, 32, 32)
+    _, inter = tiny(frames, torch.tensor([0.3]))
+    inter.mean().backward()
+    assert tiny.fine_flow.delta.weight.grad is not None and tiny.fine_flow.delta.weight.grad.abs().sum() > 0

@@ -323,3 +323,37 @@ def test_train_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "finished: step 1" in res.output
     assert (tmp_path / "r" / "final.safetensors").is_file()
+
+
+def test_train_init_grows_fine_flow_stage_from_older_weights(tmp_path):
+    """Weights without the 1/4-scale flow stage (v1/v2 style) start a run with it: the stage starts
+    as the identity, every other tensor is copied, and the output is what the old model gave."""
+    from vidrestore.model.network import CONFIGS, VidRestoreNet
+    from vidrestore.train.loop import train
+    from vidrestore.weights import model_from_file, save_weights
+
+    torch.manual_seed(3)
+    old = VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0)).eval()
+    path = tmp_path / "old.safetensors"
+    save_weights(old, path)
+    lines: list[str] = []
+    run = train(_small_cfg(tmp_path / "b", steps=1, init=str(path), lr=1e-12), echo=lines.append)
+    grown = model_from_file(run.export_path).eval()
+    assert grown.config.fine_flow == CONFIGS["tiny"].fine_flow > 0
+    assert any("fine_flow stage start fresh" in line for line in lines)
+    src = old.state_dict()
+    got = grown.state_dict()
+    assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)
+    # a smooth moving scene: the grown model gives what the old one gave, up to resampling order
+    yy, xx = torch.meshgrid(torch.linspace(0, 6, 64), torch.linspace(0, 6, 64), indexing="ij")
+    frames = torch.stack([(0.5 + 0.4 * torch.sin(xx + 0.3 * i) * torch.cos(yy)).expand(3, -1, -1) for i in range(4)])
+    with torch.no_grad():
+        k_old, i_old = old(frames[None], torch.tensor([0.25, 0.5]))
+        k_new, i_new = grown(frames[None], torch.tensor([0.25, 0.5]))
+    assert torch.allclose(k_old, k_new, atol=1e-5)
+    assert (i_old - i_new).abs().mean() < 2e-3
+    # but a file of another architecture is still refused
+    other = VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0, ifa_window=3))
+    save_weights(other, tmp_path / "other.safetensors")
+    with pytest.raises(UsageError):
+        train(_small_cfg(tmp_path / "c", steps=1, init=str(tmp_path / "other.safetensors")), echo=lambda _: None)

@@ -14,6 +14,8 @@ Data flow::
                 ALA pair term: self(x_i) + cross(x_i|x_i+1) + self(x_i+1) + cross(x_i+1|x_i)
     per t (the light part):
                 flows to t: -t*M01 and -(1-t)*M10, refined by a small head (shared by both sides)
+                coarse-to-fine (config.fine_flow > 0): flows and blend logits carried to 1/4 scale and
+                    refined there from warped 1/4 features and their local correlation
                 warp both frames, blend with learned weights, refiner adds a residual
 
 Both sides of the pair go through the same weights and are combined by sums and a softmax,
@@ -51,6 +53,7 @@ class ModelConfig:
     ifa_dim: int = 32
     head_channels: int = 48  # flow head and refiner width at 1/8 and 1/4
     motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset
+    fine_flow: int = 0  # width of the per-t flow refinement at 1/4 scale; 0 = flows stay on the 1/8 grid
 
     @property
     def multiple(self) -> int:
@@ -60,11 +63,11 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
-                           ifa_window=9, ifa_dim=48, head_channels=96),
+                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
-                        ifa_window=5, ifa_dim=8, head_channels=12),
+                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8),
 }
 
 
@@ -181,6 +184,39 @@ class FlowHead(nn.Module):
         return d[:, :2], d[:, 2:3], self.ctx(h)
 
 
+def local_correlation(a: torch.Tensor, b: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Mean over channels of a(p) * b(p + o) for every offset o in a (2r+1)^2 square: [B, (2r+1)^2, H, W]."""
+    h, w = a.shape[-2:]
+    padded = F.pad(b, (radius, radius, radius, radius), mode="replicate")
+    k = 2 * radius + 1
+    return torch.cat(
+        [(a * padded[:, :, dy : dy + h, dx : dx + w]).mean(dim=1, keepdim=True) for dy in range(k) for dx in range(k)],
+        dim=1,
+    )
+
+
+class FineFlow(nn.Module):
+    """Per-t refinement of one side's flow and blend logit on the 1/4 grid (coarse-to-fine).
+
+    Sees its own and the other side's 1/4-scale features warped to t, their local correlation, the
+    1/8-scale head's context and its own flow, so it can correct what the 1/8 grid cannot resolve.
+    Shared by both sides, like the 1/8 head, which keeps the pair symmetric.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c2, ch = cfg.channels[1], cfg.fine_flow
+        self.body = nn.Sequential(
+            _conv(3 * c2 + 9 + 3, ch, k=1), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act()
+        )
+        self.delta = _zero(_conv(ch, 3))
+
+    def forward(self, own: torch.Tensor, other: torch.Tensor, ctx: torch.Tensor, flow: torch.Tensor, tau: torch.Tensor):
+        corr = local_correlation(own, other)
+        d = self.delta(self.body(torch.cat((own, other, ctx, corr, flow, tau), dim=1)))
+        return d[:, :2], d[:, 2:3]
+
+
 class Refiner(nn.Module):
     """Adds a residual to the warped blend. Each side is embedded by shared weights and summed."""
 
@@ -214,6 +250,7 @@ class VidRestoreNet(nn.Module):
         self.ifa = InterFrameAttention(c3, config.ifa_dim, config.ifa_window, config.motion_prior)
         self.key_branch = KeyBranch(config)
         self.flow_head = FlowHead(config)
+        self.fine_flow = FineFlow(config) if config.fine_flow > 0 else None
         self.refiner = Refiner(config)
 
     # -- per frame -------------------------------------------------------------------------
@@ -284,6 +321,20 @@ class VidRestoreNet(nn.Module):
             logits.append(logit)
             ctxs.append(ctx)
 
+        size2 = e0[1].shape[-2:]
+        f2_reps = [rep(e[1]) for e in enc]
+        ctxs = [F.interpolate(c, size=size2, mode="bilinear", align_corners=False) for c in ctxs]
+        if self.fine_flow is not None:
+            # coarse-to-fine: carry flows and blend logits to the 1/4 grid and refine them there
+            flows = [resize_flow(fl, size2) for fl in flows]
+            logits = [F.interpolate(lg, size=size2, mode="bilinear", align_corners=False) for lg in logits]
+            wf2 = [backward_warp(f2_reps[s], flows[s]) for s in (0, 1)]
+            for s in (0, 1):
+                tau_map = taus[s].expand(-1, 1, *size2)
+                d, dl = self.fine_flow(wf2[s], wf2[1 - s], ctxs[s], flows[s], tau_map)
+                flows[s] = flows[s] + d
+                logits[s] = logits[s] + dl
+
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
         sides = []
@@ -292,13 +343,12 @@ class VidRestoreNet(nn.Module):
             flow_full = resize_flow(flows[s], (h, w))
             warped = backward_warp(imgs[s], flow_full)
             blend = blend + weights[:, s : s + 1] * warped
-            f1_s, f2_s = enc[s][:2]
-            size1, size2 = f1_s.shape[-2:], f2_s.shape[-2:]
+            f1_s = enc[s][0]
+            size1 = f1_s.shape[-2:]
             wf1 = backward_warp(rep(f1_s), resize_flow(flows[s], size1))
             wimg_half = F.avg_pool2d(warped, 2)
-            wf2 = backward_warp(rep(f2_s), resize_flow(flows[s], size2))
-            ctx = F.interpolate(ctxs[s], size=size2, mode="bilinear", align_corners=False)
-            sides.append((torch.cat((wf1, wimg_half), dim=1), wf2, ctx))
+            wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
+            sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
         inter = self.refiner(blend, sides)
         return key, inter.reshape(b, n_t, 3, h, w)
 

@@ -9,6 +9,8 @@ reached or its ``minutes`` budget is spent, then checkpoints and exports.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import time
@@ -445,10 +447,19 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     from vidrestore.weights import load_model
 
     source = load_model(spec, device=next(model.parameters()).device)
-    if source.config != model.config:
+    # a model may grow stages that start as the identity (zero-initialised outputs, e.g. fine_flow):
+    # everything else must match, and only the new stage's tensors may be missing from the source
+    grown = dataclasses.replace(source.config, fine_flow=model.config.fine_flow)
+    if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
-    model.load_state_dict(source.state_dict())
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    new_stage = [k for k in missing if k.startswith("fine_flow.")]
+    if unexpected or len(new_stage) != len(missing):
+        raise UsageError(f"--init {spec}: tensors do not match --size {model.config.name!r} "
+                         f"(missing {sorted(set(missing) - set(new_stage))[:3]}, unexpected {sorted(unexpected)[:3]})")
+    if new_stage:
+        log("init", f"{len(new_stage)} tensors of the new fine_flow stage start fresh (identity)", init=spec)
     log("init", f"initialised from {spec}", init=spec)
 
 

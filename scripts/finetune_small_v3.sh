@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The CPU fine-tuning run that made vidrestore-small-v3 from vidrestore-small-v2.
+#
+# Differences from scripts/finetune_small_v2.sh: starts from the v2 weights and adds the 1/4-scale
+# flow refinement stage (ModelConfig.fine_flow, zero-initialised so step 0 reproduces v2); the data,
+# loss, hold-out and learning rate are v2's.
+#
+# Resumable like train_run.sh: run it again (same STEPS) until the log says "finished".
+#   scripts/finetune_small_v3.sh 70
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINUTES="${1:-10}"
+shift || true
+DATA="${DATA:-../shared/data}"
+RUN="${RUN:-runs/small-v3-cpu}"
+STEPS="${STEPS:-3600}"
+THREADS="${THREADS:-2}"
+PY="${PYTHON:-python3}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+command -v "$PY" >/dev/null || { echo "no python: set PYTHON" >&2; exit 2; }
+
+exec "$PY" -m vidrestore train \
+    --out "$RUN" --resume --init vidrestore-small-v2 \
+    --size small --steps "$STEPS" --minutes "$MINUTES" \
+    --batch 8 --crop 128 --lr 2e-4 --warmup 100 \
+    --textures "$DATA/reds_000" --textures "$DATA/clips" \
+    --clips "$DATA/clips" --clip-scale 0.5 --holdout-frames 96 --mix synthetic=0.6,clips=0.4 \
+    --key-weight 3 --subframes 8 --max-speed 32 \
+    --val-every 500 --val-count 16 --ckpt-every 100 --log-every 25 \
+    --device cpu --precision fp32 --threads "$THREADS" --seed 1 \
+    "$@"
