@@ -357,3 +357,30 @@ def test_train_init_grows_fine_flow_stage_from_older_weights(tmp_path):
     save_weights(other, tmp_path / "other.safetensors")
     with pytest.raises(UsageError):
         train(_small_cfg(tmp_path / "c", steps=1, init=str(tmp_path / "other.safetensors")), echo=lambda _: None)
+
+
+@pytest.mark.parametrize("clip_key_weight, moves", [(0.0, False), (None, True)])
+def test_clip_key_weight_zero_leaves_key_branch_to_synthetic_batches(tmp_path, make_clip, clip_key_weight, moves):
+    """With --clip-key-weight 0 a clips-only step gives the key branch no gradient (its key input is
+    its own target); by default the key loss applies there as everywhere."""
+    from vidrestore.train.loop import train
+    from vidrestore.weights import model_from_file, save_weights
+    from vidrestore.model.network import build_model
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip("clips/a.mp4", n=12, size=(64, 48), audio=False)
+    torch.manual_seed(0)
+    start = build_model("tiny")
+    for p in start.key_branch.out.parameters():  # a non-zero output layer, so the key path carries gradient
+        torch.nn.init.normal_(p, std=0.01)
+    save_weights(start, tmp_path / "start.safetensors")
+    run = train(_small_cfg(tmp_path / "run", steps=1, init=str(tmp_path / "start.safetensors"), clips=str(clips),
+                           clip_scale=1.0, mix_synthetic=0.0, mix_clips=1.0, clip_key_weight=clip_key_weight,
+                           lr=1e-3), echo=lambda _: None)
+    got = model_from_file(run.export_path)
+    before = start.state_dict()
+    changed = [k for k, v in got.state_dict().items() if k.startswith("key_branch.") and not torch.equal(v, before[k])]
+    assert bool(changed) == moves
+    with pytest.raises(UsageError):
+        _small_cfg(tmp_path / "bad", clip_key_weight=-1.0)

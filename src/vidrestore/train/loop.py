@@ -53,6 +53,9 @@ class TrainConfig:
     clips: str | None = None  # sharp ordinary-rate footage (interpolation samples)
     clip_strides: tuple[int, ...] = (2,)
     clip_scale: float = 0.25
+    # key-frame loss weight in clip batches (None: the same as loss.key_weight). A clip sample's key
+    # input is its own target, so that term only teaches the key branch to leave frames alone.
+    clip_key_weight: float | None = None
     videos: str | None = None  # high-frame-rate footage (Adobe240-style samples)
     video_scale: float = 0.5
     holdout_frames: int = 0  # the first frames of every video (clips, videos, textures) are never used
@@ -95,6 +98,8 @@ class TrainConfig:
             raise UsageError("video_scale must be > 0")
         if self.loss.key_weight < 0 or self.loss.inter_weight < 0:
             raise UsageError("--key-weight must be >= 0")
+        if self.clip_key_weight is not None and self.clip_key_weight < 0:
+            raise UsageError("--clip-key-weight must be >= 0")
         self.mix()  # validates the data mix
         SceneConfig(height=self.crop, width=self.crop, factor=self.factor, subframes_per_interval=self.subframes,
                     exposure=tuple(self.exposure), max_speed=self.max_speed)  # validates the scene settings
@@ -359,6 +364,9 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     def remaining() -> float:
         return math.inf if deadline is None else deadline - time.monotonic()
 
+    loss_cfg = {name: cfg.loss for name in SOURCES}
+    if cfg.clip_key_weight is not None:
+        loss_cfg["clips"] = dataclasses.replace(cfg.loss, key_weight=cfg.clip_key_weight)
     try:
         while step < cfg.steps:
             if step > 0 and step % cfg.val_every == 0 and last_val_step != step:
@@ -376,7 +384,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             source, sample = data.next(g_cpu, g_dev)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
                 key, inter = model(sample.inputs, sample.times)
-            loss, _ = restoration_loss(key.float(), inter.float(), sample.key, sample.inter, cfg.loss)
+            loss, _ = restoration_loss(key.float(), inter.float(), sample.key, sample.inter, loss_cfg[source])
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 bad_steps += 1
