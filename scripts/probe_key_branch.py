@@ -8,6 +8,7 @@ development notes quote.
     python scripts/probe_key_branch.py --weights vidrestore-small-v3 --steps 1500 --lr 1e-3 --val-every 300
     python scripts/probe_key_branch.py --train all --steps 600 --lr 3e-4 --val-every 200
     python scripts/probe_key_branch.py --train plain-cnn --steps 800 --lr 5e-4 --val-every 200
+    python scripts/probe_key_branch.py --steps 1500 --lr 1e-3 --val-every 300 --exposure 0.75 1.0 --sharp-prob 0 --noise 0
 
 ``--train plain-cnn`` trains a plain full-resolution CNN instead (input F(i-1), F(i), F(i+1)
 stacked, 9 channels; 8 layers of 3x3 convolutions, 32 channels, 6 of them dilated; a residual on
@@ -71,6 +72,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=96)
     ap.add_argument("--max-speed", type=float, default=32.0)
+    ap.add_argument("--exposure", type=float, nargs=2, default=(0.0, 1.0), metavar=("MIN", "MAX"),
+                    help="training exposure range, as a fraction of the frame interval")
+    ap.add_argument("--sharp-prob", type=float, default=0.15, help="share of sharp training inputs")
+    ap.add_argument("--noise", type=float, default=0.01, help="max std of the training inputs' noise")
     ap.add_argument("--val-every", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -81,7 +86,8 @@ def main() -> None:
         p.requires_grad_(args.train != "key_branch" or name.startswith("key_branch."))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
-    cfg = SceneConfig(height=args.crop, width=args.crop, max_speed=args.max_speed, reference_size=args.crop)
+    cfg = SceneConfig(height=args.crop, width=args.crop, max_speed=args.max_speed, reference_size=args.crop,
+                      exposure=tuple(args.exposure), sharp_prob=args.sharp_prob, noise=args.noise)
     val = validation_set()
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.monotonic()
