@@ -384,3 +384,21 @@ def test_clip_key_weight_zero_leaves_key_branch_to_synthetic_batches(tmp_path, m
     assert bool(changed) == moves
     with pytest.raises(UsageError):
         _small_cfg(tmp_path / "bad", clip_key_weight=-1.0)
+
+
+def test_cli_scene_options_reach_the_generator(tmp_path):
+    """--exposure, --sharp-prob and --noise set the synthetic scenes (a key-frame curriculum knob);
+    bad values are usage errors."""
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+    from vidrestore.train.loop import DataMix, RunLog
+
+    cfg = _small_cfg(tmp_path / "r", exposure=(0.75, 1.0), sharp_prob=0.0, noise=0.0)
+    mix = DataMix(cfg, 32, torch.device("cpu"), RunLog(tmp_path / "log.jsonl", lambda _: None))
+    assert (mix.scene.exposure_range, mix.scene.sharp_prob, mix.scene.noise) == ((0.75, 1.0), 0.0, 0.0)
+    for bad in (dict(sharp_prob=1.5), dict(noise=-0.1), dict(exposure=(0.5, 1.5))):
+        with pytest.raises(UsageError):
+            _small_cfg(tmp_path / "bad", **bad)
+    res = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "x"), "--sharp-prob", "2"])
+    assert res.exit_code != 0 and "--sharp-prob" in res.output

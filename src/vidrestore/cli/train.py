@@ -41,6 +41,9 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--mix", "mix", default=None, help="Data mix weights, e.g. synthetic=0.7,clips=0.3 (default: synthetic 1, clips 0.25, videos 0.5 when given).")
 @click.option("--subframes", type=int, default=8, show_default=True, help="Synthetic sub-frames per input interval (>= 8, multiple of 8).")
 @click.option("--max-speed", type=float, default=24.0, show_default=True, help="Largest synthetic motion, px per input interval.")
+@click.option("--exposure", type=(float, float), default=(0.0, 1.0), show_default=True, metavar="MIN MAX", help="Synthetic exposure range, as a fraction of the frame interval (blur length = speed x exposure).")
+@click.option("--sharp-prob", type=float, default=0.15, show_default=True, help="Share of synthetic samples with sharp inputs.")
+@click.option("--noise", type=float, default=0.01, show_default=True, help="Largest std of the noise added to synthetic inputs (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=500, show_default=True)
 @click.option("--val-count", type=int, default=16, show_default=True)
@@ -54,7 +57,7 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--threads", type=int, default=None, help="CPU threads for torch in this process (default: torch's choice).")
 @click.option("--export", "export", type=click.Path(dir_okay=False), default=None, help="Where to export the weights (default: OUT/final.safetensors).")
 def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, precision, textures, clips, videos,
-          mix, subframes, max_speed, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, clip_key_weight, clip_scale, holdout_frames, threads, export) -> None:
+          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, clip_key_weight, clip_scale, holdout_frames, threads, export) -> None:
     """Train a model on synthetic scenes and/or your footage.
 
     Synthetic scenes (textured layers with exact continuous motion, blur by averaging sub-frames) are
@@ -76,7 +79,7 @@ def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, pr
         out=out, model=size, steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, warmup=warmup,
         resume=resume, device=device, precision=precision, textures=tuple(textures), clips=clips, videos=videos,
         mix_synthetic=weights.get("synthetic", 1.0), mix_clips=weights.get("clips"), mix_videos=weights.get("videos"),
-        subframes=subframes, max_speed=max_speed, seed=seed, val_every=val_every, val_count=val_count,
+        subframes=subframes, max_speed=max_speed, exposure=tuple(exposure), sharp_prob=sharp_prob, noise=noise, seed=seed, val_every=val_every, val_count=val_count,
         log_every=log_every, ckpt_every=ckpt_every, export=export, init=init, clip_scale=clip_scale,
         holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, loss=LossConfig(key_weight=key_weight),
     )

@@ -45,7 +45,9 @@ class TrainConfig:
     random_t_prob: float = 0.3  # synthetic batches whose target times are random in (0,1)
     subframes: int = 8  # synthetic sub-frames per input interval (>= 8, multiple of factor)
     max_speed: float = 24.0  # synthetic motion: px per input interval at the crop size
-    exposure: tuple[float, float] = (0.0, 1.0)
+    exposure: tuple[float, float] = (0.0, 1.0)  # synthetic exposure range, fraction of the frame interval
+    sharp_prob: float = 0.15  # synthetic samples with sharp inputs (exposure 0)
+    noise: float = 0.01  # max std of the noise added to synthetic inputs (half of the samples)
     mix_synthetic: float = 1.0
     mix_clips: float | None = None  # None: 0.25 if ``clips`` is given, else 0
     mix_videos: float | None = None  # None: 0.5 if ``videos`` is given, else 0
@@ -98,11 +100,19 @@ class TrainConfig:
             raise UsageError("video_scale must be > 0")
         if self.loss.key_weight < 0 or self.loss.inter_weight < 0:
             raise UsageError("--key-weight must be >= 0")
+        if not (0.0 <= self.sharp_prob <= 1.0):
+            raise UsageError(f"--sharp-prob {self.sharp_prob}: must lie in [0, 1]")
+        if not self.noise >= 0:
+            raise UsageError(f"--noise {self.noise}: must be >= 0")
+        lo, hi = self.exposure
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise UsageError(f"--exposure {lo} {hi}: need 0 <= MIN <= MAX <= 1")
         if self.clip_key_weight is not None and self.clip_key_weight < 0:
             raise UsageError("--clip-key-weight must be >= 0")
         self.mix()  # validates the data mix
         SceneConfig(height=self.crop, width=self.crop, factor=self.factor, subframes_per_interval=self.subframes,
-                    exposure=tuple(self.exposure), max_speed=self.max_speed)  # validates the scene settings
+                    exposure=tuple(self.exposure), max_speed=self.max_speed, sharp_prob=self.sharp_prob,
+                    noise=self.noise)  # validates the scene settings
 
     def mix(self) -> dict[str, float]:
         clips = self.mix_clips if self.mix_clips is not None else (0.25 if self.clips else 0.0)
@@ -221,6 +231,7 @@ class DataMix:
         self.scene = SceneConfig(
             height=crop, width=crop, factor=cfg.factor, subframes_per_interval=cfg.subframes,
             exposure=tuple(cfg.exposure), max_speed=cfg.max_speed, reference_size=crop,
+            sharp_prob=cfg.sharp_prob, noise=cfg.noise,
         )
         self.clips = self.videos = None
         if self.weights["clips"] > 0:

@@ -70,6 +70,10 @@ class SceneConfig:
             raise UsageError(f"objects {self.min_objects}..{self.max_objects}: need 0 <= min <= max")
         if self.max_speed < 0:
             raise UsageError("max_speed must be >= 0")
+        if not (0.0 <= self.sharp_prob <= 1.0):
+            raise UsageError(f"sharp_prob {self.sharp_prob}: must lie in [0, 1]")
+        if not self.noise >= 0:
+            raise UsageError(f"noise {self.noise}: must be >= 0")
 
     @property
     def exposure_range(self) -> tuple[float, float]:
