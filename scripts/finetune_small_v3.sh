@@ -14,13 +14,9 @@ cd "$(dirname "$0")/.."
 
 MINUTES="${1:-10}"
 shift || true
-DATA="${DATA:-../shared/data}"
 RUN="${RUN:-runs/small-v3-cpu}"
 STEPS="${STEPS:-3500}"
-THREADS="${THREADS:-2}"
-PY="${PYTHON:-python3}"
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-command -v "$PY" >/dev/null || { echo "no python: set PYTHON" >&2; exit 2; }
+. scripts/cpu_train_env.sh
 
 exec "$PY" -m vidrestore train \
     --out "$RUN" --resume --init vidrestore-small-v2 \

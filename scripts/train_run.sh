@@ -14,15 +14,9 @@ cd "$(dirname "$0")/.."
 
 MINUTES="${1:-10}"
 shift || true
-DATA="${DATA:-../shared/data}"
 RUN="${RUN:-runs/small-cpu}"
 STEPS="${STEPS:-8000}"
-THREADS="${THREADS:-2}"
-PY="${PYTHON:-python3}"
-# On a shared 2-core machine, spinning OpenMP workers waste the other core and slow every step
-# several times over when another process is busy; passive waiting avoids that.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-command -v "$PY" >/dev/null || { echo "no python: set PYTHON" >&2; exit 2; }
+. scripts/cpu_train_env.sh
 
 exec "$PY" -m vidrestore train \
     --out "$RUN" --resume \

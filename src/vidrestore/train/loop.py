@@ -9,12 +9,10 @@ reached or its ``minutes`` budget is spent, then checkpoints and exports.
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -377,7 +375,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
 
     loss_cfg = {name: cfg.loss for name in SOURCES}
     if cfg.clip_key_weight is not None:
-        loss_cfg["clips"] = dataclasses.replace(cfg.loss, key_weight=cfg.clip_key_weight)
+        loss_cfg["clips"] = replace(cfg.loss, key_weight=cfg.clip_key_weight)
     try:
         while step < cfg.steps:
             if step > 0 and step % cfg.val_every == 0 and last_val_step != step:
@@ -468,7 +466,7 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     source = load_model(spec, device=next(model.parameters()).device)
     # a model may grow stages that start as the identity (zero-initialised outputs, e.g. fine_flow):
     # everything else must match, and only the new stage's tensors may be missing from the source
-    grown = dataclasses.replace(source.config, fine_flow=model.config.fine_flow)
+    grown = replace(source.config, fine_flow=model.config.fine_flow)
     if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
