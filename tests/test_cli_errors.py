@@ -250,3 +250,18 @@ def test_sigterm_mid_run_removes_the_partial_output(tmp_path):
     lines = [x for x in err.splitlines() if x.strip()]
     assert lines[-1].startswith("vidrestore: error: interrupted") and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_cli_leaves_ffmpeg_logging_off(make_clip):
+    """enhance/info silence FFmpeg with PyAV's no-op log callback (level None), never with a numeric
+    level: those install a callback that still takes the GIL for ERROR lines, and a threaded decoder
+    freed by the main thread can then deadlock (seen as a hung test run)."""
+    import av.logging
+
+    av.logging.set_level(av.logging.PANIC)  # what quiet_ffmpeg used to set
+    try:
+        res = CliRunner().invoke(main, ["info", str(make_clip())])
+        assert res.exit_code == 0, res.output
+        assert av.logging.get_level() is None
+    finally:
+        av.logging.set_level(None)
