@@ -352,7 +352,11 @@ def test_train_init_grows_fine_flow_stage_from_older_weights(tmp_path):
         k_new, i_new = grown(frames[None], torch.tensor([0.25, 0.5]))
     assert torch.allclose(k_old, k_new, atol=1e-5)
     assert (i_old - i_new).abs().mean() < 2e-3
-    # but a file of another architecture is still refused
+    # a stage of another width is not grown but refused, like a file of another architecture
+    wider = VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=CONFIGS["tiny"].fine_flow * 2))
+    save_weights(wider, tmp_path / "wider.safetensors")
+    with pytest.raises(UsageError):
+        train(_small_cfg(tmp_path / "w", steps=1, init=str(tmp_path / "wider.safetensors")), echo=lambda _: None)
     other = VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0, ifa_window=3))
     save_weights(other, tmp_path / "other.safetensors")
     with pytest.raises(UsageError):

@@ -466,7 +466,8 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     source = load_model(spec, device=next(model.parameters()).device)
     # a model may grow stages that start as the identity (zero-initialised outputs, e.g. fine_flow):
     # everything else must match, and only the new stage's tensors may be missing from the source
-    grown = replace(source.config, fine_flow=model.config.fine_flow)
+    grows = source.config.fine_flow == 0  # only a missing stage may be added, never resized
+    grown = replace(source.config, fine_flow=model.config.fine_flow) if grows else source.config
     if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
