@@ -325,22 +325,26 @@ def test_train_cli(tmp_path):
     assert (tmp_path / "r" / "final.safetensors").is_file()
 
 
-def test_train_init_grows_fine_flow_stage_from_older_weights(tmp_path):
-    """Weights without the 1/4-scale flow stage (v1/v2 style) start a run with it: the stage starts
-    as the identity, every other tensor is copied, and the output is what the old model gave."""
+@pytest.mark.parametrize("missing", [("fine_flow", "half_flow"), ("half_flow",)])
+def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
+    """Weights without the 1/4- and/or 1/2-scale flow stages (v1/v2 style: neither; v3 style: no 1/2 stage)
+    start a run with them: new stages start as the identity, every other tensor is copied, and the
+    output is what the old model gave."""
     from vidrestore.model.network import CONFIGS, VidRestoreNet
     from vidrestore.train.loop import train
     from vidrestore.weights import model_from_file, save_weights
 
     torch.manual_seed(3)
-    old = VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0)).eval()
+    old = VidRestoreNet(replace(CONFIGS["tiny"], **{f: 0 for f in missing})).eval()
     path = tmp_path / "old.safetensors"
     save_weights(old, path)
     lines: list[str] = []
     run = train(_small_cfg(tmp_path / "b", steps=1, init=str(path), lr=1e-12), echo=lines.append)
     grown = model_from_file(run.export_path).eval()
-    assert grown.config.fine_flow == CONFIGS["tiny"].fine_flow > 0
-    assert any("fine_flow stage start fresh" in line for line in lines)
+    assert grown.config == CONFIGS["tiny"]
+    for stage in ("fine_flow", "half_flow"):
+        assert getattr(grown.config, stage) > 0
+        assert any(f"{stage} stage start fresh" in line for line in lines) == (stage in missing)
     src = old.state_dict()
     got = grown.state_dict()
     assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)

@@ -16,6 +16,7 @@ Data flow::
                 flows to t: -t*M01 and -(1-t)*M10, refined by a small head (shared by both sides)
                 coarse-to-fine (config.fine_flow > 0): flows and blend logits carried to 1/4 scale and
                     refined there from warped 1/4 features and their local correlation
+                    (config.half_flow > 0): once more at 1/2 scale, from warped 1/2 features and frames
                 warp both frames, blend with learned weights, refiner adds a residual
 
 Both sides of the pair go through the same weights and are combined by sums and a softmax,
@@ -54,6 +55,7 @@ class ModelConfig:
     head_channels: int = 48  # flow head and refiner width at 1/8 and 1/4
     motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset
     fine_flow: int = 0  # width of the per-t flow refinement at 1/4 scale; 0 = flows stay on the 1/8 grid
+    half_flow: int = 0  # width of the last per-t flow refinement at 1/2 scale; 0 = none
 
     @property
     def multiple(self) -> int:
@@ -63,11 +65,11 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
-                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48),
+                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, half_flow=16),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
-                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8),
+                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8),
 }
 
 
@@ -217,6 +219,30 @@ class FineFlow(nn.Module):
         return d[:, :2], d[:, 2:3]
 
 
+class HalfFlow(nn.Module):
+    """Per-t refinement of one side's flow and blend logit on the 1/2 grid, the last coarse-to-fine step.
+
+    Sees both sides' 1/2-scale features and half-size frames warped to t, the local correlation of the
+    features (a 3x3 neighbourhood here is +-2 full-resolution pixels, so it fixes the sub-pixel and
+    thin-structure errors the 1/4 grid leaves), its own flow and the current blend logit difference.
+    Shared by both sides, like the coarser stages.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c1, ch = cfg.channels[0], cfg.half_flow
+        self.body = nn.Sequential(
+            _conv(2 * (c1 + 3) + 9 + 4, ch, k=1), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act()
+        )
+        self.delta = _zero(_conv(ch, 3))
+
+    def forward(self, own: torch.Tensor, other: torch.Tensor, own_feat: torch.Tensor, other_feat: torch.Tensor,
+                flow: torch.Tensor, logit_diff: torch.Tensor, tau: torch.Tensor):
+        corr = local_correlation(own_feat, other_feat)
+        d = self.delta(self.body(torch.cat((own, other, corr, flow, logit_diff, tau), dim=1)))
+        return d[:, :2], d[:, 2:3]
+
+
 class Refiner(nn.Module):
     """Adds a residual to the warped blend. Each side is embedded by shared weights and summed."""
 
@@ -251,6 +277,7 @@ class VidRestoreNet(nn.Module):
         self.key_branch = KeyBranch(config)
         self.flow_head = FlowHead(config)
         self.fine_flow = FineFlow(config) if config.fine_flow > 0 else None
+        self.half_flow = HalfFlow(config) if config.half_flow > 0 else None
         self.refiner = Refiner(config)
 
     # -- per frame -------------------------------------------------------------------------
@@ -335,6 +362,24 @@ class VidRestoreNet(nn.Module):
                 flows[s] = flows[s] + d
                 logits[s] = logits[s] + dl
 
+        size1 = e0[0].shape[-2:]
+        if self.half_flow is not None:
+            # last coarse-to-fine step: flows and blend logits on the 1/2 grid
+            flows = [resize_flow(fl, size1) for fl in flows]
+            logits = [F.interpolate(lg, size=size1, mode="bilinear", align_corners=False) for lg in logits]
+            halves = [rep(torch.cat((e[0], F.avg_pool2d(im, 2)), dim=1)) for e, im in zip(enc, (f0, f1))]
+            wh = [backward_warp(halves[s], flows[s]) for s in (0, 1)]
+            c1 = e0[0].shape[1]
+            for_logit = [logits[0] - logits[1], logits[1] - logits[0]]
+            deltas = []
+            for s in (0, 1):
+                tau_map = taus[s].expand(-1, 1, *size1)
+                deltas.append(self.half_flow(wh[s], wh[1 - s], wh[s][:, :c1], wh[1 - s][:, :c1], flows[s],
+                                             for_logit[s], tau_map))
+            for s in (0, 1):
+                flows[s] = flows[s] + deltas[s][0]
+                logits[s] = logits[s] + deltas[s][1]
+
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
         sides = []
@@ -343,9 +388,7 @@ class VidRestoreNet(nn.Module):
             flow_full = resize_flow(flows[s], (h, w))
             warped = backward_warp(imgs[s], flow_full)
             blend = blend + weights[:, s : s + 1] * warped
-            f1_s = enc[s][0]
-            size1 = f1_s.shape[-2:]
-            wf1 = backward_warp(rep(f1_s), resize_flow(flows[s], size1))
+            wf1 = backward_warp(rep(enc[s][0]), resize_flow(flows[s], size1))
             wimg_half = F.avg_pool2d(warped, 2)
             wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
             sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))

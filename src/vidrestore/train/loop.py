@@ -459,25 +459,31 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     return TrainResult(step=step, seconds=seconds, finished=finished, export_path=str(export), val=dict(last_val))
 
 
+# optional network stages that --init may add to older weights (they start as the identity)
+_GROWABLE = ("fine_flow", "half_flow")
+
+
 def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     """Start a fresh run from existing weights (registry name or path), sha256-checked like any load."""
     from vidrestore.weights import load_model
 
     source = load_model(spec, device=next(model.parameters()).device)
-    # a model may grow stages that start as the identity (zero-initialised outputs, e.g. fine_flow):
-    # everything else must match, and only the new stage's tensors may be missing from the source
-    grows = source.config.fine_flow == 0  # only a missing stage may be added, never resized
-    grown = replace(source.config, fine_flow=model.config.fine_flow) if grows else source.config
+    # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow):
+    # everything else must match, and only the new stages' tensors may be missing from the source
+    grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
+    grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
     if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    new_stage = [k for k in missing if k.startswith("fine_flow.")]
+    new_stage = [k for k in missing if k.split(".")[0] in grows]
     if unexpected or len(new_stage) != len(missing):
         raise UsageError(f"--init {spec}: tensors do not match --size {model.config.name!r} "
                          f"(missing {sorted(set(missing) - set(new_stage))[:3]}, unexpected {sorted(unexpected)[:3]})")
-    if new_stage:
-        log("init", f"{len(new_stage)} tensors of the new fine_flow stage start fresh (identity)", init=spec)
+    for stage in grows:
+        n = sum(1 for k in new_stage if k.startswith(stage + "."))
+        if n:
+            log("init", f"{n} tensors of the new {stage} stage start fresh (identity)", init=spec)
     log("init", f"initialised from {spec}", init=spec)
 
 
