@@ -7,14 +7,14 @@
 # the 1/4 grid cannot resolve. Data, hold-out, losses and learning rate are v3's.
 #
 # Resumable like train_run.sh: run it again (same STEPS) until the log says "finished".
-#   scripts/finetune_small_v4.sh 75
+#   scripts/finetune_small_v4.sh 78
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINUTES="${1:-10}"
 shift || true
 RUN="${RUN:-runs/small-v4-cpu}"
-STEPS="${STEPS:-3600}"
+STEPS="${STEPS:-3000}"
 . scripts/cpu_train_env.sh
 
 exec "$PY" -m vidrestore train \
