@@ -226,15 +226,21 @@ def test_local_correlation_matches_direct_products():
     assert torch.allclose(corr[:, 4], (a * b).mean(dim=1), atol=1e-6)  # zero offset
 
 
-def test_fine_flow_stage_is_optional_and_trains(tiny):
-    """fine_flow=0 builds no 1/4-scale stage; with it, its zero-initialised output gets gradients."""
+@pytest.mark.parametrize("stage", ["fine_flow", "half_flow"])
+def test_flow_stages_are_optional_and_train(tiny, stage):
+    """fine_flow=0 / half_flow=0 builds no 1/4- / 1/2-scale stage, and the model still runs; with it,
+    its zero-initialised output gets gradients."""
     from dataclasses import replace
 
     from vidrestore.model.network import CONFIGS, VidRestoreNet
 
-    assert VidRestoreNet(replace(CONFIGS["tiny"], fine_flow=0)).fine_flow is None
-    assert tiny.fine_flow is not None
+    without = VidRestoreNet(replace(CONFIGS["tiny"], **{stage: 0}))
+    assert getattr(without, stage) is None
+    assert getattr(tiny, stage) is not None
     frames = torch.rand(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert without(frames, torch.tensor([0.3]))[1].shape == (1, 1, 3, 32, 32)
     _, inter = tiny(frames, torch.tensor([0.3]))
     inter.mean().backward()
-    assert tiny.fine_flow.delta.weight.grad is not None and tiny.fine_flow.delta.weight.grad.abs().sum() > 0
+    delta = getattr(tiny, stage).delta
+    assert delta.weight.grad is not None and delta.weight.grad.abs().sum() > 0

@@ -84,6 +84,69 @@ def test_pan_ground_truth_moves_continuously():
     assert torch.allclose(s.inputs[0, 0][:, :, :-8], s.key[0][:, :, 8:], atol=1e-5)
 
 
+def test_exact_flows_of_a_pan_and_of_moving_objects():
+    """Exact flows: a pure pan gives the pan's displacement everywhere; for a full random scene (camera
+    and occluding objects), warping the sharp frame at t = 0 / t = 1 by the flows from time t
+    reproduces the frame at t wherever the point is visible at both times."""
+    from vidrestore.model.warp import backward_warp
+
+    cfg = _clean(min_objects=0, max_objects=0, factor=4)
+    scene = S.sample_scene(cfg, 1, _gen(3), "cpu")
+    motion = replace(scene.background_motion.zero_motion(), vel=torch.tensor([[[8.0, -4.0]]]))
+    scene = replace(scene, background_motion=motion)
+    s = S.render_scene_sample(cfg, scene, torch.zeros(1), S.default_times(4), with_flows=True)
+    assert s.flows.shape == (1, 3, 2, 2, 40, 48)
+    for j, t in enumerate((0.25, 0.5, 0.75)):  # content at t, pixel p, was at p - t*v at time 0
+        assert torch.allclose(s.flows[0, j, 0, 0], torch.full((40, 48), -8.0 * t), atol=1e-4)
+        assert torch.allclose(s.flows[0, j, 0, 1], torch.full((40, 48), 4.0 * t), atol=1e-4)
+        assert torch.allclose(s.flows[0, j, 1, 0], torch.full((40, 48), 8.0 * (1 - t)), atol=1e-4)
+
+    cfg = S.SceneConfig(height=64, width=96, max_speed=16.0, static_prob=0.0, static_camera_prob=0.0, min_objects=2)
+    scene = S.sample_scene(cfg, 2, _gen(5), "cpu", levels=torch.tensor([0.6, 1.0]))
+    # every layer's colour is its own texture coordinate (a ramp), so a pixel's colour names the surface
+    # point it shows; hard-edged objects, so that each pixel shows one layer
+    hb, wb = scene.background.shape[-2:]
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, hb), torch.linspace(0, 1, wb), indexing="ij")
+    to = scene.objects.shape[-1]
+    oy, ox = torch.meshgrid(torch.linspace(0, 1, to), torch.linspace(0, 1, to), indexing="ij")
+    objects = scene.objects.clone()
+    for k in range(objects.shape[1]):
+        objects[:, k, :3] = torch.stack((ox, oy, torch.full_like(ox, (k + 1) / 8)))
+        objects[:, k, 3] = (objects[:, k, 3] > 0.5).float()
+    scene = replace(scene, background=torch.stack((xx, yy, 0 * xx))[None].repeat(2, 1, 1, 1), objects=objects)
+    times = torch.tensor([0.25, 0.5, 0.75])
+    for b in range(2):
+        frames = S.render_one(scene, b, torch.cat((torch.tensor([0.0, 1.0]), times)))
+        for target in (0, 1):
+            flow = S.render_flow_one(scene, b, times, float(target))
+            src = frames[target].expand(3, -1, -1, -1)
+            warped = (backward_warp(src, flow) - frames[2:]).abs().amax(dim=1)
+            unwarped = (src - frames[2:]).abs().amax(dim=1)
+            assert float(warped.median()) < 1e-4 < 0.01 < float(unwarped.median())
+            # all but occlusions and the view's edges
+            assert float((warped < 0.01).float().mean()) > 0.85 > 0.5 > float((unwarped < 0.01).float().mean())
+    # a batch renders them with its samples, through the photometric step, and moves with the sample
+    batch = S.render_batch(cfg, 2, _gen(6), "cpu", times=times, with_flows=True)
+    assert batch.flows.shape == (2, 3, 2, 2, 64, 96) and batch.to("cpu").flows is not None
+    assert S.render_batch(cfg, 1, _gen(6), "cpu").flows is None
+
+
+def test_flow_loss_per_stage_in_full_resolution_pixels():
+    from vidrestore.train.losses import LossConfig, flow_loss
+
+    target = torch.zeros(1, 2, 2, 2, 32, 32)
+    target[:, :, :, 0] = 4.0  # 4 px to the right everywhere
+    exact = [target[..., ::8, ::8] / 8, target[..., ::4, ::4] / 4]  # the same flow on the 1/8 and 1/4 grids
+    assert float(flow_loss(exact, target)) < 1e-3
+    off = [exact[0], exact[1] + 0.5]  # 0.5 px of the 1/4 grid = 2 full-resolution px, in x and y
+    assert abs(float(flow_loss(off, target)) - 1.0) < 1e-2  # (0 + 2) / 2 stages
+    key, inter = torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 3, 8, 8)
+    on, parts = restoration_loss(key, inter, key, inter, LossConfig(flow_weight=0.1), flows=off, flow_target=target)
+    assert abs(float(on) - 0.1) < 1e-3 and "flow" in parts
+    plain, parts = restoration_loss(key, inter, key, inter, LossConfig(), flows=off, flow_target=target)
+    assert float(plain) == 0.0 and "flow" not in parts
+
+
 def test_exposure_window_subframes():
     times = S.input_times(7 / 8, 8)
     assert [t.numel() for t in times] == [7] * 4
@@ -297,6 +360,30 @@ def test_train_init_starts_from_given_weights(tmp_path):
     assert not all(torch.allclose(src[k], other[k], atol=1e-6) for k in src)
     with pytest.raises(UsageError):  # a file of another size is refused
         train(_small_cfg(tmp_path / "d", steps=1, model="small", init=first.export_path), echo=lambda _: None)
+
+
+def test_train_with_flow_supervision(tmp_path, monkeypatch):
+    """--flow-weight: synthetic batches carry exact flows and the model is asked for its stage flows;
+    the run trains and exports as usual. Without it, no flows are rendered or requested."""
+    from vidrestore.train import loop as L
+    from vidrestore.train.losses import LossConfig
+
+    seen = []
+    real = L.restoration_loss
+
+    def spy(*args, **kw):
+        seen.append((kw.get("flows") is not None, kw.get("flow_target") is not None))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(L, "restoration_loss", spy)
+    run = L.train(_small_cfg(tmp_path / "f", loss=LossConfig(flow_weight=0.05)), echo=lambda _: None)
+    assert run.finished and Path(run.export_path).is_file()
+    assert seen and all(s == (True, True) for s in seen)
+    seen.clear()
+    L.train(_small_cfg(tmp_path / "n"), echo=lambda _: None)
+    assert seen and all(s == (False, False) for s in seen)
+    with pytest.raises(UsageError):
+        _small_cfg(tmp_path / "x", loss=LossConfig(flow_weight=-1.0))
 
 
 def test_train_stops_cleanly_at_time_budget(tmp_path):

@@ -295,7 +295,11 @@ class VidRestoreNet(nn.Module):
         feats: Sequence[Features],
         times: torch.Tensor,
         with_key: bool = True,
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        with_flows: bool = False,
+    ):
+        """Returns (key [B,3,H,W] or None, inter [B,T,3,H,W]); with ``with_flows`` also the list of each
+        flow stage's output (1/8 grid, then 1/4 and 1/2 where those stages exist), each [B,T,2,2,h,w]:
+        per time, side 0's flow to F(i) and side 1's to F(i+1), in pixels of that grid (training only)."""
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
         f_prev, f0, f1, f_next = frames
@@ -318,8 +322,15 @@ class VidRestoreNet(nn.Module):
             key = self.key_branch(f0, e0, z_key, (app0p, m0p, e_prev[1]), (app01, m01, e1[1]))
 
         h, w = f0.shape[-2:]
+        stage_flows: list[torch.Tensor] = []
+
+        def record(fl: list[torch.Tensor]) -> None:
+            if with_flows:
+                stage_flows.append(torch.stack(fl, dim=1).reshape(b, n_t, 2, 2, *fl[0].shape[-2:]))
+
         if n_t == 0:
-            return key, f0.new_zeros((b, 0, 3, h, w))
+            empty = f0.new_zeros((b, 0, 3, h, w))
+            return (key, empty, stage_flows) if with_flows else (key, empty)
 
         app10, m10 = self.ifa(x1, x0, g1, g0)
         self1 = self.ala.self_term(x1)
@@ -347,6 +358,7 @@ class VidRestoreNet(nn.Module):
             flows.append(init_flows[s] + d)
             logits.append(logit)
             ctxs.append(ctx)
+        record(flows)
 
         size2 = e0[1].shape[-2:]
         f2_reps = [rep(e[1]) for e in enc]
@@ -361,6 +373,7 @@ class VidRestoreNet(nn.Module):
                 d, dl = self.fine_flow(wf2[s], wf2[1 - s], ctxs[s], flows[s], tau_map)
                 flows[s] = flows[s] + d
                 logits[s] = logits[s] + dl
+            record(flows)
 
         size1 = e0[0].shape[-2:]
         if self.half_flow is not None:
@@ -379,6 +392,7 @@ class VidRestoreNet(nn.Module):
             for s in (0, 1):
                 flows[s] = flows[s] + deltas[s][0]
                 logits[s] = logits[s] + deltas[s][1]
+            record(flows)
 
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
@@ -392,19 +406,20 @@ class VidRestoreNet(nn.Module):
             wimg_half = F.avg_pool2d(warped, 2)
             wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
             sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
-        inter = self.refiner(blend, sides)
-        return key, inter.reshape(b, n_t, 3, h, w)
+        inter = self.refiner(blend, sides).reshape(b, n_t, 3, h, w)
+        return (key, inter, stage_flows) if with_flows else (key, inter)
 
-    def forward(self, frames: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W])."""
+    def forward(self, frames: torch.Tensor, times: torch.Tensor, with_flows: bool = False):
+        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W]), and
+        with ``with_flows`` each flow stage's output as a third item (see ``restore``)."""
         b, n = frames.shape[:2]
         if n != 4:
             raise ValueError(f"expected a window of 4 frames, got {n}")
         flat = self.encode(frames.flatten(0, 1))
         feats = [tuple(part.unflatten(0, (b, 4))[:, i] for part in flat) for i in range(4)]
-        key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True)
-        assert key is not None
-        return key, inter
+        out = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True, with_flows=with_flows)
+        assert out[0] is not None
+        return out
 
 
 def build_model(cfg: ModelConfig | str) -> VidRestoreNet:

@@ -105,6 +105,8 @@ class TrainConfig:
         lo, hi = self.exposure
         if not (0.0 <= lo <= hi <= 1.0):
             raise UsageError(f"--exposure {lo} {hi}: need 0 <= MIN <= MAX <= 1")
+        if not self.loss.flow_weight >= 0:
+            raise UsageError(f"--flow-weight {self.loss.flow_weight}: must be >= 0")
         if self.clip_key_weight is not None and self.clip_key_weight < 0:
             raise UsageError("--clip-key-weight must be >= 0")
         self.mix()  # validates the data mix
@@ -260,7 +262,8 @@ class DataMix:
                 times = times.to(self.device)
             else:
                 times = default_times(self.cfg.factor, self.device)
-            return name, render_batch(self.scene, self.cfg.batch, g_dev, self.device, self.textures, times=times)
+            return name, render_batch(self.scene, self.cfg.batch, g_dev, self.device, self.textures, times=times,
+                                      with_flows=self.cfg.loss.flow_weight > 0)
         if name == "clips":
             return name, self.clips.sample(self.cfg.batch, self.crop, g_cpu, self.device)
         return name, self.videos.sample(self.cfg.batch, self.crop, g_cpu, self.device)
@@ -392,8 +395,10 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
                 group["lr"] = lr
             source, sample = data.next(g_cpu, g_dev)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
-                key, inter = model(sample.inputs, sample.times)
-            loss, _ = restoration_loss(key.float(), inter.float(), sample.key, sample.inter, loss_cfg[source])
+                with_flows = sample.flows is not None and loss_cfg[source].flow_weight > 0
+                key, inter, *flows = model(sample.inputs, sample.times, with_flows=with_flows)
+            loss, _ = restoration_loss(key.float(), inter.float(), sample.key, sample.inter, loss_cfg[source],
+                                       flows=flows[0] if flows else None, flow_target=sample.flows)
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 bad_steps += 1

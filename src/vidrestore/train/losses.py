@@ -17,6 +17,7 @@ class LossConfig:
     levels: int = 4  # pyramid levels (fewer when the image is small)
     key_weight: float = 1.0
     inter_weight: float = 1.0
+    flow_weight: float = 0.0  # weight of the flow term (per full-resolution pixel of error) where exact flows exist
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -70,14 +71,33 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossC
     return loss
 
 
+def flow_loss(stage_flows: list[torch.Tensor], target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier error of each flow stage's output [B,T,2,2,h,w] (pixels of its grid) against the exact
+    full-resolution flows [B,T,2,2,H,W], in full-resolution pixels, averaged over the stages. The target
+    is brought to each grid by area averaging, its vectors scaled with the grid."""
+    total = target.new_zeros((), dtype=torch.float32)
+    full = target.shape[-2:]
+    flat = target.float().flatten(0, 2)  # [B*T*2, 2, H, W]
+    for pred in stage_flows:
+        size = pred.shape[-2:]
+        scale = full[-1] / size[-1]
+        tgt = F.adaptive_avg_pool2d(flat, size) if size != full else flat
+        d = (pred.float().flatten(0, 2) - tgt / scale) * scale
+        total = total + (torch.sqrt(d * d + eps * eps) - eps).mean()
+    return total / max(1, len(stage_flows))
+
+
 def restoration_loss(
     key: torch.Tensor | None,
     inter: torch.Tensor,
     key_target: torch.Tensor,
     inter_target: torch.Tensor,
     cfg: LossConfig = LossConfig(),
+    flows: list[torch.Tensor] | None = None,
+    flow_target: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted loss on the key frame [B,3,H,W] and the intermediate frames [B,T,3,H,W]."""
+    """Weighted loss on the key frame [B,3,H,W] and the intermediate frames [B,T,3,H,W], plus the flow
+    term when the model's stage flows and exact flows are both given and ``cfg.flow_weight`` > 0."""
     parts: dict[str, float] = {}
     total = inter.new_zeros((), dtype=torch.float32)
     if key is not None and cfg.key_weight > 0:
@@ -88,6 +108,10 @@ def restoration_loss(
         li = image_loss(inter, inter_target, cfg)
         parts["inter"] = float(li.detach())
         total = total + cfg.inter_weight * li
+    if flows and flow_target is not None and cfg.flow_weight > 0:
+        lf = flow_loss(flows, flow_target)
+        parts["flow"] = float(lf.detach())
+        total = total + cfg.flow_weight * lf
     return total, parts
 
 

@@ -95,9 +95,12 @@ class Sample:
     key: torch.Tensor  # [B,3,H,W] sharp F(i)
     inter: torch.Tensor  # [B,T,3,H,W] sharp frames at i + times
     times: torch.Tensor  # [T] in (0,1)
+    # [B,T,2,2,H,W] or None: exact backward flows (px, x then y) from each target time to t = 0 (side 0)
+    # and to t = 1 (side 1): the frame at t, at pixel p, shows what F(i) shows at p + flows[:, :, 0](p)
+    flows: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Sample":
-        return Sample(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return Sample(*(None if (v := getattr(self, f.name)) is None else v.to(device) for f in fields(self)))
 
     @property
     def batch(self) -> int:
@@ -338,6 +341,46 @@ def render_one(scene: Scene, b: int, times: torch.Tensor) -> torch.Tensor:
     return img.transpose(0, 1)
 
 
+def render_flow_one(scene: Scene, b: int, times: torch.Tensor, target: float) -> torch.Tensor:
+    """Exact backward flows of scene ``b`` from each of ``times`` [N] to time ``target``: [N,2,H,W] px.
+
+    At pixel p at time t the visible surface point is that of the topmost layer whose coverage there
+    is at least 1/2 (else the background); the flow is where that point is at ``target``, minus p.
+    Points hidden at ``target`` keep their true motion (warping cannot recover them; the blend must).
+    """
+    device = scene.background.device
+    times = times.to(device=device, dtype=torch.float32)
+    n = times.numel()
+    H, W = scene.height, scene.width
+    screen = _screen_coords(H, W, device)
+    ys = torch.arange(H, device=device, dtype=torch.float32) + 0.5 - H / 2
+    xs = torch.arange(W, device=device, dtype=torch.float32) + 0.5 - W / 2
+    py, px = torch.meshgrid(ys, xs, indexing="ij")
+    p = torch.stack((px, py))[None]  # [1,2,H,W] px from the image centre
+    tt = torch.cat((times, times.new_tensor([float(target)])))[None]  # [1,N+1]
+
+    def layer_flow(motion: Motion, k: int) -> torch.Tensor:
+        pos, ang, logs = _one_motion(motion, b).at(tt)  # [1,L,N+1,2], [1,L,N+1]
+        pos, ang, logs = pos[0, k], ang[0, k], logs[0, k]
+
+        def rot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # a [M], v [M,2,H,W]
+            c, s_ = torch.cos(a).view(-1, 1, 1), torch.sin(a).view(-1, 1, 1)
+            return torch.stack((c * v[:, 0] - s_ * v[:, 1], s_ * v[:, 0] + c * v[:, 1]), dim=1)
+
+        # texture point seen at p at time t: u = exp(-logs_t) R(-ang_t) (p - pos_t)
+        u = rot(-ang[:n], p - pos[:n].view(n, 2, 1, 1)) * torch.exp(-logs[:n]).view(n, 1, 1, 1)
+        q = rot(ang[n:].expand(n), u) * torch.exp(logs[n]) + pos[n].view(1, 2, 1, 1)
+        return q - p
+
+    flow = layer_flow(scene.background_motion, 0)
+    pos, ang, logs = _one_motion(scene.object_motion, b).at(times[None])
+    for k, on in enumerate(scene.active[b].tolist()):
+        if on:
+            alpha = _warp_layer(scene.objects[b, k, 3:], pos[0, k], ang[0, k], logs[0, k], screen, H, W, "zeros")
+            flow = torch.where(alpha.transpose(0, 1) >= 0.5, layer_flow(scene.object_motion, k), flow)
+    return flow
+
+
 def _one_motion(motion: Motion, b: int) -> Motion:
     return Motion(*(getattr(motion, f.name)[b : b + 1] for f in fields(motion)))
 
@@ -411,8 +454,10 @@ def render_scene_sample(
     scene: Scene,
     exposure: torch.Tensor,
     times: torch.Tensor,
+    with_flows: bool = False,
 ) -> Sample:
-    """Render inputs (each the mean of its sub-frames) and sharp targets of given scenes.
+    """Render inputs (each the mean of its sub-frames) and sharp targets of given scenes (and, with
+    ``with_flows``, the exact flows from every target time to t = 0 and t = 1).
 
     Samples are rendered one by one so that each renders only the sub-frames its own exposure needs.
     """
@@ -428,7 +473,11 @@ def render_scene_sample(
         inputs.append(frames[: 4 * m].view(4, m, *frames.shape[1:]).mean(dim=1))
         key.append(frames[4 * m])
         inter.append(frames[4 * m + 1 :])
-    return Sample(inputs=torch.stack(inputs), key=torch.stack(key), inter=torch.stack(inter), times=times)
+    flows = None
+    if with_flows:
+        flows = torch.stack([torch.stack((render_flow_one(scene, b, times, 0.0), render_flow_one(scene, b, times, 1.0)),
+                                         dim=1) for b in range(scene.batch)])
+    return Sample(inputs=torch.stack(inputs), key=torch.stack(key), inter=torch.stack(inter), times=times, flows=flows)
 
 
 def _photometric(cfg: SceneConfig, sample: Sample, g: torch.Generator) -> Sample:
@@ -452,7 +501,7 @@ def _photometric(cfg: SceneConfig, sample: Sample, g: torch.Generator) -> Sample
         inputs = (inputs + sigma.view(B, 1, 1, 1, 1) * noise).clamp(0, 1)
     if cfg.quantize:
         inputs = torch.round(inputs.clamp(0, 1) * 255) / 255
-    return Sample(inputs=inputs, key=key, inter=inter, times=sample.times)
+    return Sample(inputs=inputs, key=key, inter=inter, times=sample.times, flows=sample.flows)
 
 
 def render_batch(
@@ -464,8 +513,9 @@ def render_batch(
     *,
     times: torch.Tensor | None = None,
     levels: torch.Tensor | None = None,
+    with_flows: bool = False,
 ) -> Sample:
-    """A batch of random synthetic samples rendered on ``device``.
+    """A batch of random synthetic samples rendered on ``device`` (``with_flows``: with exact flows).
 
     ``times`` [T] in (0,1) overrides the default target times j/factor (j = 1..factor-1);
     ``levels`` [B] in [0,1] fixes each sample's motion level (fraction of ``max_speed``).
@@ -475,7 +525,7 @@ def render_batch(
     exposure = sample_exposure(cfg, batch, generator, device)
     if times is None:
         times = default_times(cfg.factor, device)
-    sample = render_scene_sample(cfg, scene, exposure, times)
+    sample = render_scene_sample(cfg, scene, exposure, times, with_flows)
     return _photometric(cfg, sample, generator)
 
 
