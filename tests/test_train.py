@@ -117,8 +117,10 @@ def test_exact_flows_of_a_pan_and_of_moving_objects():
     times = torch.tensor([0.25, 0.5, 0.75])
     for b in range(2):
         frames = S.render_one(scene, b, torch.cat((torch.tensor([0.0, 1.0]), times)))
+        both = S.render_flow_one(scene, b, times, (0.0, 1.0))
+        assert both.shape == (3, 2, 2, 64, 96)
         for target in (0, 1):
-            flow = S.render_flow_one(scene, b, times, float(target))
+            flow = both[:, target]
             src = frames[target].expand(3, -1, -1, -1)
             warped = (backward_warp(src, flow) - frames[2:]).abs().amax(dim=1)
             unwarped = (src - frames[2:]).abs().amax(dim=1)

@@ -231,14 +231,16 @@ class HalfFlow(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c1, ch = cfg.channels[0], cfg.half_flow
+        self.features = c1  # own/other: c1 feature channels, then the 3 of the half-size frame
         self.body = nn.Sequential(
             _conv(2 * (c1 + 3) + 9 + 4, ch, k=1), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act()
         )
         self.delta = _zero(_conv(ch, 3))
 
-    def forward(self, own: torch.Tensor, other: torch.Tensor, own_feat: torch.Tensor, other_feat: torch.Tensor,
-                flow: torch.Tensor, logit_diff: torch.Tensor, tau: torch.Tensor):
-        corr = local_correlation(own_feat, other_feat)
+    def forward(self, own: torch.Tensor, other: torch.Tensor, flow: torch.Tensor, logit_diff: torch.Tensor,
+                tau: torch.Tensor):
+        c = self.features
+        corr = local_correlation(own[:, :c], other[:, :c])
         d = self.delta(self.body(torch.cat((own, other, corr, flow, logit_diff, tau), dim=1)))
         return d[:, :2], d[:, 2:3]
 
@@ -382,16 +384,12 @@ class VidRestoreNet(nn.Module):
             logits = [F.interpolate(lg, size=size1, mode="bilinear", align_corners=False) for lg in logits]
             halves = [rep(torch.cat((e[0], F.avg_pool2d(im, 2)), dim=1)) for e, im in zip(enc, (f0, f1))]
             wh = [backward_warp(halves[s], flows[s]) for s in (0, 1)]
-            c1 = e0[0].shape[1]
-            for_logit = [logits[0] - logits[1], logits[1] - logits[0]]
-            deltas = []
+            logit_diffs = [logits[0] - logits[1], logits[1] - logits[0]]
             for s in (0, 1):
                 tau_map = taus[s].expand(-1, 1, *size1)
-                deltas.append(self.half_flow(wh[s], wh[1 - s], wh[s][:, :c1], wh[1 - s][:, :c1], flows[s],
-                                             for_logit[s], tau_map))
-            for s in (0, 1):
-                flows[s] = flows[s] + deltas[s][0]
-                logits[s] = logits[s] + deltas[s][1]
+                d, dl = self.half_flow(wh[s], wh[1 - s], flows[s], logit_diffs[s], tau_map)
+                flows[s] = flows[s] + d
+                logits[s] = logits[s] + dl
             record(flows)
 
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)

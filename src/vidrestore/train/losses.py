@@ -80,10 +80,8 @@ def flow_loss(stage_flows: list[torch.Tensor], target: torch.Tensor, eps: float 
     flat = target.float().flatten(0, 2)  # [B*T*2, 2, H, W]
     for pred in stage_flows:
         size = pred.shape[-2:]
-        scale = full[-1] / size[-1]
         tgt = F.adaptive_avg_pool2d(flat, size) if size != full else flat
-        d = (pred.float().flatten(0, 2) - tgt / scale) * scale
-        total = total + (torch.sqrt(d * d + eps * eps) - eps).mean()
+        total = total + charbonnier(pred.flatten(0, 2) * (full[-1] / size[-1]), tgt, eps)
     return total / max(1, len(stage_flows))
 
 

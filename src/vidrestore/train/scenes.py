@@ -19,6 +19,7 @@ Everything is batched torch and runs on the training device. Random numbers come
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -341,43 +342,47 @@ def render_one(scene: Scene, b: int, times: torch.Tensor) -> torch.Tensor:
     return img.transpose(0, 1)
 
 
-def render_flow_one(scene: Scene, b: int, times: torch.Tensor, target: float) -> torch.Tensor:
-    """Exact backward flows of scene ``b`` from each of ``times`` [N] to time ``target``: [N,2,H,W] px.
+def render_flow_one(scene: Scene, b: int, times: torch.Tensor, targets: Sequence[float]) -> torch.Tensor:
+    """Exact backward flows of scene ``b`` from each of ``times`` [N] to each of ``targets`` [M]:
+    [N,M,2,H,W] px.
 
     At pixel p at time t the visible surface point is that of the topmost layer whose coverage there
-    is at least 1/2 (else the background); the flow is where that point is at ``target``, minus p.
-    Points hidden at ``target`` keep their true motion (warping cannot recover them; the blend must).
+    is at least 1/2 (else the background); the flow is where that point is at the target time, minus p.
+    Points hidden at the target time keep their true motion (warping cannot recover them; the blend must).
     """
     device = scene.background.device
     times = times.to(device=device, dtype=torch.float32)
-    n = times.numel()
+    n, m = times.numel(), len(targets)
     H, W = scene.height, scene.width
-    screen = _screen_coords(H, W, device)
     ys = torch.arange(H, device=device, dtype=torch.float32) + 0.5 - H / 2
     xs = torch.arange(W, device=device, dtype=torch.float32) + 0.5 - W / 2
     py, px = torch.meshgrid(ys, xs, indexing="ij")
     p = torch.stack((px, py))[None]  # [1,2,H,W] px from the image centre
-    tt = torch.cat((times, times.new_tensor([float(target)])))[None]  # [1,N+1]
+    tt = torch.cat((times, times.new_tensor([float(t) for t in targets])))[None]  # [1,N+M]
 
-    def layer_flow(motion: Motion, k: int) -> torch.Tensor:
-        pos, ang, logs = _one_motion(motion, b).at(tt)  # [1,L,N+1,2], [1,L,N+1]
-        pos, ang, logs = pos[0, k], ang[0, k], logs[0, k]
+    def rot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # a [K], v [K,2,H,W]: R(a) v
+        c, s_ = torch.cos(a).view(-1, 1, 1), torch.sin(a).view(-1, 1, 1)
+        return torch.stack((c * v[:, 0] - s_ * v[:, 1], s_ * v[:, 0] + c * v[:, 1]), dim=1)
 
-        def rot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # a [M], v [M,2,H,W]
-            c, s_ = torch.cos(a).view(-1, 1, 1), torch.sin(a).view(-1, 1, 1)
-            return torch.stack((c * v[:, 0] - s_ * v[:, 1], s_ * v[:, 0] + c * v[:, 1]), dim=1)
-
+    def layer_flow(pos: torch.Tensor, ang: torch.Tensor, logs: torch.Tensor) -> torch.Tensor:
+        """One layer's pose at the N+M times (pos [N+M,2], ang, logs [N+M]) -> flows [N,M,2,H,W]."""
         # texture point seen at p at time t: u = exp(-logs_t) R(-ang_t) (p - pos_t)
         u = rot(-ang[:n], p - pos[:n].view(n, 2, 1, 1)) * torch.exp(-logs[:n]).view(n, 1, 1, 1)
-        q = rot(ang[n:].expand(n), u) * torch.exp(logs[n]) + pos[n].view(1, 2, 1, 1)
-        return q - p
+        u = u.repeat_interleave(m, dim=0)  # [N*M,2,H,W], target-major within each time
+        a, ls, ps = ang[n:].repeat(n), logs[n:].repeat(n), pos[n:].repeat(n, 1)
+        q = rot(a, u) * torch.exp(ls).view(-1, 1, 1, 1) + ps.view(-1, 2, 1, 1)
+        return (q - p).view(n, m, 2, H, W)
 
-    flow = layer_flow(scene.background_motion, 0)
-    pos, ang, logs = _one_motion(scene.object_motion, b).at(times[None])
+    bg_pos, bg_ang, bg_logs = _one_motion(scene.background_motion, b).at(tt)
+    flow = layer_flow(bg_pos[0, 0], bg_ang[0, 0], bg_logs[0, 0])
+    pos, ang, logs = _one_motion(scene.object_motion, b).at(tt)  # [1,L,N+M,2], [1,L,N+M]
+    screen = _screen_coords(H, W, device)
     for k, on in enumerate(scene.active[b].tolist()):
         if on:
-            alpha = _warp_layer(scene.objects[b, k, 3:], pos[0, k], ang[0, k], logs[0, k], screen, H, W, "zeros")
-            flow = torch.where(alpha.transpose(0, 1) >= 0.5, layer_flow(scene.object_motion, k), flow)
+            alpha = _warp_layer(scene.objects[b, k, 3:], pos[0, k, :n], ang[0, k, :n], logs[0, k, :n], screen, H, W,
+                                "zeros")  # [1,N,H,W] coverage at each time
+            visible = (alpha.transpose(0, 1) >= 0.5)[:, None]  # [N,1,1,H,W]
+            flow = torch.where(visible, layer_flow(pos[0, k], ang[0, k], logs[0, k]), flow)
     return flow
 
 
@@ -475,8 +480,7 @@ def render_scene_sample(
         inter.append(frames[4 * m + 1 :])
     flows = None
     if with_flows:
-        flows = torch.stack([torch.stack((render_flow_one(scene, b, times, 0.0), render_flow_one(scene, b, times, 1.0)),
-                                         dim=1) for b in range(scene.batch)])
+        flows = torch.stack([render_flow_one(scene, b, times, (0.0, 1.0)) for b in range(scene.batch)])
     return Sample(inputs=torch.stack(inputs), key=torch.stack(key), inter=torch.stack(inter), times=times, flows=flows)
 
 
