@@ -414,11 +414,13 @@ def test_train_cli(tmp_path):
     assert (tmp_path / "r" / "final.safetensors").is_file()
 
 
-@pytest.mark.parametrize("missing", [("fine_flow", "half_flow"), ("half_flow",)])
+@pytest.mark.parametrize("missing", [("fine_flow", "half_flow", "coarse_levels"), ("half_flow", "coarse_levels"),
+                                     ("coarse_levels",)])
 def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
-    """Weights without the 1/4- and/or 1/2-scale flow stages (v1/v2 style: neither; v3 style: no 1/2 stage)
-    start a run with them: new stages start as the identity, every other tensor is copied, and the
-    output is what the old model gave."""
+    """Weights without the 1/4- and/or 1/2-scale flow stages or the coarse matching level (v1/v2 style:
+    none; v3 style: no 1/2 stage, no coarse level) start a run with them: new stages start as the identity,
+    every other tensor is copied, and without the (parameter-free) coarse level the output is what the
+    old model gave."""
     from vidrestore.model.network import CONFIGS, VidRestoreNet
     from vidrestore.train.loop import train
     from vidrestore.weights import model_from_file, save_weights
@@ -434,9 +436,14 @@ def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
     for stage in ("fine_flow", "half_flow"):
         assert getattr(grown.config, stage) > 0
         assert any(f"{stage} stage start fresh" in line for line in lines) == (stage in missing)
+    assert grown.config.coarse_levels > 0
     src = old.state_dict()
     got = grown.state_dict()
     assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)
+    # the coarse level moves the attention's windows by design: compare with it set back to the old value
+    same_search = VidRestoreNet(replace(grown.config, coarse_levels=old.config.coarse_levels)).eval()
+    same_search.load_state_dict(got)
+    grown = same_search
     # a smooth moving scene: the grown model gives what the old one gave, up to resampling order
     yy, xx = torch.meshgrid(torch.linspace(0, 6, 64), torch.linspace(0, 6, 64), indexing="ij")
     frames = torch.stack([(0.5 + 0.4 * torch.sin(xx + 0.3 * i) * torch.cos(yy)).expand(3, -1, -1) for i in range(4)])

@@ -13,6 +13,10 @@
   learned query-key term a matching term on fixed, normalised image-patch descriptors, so that
   the attention follows the true motion from the first training step (random latents do not
   match across frames, and a motion learned only through warping gradients is very slow to start).
+  Its window can be centred per pixel on a coarse motion estimate (``init``).
+* :func:`coarse_motion` -- that estimate: parameter-free coarse-to-fine matching of the same kind of
+  descriptors at 1/16 (and 1/32, ...), with cost aggregation and a confidence gate, so that motion
+  beyond the 1/8 window (more than 3 cells = 24 px for the small model) is found at all.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vidrestore.model.warp import backward_warp
 
 
 class FactorizedSTAttention(nn.Module):
@@ -122,14 +128,9 @@ class InterFrameAttention(nn.Module):
         # matches (flat or repetitive texture) the attention prefers the nearest one
         self.register_buffer("prior", (-motion_prior * (self.offsets**2).sum(0)).view(1, -1, 1), persistent=False)
 
-    def _inside(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        """[1, K2, H, W] bool: which window offsets of each pixel fall inside the frame."""
-        ys = torch.arange(h, device=device).view(1, h, 1)
-        xs = torch.arange(w, device=device).view(1, 1, w)
-        ox = self.offsets[0].to(device=device, dtype=torch.long).view(-1, 1, 1)
-        oy = self.offsets[1].to(device=device, dtype=torch.long).view(-1, 1, 1)
-        inside = (xs + ox >= 0) & (xs + ox < w) & (ys + oy >= 0) & (ys + oy < h)
-        return inside.unsqueeze(0)
+    def _inside(self, h: int, w: int, device: torch.device, init: torch.Tensor | None = None) -> torch.Tensor:
+        """[1 or B, K2, H, W] bool: which window offsets of each pixel (around p + init) fall inside the frame."""
+        return window_inside(self.offsets, h, w, device, init)
 
     def _shifted(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The K2 window neighbours of every pixel as views of one replicate-padded tensor.
@@ -149,10 +150,19 @@ class InterFrameAttention(nn.Module):
         b: torch.Tensor,
         desc_a: torch.Tensor | None = None,
         desc_b: torch.Tensor | None = None,
+        init: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """a, b: latents [B, C, H, W]; desc_a, desc_b: unit-norm patch descriptors [B, D, H, W] or None."""
+        """a, b: latents [B, C, H, W]; desc_a, desc_b: unit-norm patch descriptors [B, D, H, W] or None;
+        init: a coarse motion estimate [B, 2, H, W] (this grid's pixels) to centre every window on, or None.
+        With ``init`` the returned motion is ``init`` plus the attention's offset within the window."""
         n, c, h, w = a.shape
         na, nb = self.norm(a), self.norm(b)
+        if init is not None:
+            # centre each pixel's window on its coarse estimate: sample b (and its descriptors) at p + init,
+            # then look at the usual offsets around that (PWC-style; exact where init is locally constant)
+            nb = backward_warp(nb, init)
+            if desc_b is not None:
+                desc_b = backward_warp(desc_b, init.to(desc_b.dtype))
         # one dot product per offset covers both logit terms:
         # <q, k> / sqrt(dim) + exp(log_match) * <desc_a, desc_b>  (cosine similarity)
         query = self.q(na) * (self.dim**-0.5)
@@ -162,14 +172,16 @@ class InterFrameAttention(nn.Module):
             key = torch.cat((key, desc_b.to(key.dtype)), dim=1)
         logits = torch.stack([(query * k).sum(dim=1) for k in self._shifted(key)], dim=1)  # [B, K2, H, W]
         logits = logits + self.prior.to(logits.dtype).view(1, -1, 1, 1)
-        logits = logits.masked_fill(~self._inside(h, w, a.device), float("-inf"))  # no matches off the frame
+        logits = logits.masked_fill(~self._inside(h, w, a.device, init), float("-inf"))  # no matches off the frame
         attn = logits.float().softmax(dim=1)
         attn_v = attn.to(b.dtype)
         agg = torch.zeros_like(a)
         for k, v in enumerate(self._shifted(self.v(nb))):
             agg.addcmul_(attn_v[:, k:k + 1], v)
-        motion = torch.einsum("ok,bkhw->bohw", self.offsets.to(attn.dtype), attn)
-        return a + self.out(agg), motion.to(a.dtype)
+        motion = torch.einsum("ok,bkhw->bohw", self.offsets.to(attn.dtype), attn).to(a.dtype)
+        if init is not None:
+            motion = motion + init
+        return a + self.out(agg), motion
 
 
 def patch_descriptors(frame: torch.Tensor, scale: int = 8) -> torch.Tensor:
@@ -180,8 +192,108 @@ def patch_descriptors(frame: torch.Tensor, scale: int = 8) -> torch.Tensor:
     normalised to unit length, so a dot product is a normalised cross-correlation.
     """
     small = F.avg_pool2d(frame, scale // 2)
-    d = F.pixel_unshuffle(small, 2)
+    return _normalise_patches(F.pixel_unshuffle(small, 2))
+
+
+def window_inside(
+    offsets: torch.Tensor, h: int, w: int, device: torch.device, init: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[1 or B, K2, H, W] bool: which ``offsets`` [2, K2] of each pixel p (plus ``init`` [B, 2, H, W],
+    when given, rounded to the nearest pixel) land inside an h x w frame."""
+    ys = torch.arange(h, device=device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=device).view(1, 1, 1, w)
+    ox = offsets[0].to(device=device, dtype=torch.long).view(1, -1, 1, 1)
+    oy = offsets[1].to(device=device, dtype=torch.long).view(1, -1, 1, 1)
+    if init is not None:
+        shift = init.detach().round().long()
+        xs = xs + shift[:, :1]
+        ys = ys + shift[:, 1:]
+    return (xs + ox >= 0) & (xs + ox < w) & (ys + oy >= 0) & (ys + oy < h)
+
+
+def coarse_descriptors(frame: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Patch descriptors for the coarse matching levels below 1/8: 1/16, then 1/32, ... (``levels`` of them).
+
+    Like :func:`patch_descriptors` at twice the scale each time. The frame needs only be a multiple of 8:
+    where a grid would be odd, the last row/column of 2x2 blocks is completed by replication, so the
+    1/(8*2^l) grid is ceil(H/(8*2^l)) high.
+    """
+    out = []
+    small = F.avg_pool2d(frame, 4)  # the 1/4 grid: each level's 2x2 blocks are taken from this, pooled
+    for level in range(1, levels + 1):
+        cell = F.avg_pool2d(small, 2**level, ceil_mode=True)  # 1/(4*2^l) grid
+        ph, pw = cell.shape[-2] % 2, cell.shape[-1] % 2
+        if ph or pw:
+            cell = F.pad(cell, (0, pw, 0, ph), mode="replicate")
+        out.append(_normalise_patches(F.pixel_unshuffle(cell, 2)))
+    return out
+
+
+def _normalise_patches(d: torch.Tensor) -> torch.Tensor:
+    """Stack each pixel's 3x3 neighbourhood of ``d`` [B, C, H, W], mean-subtract and normalise per pixel."""
     b, c, h, w = d.shape
     d = F.unfold(F.pad(d, (1, 1, 1, 1), mode="replicate"), 3).reshape(b, c * 9, h, w)
     d = d - d.mean(dim=1, keepdim=True)
     return d / (d.norm(dim=1, keepdim=True) + 1e-2)
+
+
+@torch.no_grad()
+def coarse_motion(
+    descs_a: list[torch.Tensor],
+    descs_b: list[torch.Tensor],
+    offsets: torch.Tensor,
+    sharpness: float,
+    prior: float,
+    size: tuple[int, int],
+    min_gain: float = 0.0,
+    aggregate: int = 0,
+) -> torch.Tensor:
+    """Parameter-free coarse-to-fine matching of fixed descriptors, coarsest level first.
+
+    descs_*: per level (1/16, 1/32, ...) unit-norm descriptors [B, D, h_l, w_l]. At each level every pixel
+    of ``a`` takes the softmax-weighted mean offset of ``sharpness * cosine - prior * |offset|^2`` over the
+    window ``offsets`` [2, K2] around the motion carried up from the level below. The cosines are first
+    averaged over a (2 * ``aggregate`` + 1)^2 neighbourhood, and a pixel moves only where its best
+    (aggregated) cosine beats the one of staying put by more than ``min_gain``. Returns the motion of
+    ``a`` into ``b`` on the ``size`` grid (the next finer one, 1/8), in that grid's pixels: [B, 2, *size].
+    It only seeds the learned 1/8 attention (which searches around it), so it needs no gradient.
+    """
+    penalty = (-prior * (offsets**2).sum(0)).view(1, -1, 1, 1)
+    motion = None
+    for da, db in zip(reversed(descs_a), reversed(descs_b)):
+        h, w = da.shape[-2:]
+        if motion is None:
+            motion = da.new_zeros((da.shape[0], 2, h, w))
+            warped = db
+        else:
+            motion = _upsample_motion(motion, (h, w))
+            warped = backward_warp(db, motion)
+        r = int(offsets[0].max())
+        pad = F.pad(warped, (r, r, r, r), mode="replicate")
+        k = 2 * r + 1
+        cos = torch.stack([(da * pad[..., dy:dy + h, dx:dx + w]).sum(1) for dy in range(k) for dx in range(k)], 1)
+        if aggregate:
+            # cost aggregation: score each offset by its mean cosine over a neighbourhood, so a match must
+            # hold for a whole region (one pixel of repetitive texture matches many offsets equally well)
+            a_ = aggregate
+            cos = F.avg_pool2d(F.pad(cos, (a_, a_, a_, a_), mode="replicate"), 2 * a_ + 1, stride=1)
+        inside = window_inside(offsets, h, w, da.device, motion)
+        logits = sharpness * cos + penalty.to(cos.dtype)
+        logits = logits.masked_fill(~inside, float("-inf"))
+        attn = logits.float().softmax(dim=1)
+        step = torch.einsum("ok,bkhw->bohw", offsets.to(attn.dtype), attn).to(da.dtype)
+        if min_gain > 0:
+            # move only where a clearly better match than staying put exists (flat or aliased texture
+            # matches everywhere about equally, and there a coarse guess would only do harm)
+            centre = cos[:, cos.shape[1] // 2]
+            best = cos.masked_fill(~inside, -2.0).amax(dim=1)
+            step = step * (best - centre > min_gain).unsqueeze(1).to(step.dtype)
+        motion = motion + step
+    assert motion is not None
+    return _upsample_motion(motion, size)
+
+
+def _upsample_motion(motion: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """x2 upsampling of a motion field onto the next finer grid (cropped to ``size``), vectors doubled."""
+    up = F.interpolate(motion, scale_factor=2.0, mode="bilinear", align_corners=False) * 2.0
+    return up[..., : size[0], : size[1]]

@@ -5,7 +5,10 @@ Out come the sharp frame at F(i)'s time and one sharp frame per t between F(i) a
 
 Data flow::
 
-    every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8)            once per frame, cacheable
+    every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8, matching descriptors @1/8, 1/16...)
+                                                                    once per frame, cacheable
+    every IFA:  (config.coarse_levels > 0) fixed-descriptor matching at 1/16 (1/32, ...) centres the
+                1/8 attention window of each pixel on its coarse motion (large motion)
     key frame:  ALA: self(x_i) + cross(x_i | x_i-1, x_i+1, x_i+2)   global context, linear in HW
                 IFA(x_i, x_i±1) -> neighbour appearance + motion    local alignment
                 fuse -> decoder with warped neighbour skips -> F(i) + residual
@@ -34,11 +37,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidrestore.model.attention import AdaptiveLatentAttention, InterFrameAttention, patch_descriptors
+from vidrestore.model.attention import (
+    AdaptiveLatentAttention,
+    InterFrameAttention,
+    coarse_descriptors,
+    coarse_motion,
+    patch_descriptors,
+)
 from vidrestore.model.warp import backward_warp, resize_flow
 
-# (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8)
-Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8, then config.coarse_levels
+#  coarse matching descriptors @1/16, 1/32, ...)
+Features = tuple[torch.Tensor, ...]
+
+# the coarse levels' cosine sharpness (v3's learned 1/8 value is about this, exp(3) = 20) and the radius
+# of their cost aggregation (2: a 5x5 neighbourhood, 80x80 full-resolution pixels at 1/16)
+COARSE_SHARPNESS = 20.0
+COARSE_AGGREGATE = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,10 @@ class ModelConfig:
     motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset
     fine_flow: int = 0  # width of the per-t flow refinement at 1/4 scale; 0 = flows stay on the 1/8 grid
     half_flow: int = 0  # width of the last per-t flow refinement at 1/2 scale; 0 = none
+    coarse_levels: int = 0  # parameter-free descriptor matching levels below 1/8 (1/16, 1/32, ...) that
+    #                         centre the inter-frame attention's window on large motion; 0 = none
+    coarse_prior: float = 0.5  # their penalty per squared offset (in each level's pixels)
+    coarse_gain: float = 0.1  # a coarse level moves a pixel only where its best cosine beats staying by this
 
     @property
     def multiple(self) -> int:
@@ -65,11 +84,11 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
-                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24),
+                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24, coarse_levels=1),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, half_flow=16),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
-                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8),
+                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8, coarse_levels=1),
 }
 
 
@@ -126,6 +145,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c1, c2, c3 = cfg.channels
+        self.coarse_levels = cfg.coarse_levels
         self.s1 = nn.Sequential(_conv(3, c1, 2), _act(), _conv(c1, c1), _act())
         self.s2 = nn.Sequential(_conv(c1, c2, 2), _act(), ResBlock(c2))
         self.s3 = nn.Sequential(_conv(c2, c3, 2), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
@@ -133,7 +153,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> Features:
         f1 = self.s1(x - 0.5)
         f2 = self.s2(f1)
-        return f1, f2, self.s3(f2), patch_descriptors(x)
+        coarse = coarse_descriptors(x, self.coarse_levels) if self.coarse_levels else []
+        return (f1, f2, self.s3(f2), patch_descriptors(x), *coarse)
 
 
 class KeyBranch(nn.Module):
@@ -158,7 +179,7 @@ class KeyBranch(nn.Module):
         nxt: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         """prev/nxt: (appearance @1/8, motion @1/8, neighbour f2 @1/4)."""
-        f1, f2, x, _ = feat
+        f1, f2, x = feat[:3]
         app_p, mot_p, f2_p = prev
         app_n, mot_n, f2_n = nxt
         h = self.fuse(torch.cat((x, z, app_p, app_n, mot_p, mot_n), dim=1))
@@ -307,7 +328,17 @@ class VidRestoreNet(nn.Module):
         f_prev, f0, f1, f_next = frames
         e_prev, e0, e1, e_next = feats
         x_prev, x0, x1, x_next = (e[2] for e in feats)
-        g_prev, g0, g1 = feats[0][3], feats[1][3], feats[2][3]
+
+        def ifa(a: int, b_: int):
+            """Inter-frame attention of window frame a over b (indices into the window)."""
+            fa, fb = feats[a], feats[b_]
+            init = None
+            if self.config.coarse_levels:
+                init = coarse_motion(list(fa[4:]), list(fb[4:]), self.ifa.offsets, COARSE_SHARPNESS,
+                                     self.config.coarse_prior, tuple(fa[2].shape[-2:]), self.config.coarse_gain,
+                                     COARSE_AGGREGATE)
+            return self.ifa(fa[2], fb[2], fa[3], fb[3], init)
+
         b = f0.shape[0]
         times = times.to(device=f0.device, dtype=f0.dtype)
         if times.dim() == 1:
@@ -315,11 +346,11 @@ class VidRestoreNet(nn.Module):
         n_t = times.shape[1]
 
         self0 = self.ala.self_term(x0)
-        app01, m01 = self.ifa(x0, x1, g0, g1)
+        app01, m01 = ifa(1, 2)
 
         key = None
         if with_key:
-            app0p, m0p = self.ifa(x0, x_prev, g0, g_prev)
+            app0p, m0p = ifa(1, 0)
             z_key = self.ala.key(x0, [x_prev, x1, x_next], self_x=self0)
             key = self.key_branch(f0, e0, z_key, (app0p, m0p, e_prev[1]), (app01, m01, e1[1]))
 
@@ -334,7 +365,7 @@ class VidRestoreNet(nn.Module):
             empty = f0.new_zeros((b, 0, 3, h, w))
             return (key, empty, stage_flows) if with_flows else (key, empty)
 
-        app10, m10 = self.ifa(x1, x0, g1, g0)
+        app10, m10 = ifa(2, 1)
         self1 = self.ala.self_term(x1)
         z_pair = self.ala.pair(x0, x1, self_x0=self0, self_x1=self1)
 

@@ -465,7 +465,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
 
 
 # optional network stages that --init may add to older weights (they start as the identity)
-_GROWABLE = ("fine_flow", "half_flow")
+_GROWABLE = ("fine_flow", "half_flow", "coarse_levels")
 
 
 def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
@@ -473,7 +473,8 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     from vidrestore.weights import load_model
 
     source = load_model(spec, device=next(model.parameters()).device)
-    # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow):
+    # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow)
+    # or add no parameters (coarse_levels: fixed descriptor matching that seeds the inter-frame attention):
     # everything else must match, and only the new stages' tensors may be missing from the source
     grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
     grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
