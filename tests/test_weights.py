@@ -98,6 +98,23 @@ def test_round_trip_keeps_tensors_and_metadata(tiny_file):
     assert next(as64.parameters()).dtype == torch.float64
 
 
+def test_saved_bytes_are_canonical(tiny_file, tmp_path):
+    """The header's keys are sorted and aligned, so the same model and metadata give the same sha256 in
+    any process (safetensors itself writes them in hash-map order, which varies between processes)."""
+    import json
+    import struct
+
+    path, sha, model = tiny_file
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0
+    header = json.loads(raw[8 : 8 + n])
+    assert list(header) == sorted(header)
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    again = W.save_weights(model, tmp_path / "again.safetensors", {"train.data": "synthetic", "train.step": "123"})
+    assert again == sha
+
+
 def test_save_rejects_reserved_metadata(tmp_path):
     model = build_model("tiny")
     with pytest.raises(ValueError):

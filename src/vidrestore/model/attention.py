@@ -247,6 +247,7 @@ def coarse_motion(
     size: tuple[int, int],
     min_gain: float = 0.0,
     aggregate: int = 0,
+    min_match: float = -1.0,
 ) -> torch.Tensor:
     """Parameter-free coarse-to-fine matching of fixed descriptors, coarsest level first.
 
@@ -254,7 +255,9 @@ def coarse_motion(
     of ``a`` takes the softmax-weighted mean offset of ``sharpness * cosine - prior * |offset|^2`` over the
     window ``offsets`` [2, K2] around the motion carried up from the level below. The cosines are first
     averaged over a (2 * ``aggregate`` + 1)^2 neighbourhood, and a pixel moves only where its best
-    (aggregated) cosine beats the one of staying put by more than ``min_gain``. Returns the motion of
+    (aggregated) cosine beats the one of staying put by more than ``min_gain`` and is itself above
+    ``min_match`` (a region that matches nothing well, e.g. under rotation, zoom or motion beyond the
+    window, keeps the search at zero). Returns the motion of
     ``a`` into ``b`` on the ``size`` grid (the next finer one, 1/8), in that grid's pixels: [B, 2, *size].
     It only seeds the learned 1/8 attention (which searches around it), so it needs no gradient.
     """
@@ -287,7 +290,7 @@ def coarse_motion(
             # matches everywhere about equally, and there a coarse guess would only do harm)
             centre = cos[:, cos.shape[1] // 2]
             best = cos.masked_fill(~inside, -2.0).amax(dim=1)
-            step = step * (best - centre > min_gain).unsqueeze(1).to(step.dtype)
+            step = step * ((best - centre > min_gain) & (best > min_match)).unsqueeze(1).to(step.dtype)
         motion = motion + step
     assert motion is not None
     return _upsample_motion(motion, size)

@@ -75,6 +75,7 @@ class ModelConfig:
     #                         centre the inter-frame attention's window on large motion; 0 = none
     coarse_prior: float = 0.5  # their penalty per squared offset (in each level's pixels)
     coarse_gain: float = 0.1  # a coarse level moves a pixel only where its best cosine beats staying by this
+    coarse_match: float = 0.65  # ... and where that best (aggregated) cosine is above this
 
     @property
     def multiple(self) -> int:
@@ -336,7 +337,7 @@ class VidRestoreNet(nn.Module):
             if self.config.coarse_levels:
                 init = coarse_motion(list(fa[4:]), list(fb[4:]), self.ifa.offsets, COARSE_SHARPNESS,
                                      self.config.coarse_prior, tuple(fa[2].shape[-2:]), self.config.coarse_gain,
-                                     COARSE_AGGREGATE)
+                                     COARSE_AGGREGATE, self.config.coarse_match)
             return self.ifa(fa[2], fb[2], fa[3], fb[3], init)
 
         b = f0.shape[0]

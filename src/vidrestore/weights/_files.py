@@ -129,9 +129,20 @@ def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, "torch.Tensor"
 
 
 def tensors_to_bytes(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str]) -> bytes:
+    """safetensors bytes with a canonical header (keys sorted), so the same tensors and metadata always
+    give the same bytes and sha256 (the library writes its header's keys in hash-map order, which
+    changes from one process to the next)."""
+    import json
+    import struct
+
     from safetensors.torch import save
 
-    return save(dict(tensors), metadata=dict(metadata))
+    raw = save(dict(tensors), metadata=dict(metadata))
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned, as the library does
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:

@@ -1,0 +1,31 @@
+"""Write a trained weights file for bundling: same tensors and training metadata, with the model config
+written out in full by the current code (fields added after the run was trained, such as
+``coarse_match``, become explicit at their current defaults, so the file keeps meaning the same thing).
+
+    python scripts/export_weights.py runs/small-v5-cpu/final.safetensors weights/vidrestore-small-v5.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from safetensors import safe_open
+
+from vidrestore.weights import RESERVED_KEYS, load_model, save_weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    args = ap.parse_args()
+    with safe_open(args.src, "pt") as f:
+        meta = {k: v for k, v in (f.metadata() or {}).items() if k not in RESERVED_KEYS}
+    model = load_model(args.src, device=torch.device("cpu"))
+    sha = save_weights(model, args.dst, extra_metadata=meta)
+    print(f"{args.dst}: sha256 {sha}, {args.dst} config {model.config}")
+
+
+if __name__ == "__main__":
+    main()
