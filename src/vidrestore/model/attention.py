@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -128,22 +130,6 @@ class InterFrameAttention(nn.Module):
         # matches (flat or repetitive texture) the attention prefers the nearest one
         self.register_buffer("prior", (-motion_prior * (self.offsets**2).sum(0)).view(1, -1, 1), persistent=False)
 
-    def _inside(self, h: int, w: int, device: torch.device, init: torch.Tensor | None = None) -> torch.Tensor:
-        """[1 or B, K2, H, W] bool: which window offsets of each pixel (around p + init) fall inside the frame."""
-        return window_inside(self.offsets, h, w, device, init)
-
-    def _shifted(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The K2 window neighbours of every pixel as views of one replicate-padded tensor.
-
-        Element k of the list is x shifted by offset k ([B, C, H, W], no copy), in the order of
-        ``offsets``. Nothing of size C x K2 x H x W is materialised (unlike ``F.unfold``), which
-        makes this several times faster on CPUs and lighter on memory everywhere.
-        """
-        h, w = x.shape[-2:]
-        r = self.window // 2
-        xp = F.pad(x, (r, r, r, r), mode="replicate")
-        return [xp[..., dy:dy + h, dx:dx + w] for dy in range(self.window) for dx in range(self.window)]
-
     def forward(
         self,
         a: torch.Tensor,
@@ -170,13 +156,15 @@ class InterFrameAttention(nn.Module):
         if desc_a is not None and desc_b is not None:
             query = torch.cat((query, self.log_match.exp().to(desc_a.dtype) * desc_a), dim=1)
             key = torch.cat((key, desc_b.to(key.dtype)), dim=1)
-        logits = torch.stack([(query * k).sum(dim=1) for k in self._shifted(key)], dim=1)  # [B, K2, H, W]
+        r = self.window // 2
+        logits = window_products(query, key, r)  # [B, K2, H, W]
         logits = logits + self.prior.to(logits.dtype).view(1, -1, 1, 1)
-        logits = logits.masked_fill(~self._inside(h, w, a.device, init), float("-inf"))  # no matches off the frame
+        inside = window_inside(self.offsets, h, w, a.device, init)
+        logits = logits.masked_fill(~inside, float("-inf"))  # no matches off the frame
         attn = logits.float().softmax(dim=1)
         attn_v = attn.to(b.dtype)
         agg = torch.zeros_like(a)
-        for k, v in enumerate(self._shifted(self.v(nb))):
+        for k, v in enumerate(shifted_views(self.v(nb), r)):
             agg.addcmul_(attn_v[:, k:k + 1], v)
         motion = torch.einsum("ok,bkhw->bohw", self.offsets.to(attn.dtype), attn).to(a.dtype)
         if init is not None:
@@ -193,6 +181,24 @@ def patch_descriptors(frame: torch.Tensor, scale: int = 8) -> torch.Tensor:
     """
     small = F.avg_pool2d(frame, scale // 2)
     return _normalise_patches(F.pixel_unshuffle(small, 2))
+
+
+def shifted_views(x: torch.Tensor, radius: int) -> list[torch.Tensor]:
+    """x [B, C, H, W] shifted by every offset of a (2r+1)^2 window, as views of one replicate-padded tensor.
+
+    Element k is x shifted by the k-th offset (row-major: dy, then dx, each from -r to r), i.e. element k
+    at p is x(p + offset_k). Nothing of size C x K2 x H x W is materialised (unlike ``F.unfold``), which
+    makes this several times faster on CPUs and lighter on memory everywhere.
+    """
+    h, w = x.shape[-2:]
+    k = 2 * radius + 1
+    xp = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    return [xp[..., dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)]
+
+
+def window_products(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:
+    """sum over channels of a(p) * b(p + o) for every offset o of a (2r+1)^2 window: [B, (2r+1)^2, H, W]."""
+    return torch.stack([(a * v).sum(dim=1) for v in shifted_views(b, radius)], dim=1)
 
 
 def window_inside(
@@ -261,6 +267,7 @@ def coarse_motion(
     ``a`` into ``b`` on the ``size`` grid (the next finer one, 1/8), in that grid's pixels: [B, 2, *size].
     It only seeds the learned 1/8 attention (which searches around it), so it needs no gradient.
     """
+    radius = math.isqrt(offsets.shape[1]) // 2  # from the window's size: no device sync
     penalty = (-prior * (offsets**2).sum(0)).view(1, -1, 1, 1)
     motion = None
     for da, db in zip(reversed(descs_a), reversed(descs_b)):
@@ -271,10 +278,7 @@ def coarse_motion(
         else:
             motion = _upsample_motion(motion, (h, w))
             warped = backward_warp(db, motion)
-        r = int(offsets[0].max())
-        pad = F.pad(warped, (r, r, r, r), mode="replicate")
-        k = 2 * r + 1
-        cos = torch.stack([(da * pad[..., dy:dy + h, dx:dx + w]).sum(1) for dy in range(k) for dx in range(k)], 1)
+        cos = window_products(da, warped, radius)
         if aggregate:
             # cost aggregation: score each offset by its mean cosine over a neighbourhood, so a match must
             # hold for a whole region (one pixel of repetitive texture matches many offsets equally well)
@@ -285,7 +289,7 @@ def coarse_motion(
         logits = logits.masked_fill(~inside, float("-inf"))
         attn = logits.float().softmax(dim=1)
         step = torch.einsum("ok,bkhw->bohw", offsets.to(attn.dtype), attn).to(da.dtype)
-        if min_gain > 0:
+        if min_gain > 0 or min_match > -1.0:
             # move only where a clearly better match than staying put exists (flat or aliased texture
             # matches everywhere about equally, and there a coarse guess would only do harm)
             centre = cos[:, cos.shape[1] // 2]

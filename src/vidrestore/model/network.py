@@ -43,6 +43,7 @@ from vidrestore.model.attention import (
     coarse_descriptors,
     coarse_motion,
     patch_descriptors,
+    window_products,
 )
 from vidrestore.model.warp import backward_warp, resize_flow
 
@@ -210,13 +211,7 @@ class FlowHead(nn.Module):
 
 def local_correlation(a: torch.Tensor, b: torch.Tensor, radius: int = 1) -> torch.Tensor:
     """Mean over channels of a(p) * b(p + o) for every offset o in a (2r+1)^2 square: [B, (2r+1)^2, H, W]."""
-    h, w = a.shape[-2:]
-    padded = F.pad(b, (radius, radius, radius, radius), mode="replicate")
-    k = 2 * radius + 1
-    return torch.cat(
-        [(a * padded[:, :, dy : dy + h, dx : dx + w]).mean(dim=1, keepdim=True) for dy in range(k) for dx in range(k)],
-        dim=1,
-    )
+    return window_products(a, b, radius) / a.shape[1]
 
 
 class FineFlow(nn.Module):
