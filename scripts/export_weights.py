@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from safetensors import safe_open
 
-from vidrestore.weights import RESERVED_KEYS, load_model, save_weights
+from vidrestore.weights import RESERVED_KEYS, load_model, read_metadata, save_weights
 
 
 def main() -> None:
@@ -20,11 +19,10 @@ def main() -> None:
     ap.add_argument("src")
     ap.add_argument("dst")
     args = ap.parse_args()
-    with safe_open(args.src, "pt") as f:
-        meta = {k: v for k, v in (f.metadata() or {}).items() if k not in RESERVED_KEYS}
+    meta = {k: v for k, v in read_metadata(args.src).items() if k not in RESERVED_KEYS}
     model = load_model(args.src, device=torch.device("cpu"))
     sha = save_weights(model, args.dst, extra_metadata=meta)
-    print(f"{args.dst}: sha256 {sha}, {args.dst} config {model.config}")
+    print(f"{args.dst}: sha256 {sha}, config {model.config}")
 
 
 if __name__ == "__main__":
