@@ -202,18 +202,22 @@ def test_fresh_model_follows_a_pan():
     assert abs(core[1].mean().item()) < 0.3
 
 
-def test_fresh_model_sees_no_motion_in_a_static_real_frame():
-    """The small-motion prior keeps flat and repetitive real texture from producing spurious motion."""
+def _real_frame(h: int, w: int) -> torch.Tensor:
     import cv2
 
     from conftest import SHARED
 
     img = cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR)
-    frame = torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:176, :320]).permute(2, 0, 1).float().div(255)
+    return torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:h, :w]).permute(2, 0, 1).float().div(255)[None]
+
+
+def test_fresh_model_sees_no_motion_in_a_static_real_frame():
+    """The small-motion prior keeps flat and repetitive real texture from producing spurious motion."""
+    frame = _real_frame(176, 320)
     torch.manual_seed(0)
     model = build_model("small").eval()
     with torch.no_grad():
-        f = model.encode(frame.unsqueeze(0))
+        f = model.encode(frame)
         _, motion = model.ifa(f[2], f[2], f[3], f[3])
     assert motion.norm(dim=1).mean().item() < 0.05  # in 1/8-scale cells
 
@@ -249,15 +253,6 @@ def test_flow_stages_are_optional_and_train(tiny, stage):
     inter.mean().backward()
     delta = getattr(tiny, stage).delta
     assert delta.weight.grad is not None and delta.weight.grad.abs().sum() > 0
-
-
-def _real_frame(h: int, w: int) -> torch.Tensor:
-    import cv2
-
-    from conftest import SHARED
-
-    img = cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR)
-    return torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:h, :w]).permute(2, 0, 1).float().div(255)[None]
 
 
 def test_coarse_matching_lets_the_attention_follow_a_large_shift():
