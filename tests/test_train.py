@@ -506,3 +506,42 @@ def test_cli_scene_options_reach_the_generator(tmp_path):
             _small_cfg(tmp_path / "bad", **bad)
     res = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "x"), "--sharp-prob", "2"])
     assert res.exit_code != 0 and "--sharp-prob" in res.output
+
+
+def test_train_only_key_branch_freezes_the_rest_and_skips_in_between_frames(tmp_path, monkeypatch):
+    """--train-only key_branch --inter-weight 0: only the key branch's tensors move, no in-between frame
+    is asked for, the run resumes only with the same --train-only, and an unknown part is refused."""
+    from vidrestore.model.network import build_model
+    from vidrestore.train import loop as L
+    from vidrestore.train.losses import LossConfig
+    from vidrestore.weights import model_from_file, save_weights
+
+    torch.manual_seed(0)
+    start = build_model("tiny")
+    for p in start.key_branch.out.parameters():  # a non-zero output layer, so every key-branch tensor gets gradient
+        torch.nn.init.normal_(p, std=0.01)
+    save_weights(start, tmp_path / "start.safetensors")
+    asked = []
+    real_forward = type(start).forward
+
+    def spy(self, frames, times, with_flows=False):
+        asked.append(int(times.shape[-1]))
+        return real_forward(self, frames, times, with_flows)
+
+    monkeypatch.setattr(type(start), "forward", spy)
+    cfg = _small_cfg(tmp_path / "run", steps=2, init=str(tmp_path / "start.safetensors"), lr=1e-3,
+                     train_only=("key_branch",), loss=LossConfig(inter_weight=0.0))
+    run = L.train(cfg, echo=lambda _: None)
+    assert run.finished
+    got = model_from_file(run.export_path).state_dict()
+    before = start.state_dict()
+    moved = {k.split(".")[0] for k, v in got.items() if not torch.equal(v, before[k])}
+    assert moved == {"key_branch"}
+    assert 0 in asked  # training steps made no in-between frames (validation still scores them)
+    with pytest.raises(UsageError, match="--train-only"):
+        L.train(replace(cfg, steps=3, resume=True, train_only=()), echo=lambda _: None)
+    assert L.train(replace(cfg, steps=3, resume=True), echo=lambda _: None).step == 3
+    with pytest.raises(UsageError, match="key_brunch"):
+        L.train(_small_cfg(tmp_path / "bad", train_only=("key_brunch",)), echo=lambda _: None)
+    with pytest.raises(UsageError, match="nothing to train"):
+        _small_cfg(tmp_path / "zero", loss=LossConfig(key_weight=0.0, inter_weight=0.0))

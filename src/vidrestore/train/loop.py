@@ -60,6 +60,9 @@ class TrainConfig:
     video_scale: float = 0.5
     holdout_frames: int = 0  # the first frames of every video (clips, videos, textures) are never used
     init: str | None = None  # weights (name or path) a fresh run starts from (fine-tuning); unused on resume
+    # train only these parts of the network (top-level modules of VidRestoreNet, e.g. "key_branch");
+    # every other parameter stays frozen. Empty: train everything.
+    train_only: tuple[str, ...] = ()
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp32 master weights)
@@ -96,8 +99,12 @@ class TrainConfig:
             raise UsageError("--clip-scale must be > 0")
         if not self.video_scale > 0:
             raise UsageError("video_scale must be > 0")
-        if self.loss.key_weight < 0 or self.loss.inter_weight < 0:
+        if self.loss.key_weight < 0:
             raise UsageError("--key-weight must be >= 0")
+        if self.loss.inter_weight < 0:
+            raise UsageError("--inter-weight must be >= 0")
+        if self.loss.key_weight == 0 and self.loss.inter_weight == 0 and self.loss.flow_weight == 0:
+            raise UsageError("--key-weight, --inter-weight and --flow-weight are all 0: nothing to train")
         if not (0.0 <= self.sharp_prob <= 1.0):
             raise UsageError(f"--sharp-prob {self.sharp_prob}: must lie in [0, 1]")
         if not self.noise >= 0:
@@ -297,8 +304,9 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     if crop < 2 * multiple:
         raise UsageError(f"--crop {cfg.crop} is too small for the model (multiple of {multiple})")
 
+    trainable = _select_trainable(model, cfg.train_only)
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in trainable:
         (decay if p.dim() >= 2 else no_decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -316,6 +324,10 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         peek = read_state(ckpt)
         if peek.get("model") != cfg.model:
             raise UsageError(f"--resume: the checkpoint in {out} is for model {peek.get('model')!r}, not {cfg.model!r}")
+        saved_only = tuple(peek.get("config", {}).get("train_only") or ())
+        if saved_only != tuple(cfg.train_only):
+            raise UsageError(f"--resume: the run in {out} trains {', '.join(saved_only) or 'every part'}, "
+                             f"not {', '.join(cfg.train_only) or 'every part'}: give the same --train-only")
         state, rng = load_checkpoint(ckpt, model, opt)
         step, seconds = int(state["step"]), float(state["seconds"])
         last_val, last_val_step = dict(state.get("val", {})), int(state.get("val_step", 0))
@@ -334,6 +346,10 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
 
     n_params = sum(p.numel() for p in model.parameters())
     mix = cfg.mix()
+    if cfg.train_only:
+        n_train = sum(p.numel() for p in trainable)
+        log("freeze", f"training only {', '.join(cfg.train_only)} ({n_train / 1e6:.3f}M params); the rest is frozen",
+            train_only=list(cfg.train_only), trainable=n_train)
     log("start", f"model {cfg.model} ({n_params / 1e6:.2f}M params) on {device} {str(dtype).replace('torch.', '')}, "
         f"batch {cfg.batch}, crop {crop}, steps {step}->{cfg.steps}, mix {mix}",
         model=cfg.model, params=n_params, device=str(device), dtype=str(dtype), batch=cfg.batch, crop=crop,
@@ -377,6 +393,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         return math.inf if deadline is None else deadline - time.monotonic()
 
     loss_cfg = {name: cfg.loss for name in SOURCES}
+    wants_inter = cfg.loss.inter_weight > 0 or cfg.loss.flow_weight > 0
     if cfg.clip_key_weight is not None:
         loss_cfg["clips"] = replace(cfg.loss, key_weight=cfg.clip_key_weight)
     try:
@@ -394,6 +411,8 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             for group in opt.param_groups:
                 group["lr"] = lr
             source, sample = data.next(g_cpu, g_dev)
+            if not wants_inter:  # no loss term looks at in-between frames: skip making them
+                sample = Sample(sample.inputs, sample.key, sample.inter[:, :0], sample.times[:0])
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
                 with_flows = sample.flows is not None and loss_cfg[source].flow_weight > 0
                 key, inter, *flows = model(sample.inputs, sample.times, with_flows=with_flows)
@@ -409,7 +428,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             bad_steps = 0
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            gnorm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             step += 1
@@ -449,6 +468,7 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         "train.precision": str(dtype).replace("torch.", ""), "train.batch": str(cfg.batch), "train.crop": str(crop),
         "train.mix": json.dumps(mix, sort_keys=True), "train.seed": str(cfg.seed),
         "train.init": cfg.init or "", "train.holdout_frames": str(cfg.holdout_frames),
+        "train.only": ",".join(cfg.train_only),
         "train.data": json.dumps({"textures": [Path(t).name for t in cfg.textures],
                                   "clips": Path(cfg.clips).name if cfg.clips else None,
                                   "videos": Path(cfg.videos).name if cfg.videos else None}, sort_keys=True),
@@ -462,6 +482,22 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         f"exported {export} (sha256 {sha[:12]})", step=step, reason=stop_reason, seconds=seconds,
         export=str(export), sha256=sha, val=last_val)
     return TrainResult(step=step, seconds=seconds, finished=finished, export_path=str(export), val=dict(last_val))
+
+
+def _select_trainable(model: torch.nn.Module, parts: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Freeze every parameter outside the named top-level modules (all of them when ``parts`` is empty);
+    returns the trainable ones."""
+    children = {name for name, m in model.named_children() if any(True for _ in m.parameters())}
+    unknown = [p for p in parts if p not in children]
+    if unknown:
+        raise UsageError(f"--train-only {unknown[0]!r}: not a part of the network; choose from {', '.join(sorted(children))}")
+    out = []
+    for name, p in model.named_parameters():
+        train_it = not parts or name.split(".")[0] in parts
+        p.requires_grad_(train_it)
+        if train_it:
+            out.append(p)
+    return out
 
 
 # optional network stages that --init may add to older weights (they start as the identity)
