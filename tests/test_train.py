@@ -545,3 +545,80 @@ def test_train_only_key_branch_freezes_the_rest_and_skips_in_between_frames(tmp_
         L.train(_small_cfg(tmp_path / "bad", train_only=("key_brunch",)), echo=lambda _: None)
     with pytest.raises(UsageError, match="nothing to train"):
         _small_cfg(tmp_path / "zero", loss=LossConfig(key_weight=0.0, inter_weight=0.0))
+
+
+def _pan_sample(shift: float = 2.0, size: int = 64) -> "S.Sample":
+    """A clip-style sample of a smooth random texture panning right by ``shift`` px per frame:
+    inputs at frames -2, 0, 2, 4 (stride 2) and the true frame 1 as the one in-between target."""
+    g = torch.Generator().manual_seed(3)
+    tex = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24, generator=g), size=(size, 2 * size),
+                                          mode="bicubic", align_corners=False).clamp(0, 1)
+
+    def frame(k: float) -> torch.Tensor:  # content moves right: frame_k(x) = tex(x - k * shift)
+        xs = torch.linspace(-1, 1, size * 2)[size // 2: size // 2 + size] - 2 * k * shift / (2 * size)
+        ys = torch.linspace(-1, 1, size)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
+        return torch.nn.functional.grid_sample(tex, grid, align_corners=True)[0]
+
+    inputs = torch.stack([frame(k) for k in (-2, 0, 2, 4)])[None]
+    return S.Sample(inputs, inputs[:, 1], frame(1)[None, None], torch.tensor([0.5]))
+
+
+def test_teacher_flows_of_a_pan_point_back_to_both_inputs():
+    """DIS from the true in-between frame: side 0 points back to F(i) (-shift), side 1 forward to F(i+1)."""
+    from vidrestore.train.teacher import teacher_flows, with_teacher_flows
+
+    s = _pan_sample(shift=2.0)
+    f = teacher_flows(s)
+    assert f.shape == (1, 1, 2, 2, 64, 64)
+    core = f[0, 0, :, :, 12:-12, 12:-12]
+    for side, want in ((0, -2.0), (1, 2.0)):
+        fx, fy = core[side, 0], core[side, 1]
+        known = torch.isfinite(fx) & torch.isfinite(fy)
+        assert known.float().mean() > 0.9
+        assert abs(float(fx[known].median()) - want) < 0.3 and abs(float(fy[known].median())) < 0.3
+    assert with_teacher_flows(s).flows is not None
+
+    # a target frame that no input explains (new content): its flows are unknown, not invented
+    s_bad = S.Sample(s.inputs, s.key, 1.0 - s.inter, s.times)
+    assert torch.isnan(teacher_flows(s_bad)).float().mean() > 0.5
+
+
+def test_flow_loss_skips_unknown_target_flows():
+    from vidrestore.train.losses import flow_loss
+
+    torch.manual_seed(0)
+    target = torch.randn(1, 1, 2, 2, 16, 16)
+    pred = torch.zeros(1, 1, 2, 2, 16, 16, requires_grad=True)
+    full = flow_loss([pred], target).detach()
+    holes = target.clone()
+    holes[..., :8, :] = float("nan")
+    part = flow_loss([pred], holes)
+    assert torch.isfinite(part) and 0 < float(part.detach())
+    assert abs(float(part.detach()) - float(flow_loss([pred[..., 8:, :]], target[..., 8:, :]).detach())) < 1e-6
+    part.backward()
+    assert torch.isfinite(pred.grad).all() and float(pred.grad[..., :8, :].abs().sum()) == 0.0
+    assert float(flow_loss([pred], torch.full_like(target, float("nan"))).detach()) == 0.0
+    assert float(full) > 0
+
+
+def test_clip_flow_weight_adds_teacher_flows_to_clip_batches(tmp_path, make_clip, monkeypatch):
+    from vidrestore.train import loop as L
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip("clips/a.mp4", n=12, size=(64, 48), audio=False)
+    seen = []
+    real = L.restoration_loss
+
+    def spy(*args, **kw):
+        seen.append((kw.get("flows") is not None, kw.get("flow_target") is not None))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(L, "restoration_loss", spy)
+    run = L.train(_small_cfg(tmp_path / "run", steps=2, clips=str(clips), clip_scale=1.0, mix_synthetic=0.0,
+                             mix_clips=1.0, clip_flow_weight=0.05), echo=lambda _: None)
+    assert run.finished and seen and all(s == (True, True) for s in seen)
+    for bad in (dict(clip_flow_weight=-1.0), dict(clip_flow_weight=0.1)):  # negative; no --clips
+        with pytest.raises(UsageError, match="--clip-flow-weight"):
+            _small_cfg(tmp_path / "bad", **bad)

@@ -55,12 +55,13 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--train-only", "train_only", multiple=True, metavar="PART", help="Train only this part of the network (a top-level module, e.g. key_branch); the rest stays frozen. Repeatable.")
 @click.option("--clip-key-weight", type=float, default=None, help="Key-frame loss weight in --clips batches (their key input is its own target) [default: --key-weight]")
 @click.option("--flow-weight", type=float, default=0.0, show_default=True, help="Loss weight of the flow term on synthetic batches: every flow stage's error against the scene's exact flows, in pixels (0: off).")
+@click.option("--clip-flow-weight", type=float, default=0.0, show_default=True, help="Loss weight of the flow term on --clips batches, against classical DIS flows from the true in-between frame to both inputs (checked photometrically; 0: off).")
 @click.option("--clip-scale", type=float, default=0.25, show_default=True, help="Scale at which --clips footage is decoded.")
 @click.option("--holdout-frames", type=int, default=0, show_default=True, help="Never train on the first N frames of any video (clips, videos, texture videos): keeps an evaluation segment unseen.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch in this process (default: torch's choice).")
 @click.option("--export", "export", type=click.Path(dir_okay=False), default=None, help="Where to export the weights (default: OUT/final.safetensors).")
 def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, precision, textures, clips, videos,
-          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, inter_weight, train_only, clip_key_weight, flow_weight, clip_scale, holdout_frames, threads, export) -> None:
+          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, inter_weight, train_only, clip_key_weight, flow_weight, clip_flow_weight, clip_scale, holdout_frames, threads, export) -> None:
     """Train a model on synthetic scenes and/or your footage.
 
     Synthetic scenes (textured layers with exact continuous motion, blur by averaging sub-frames) are
@@ -84,7 +85,7 @@ def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, pr
         mix_synthetic=weights.get("synthetic", 1.0), mix_clips=weights.get("clips"), mix_videos=weights.get("videos"),
         subframes=subframes, max_speed=max_speed, exposure=tuple(exposure), sharp_prob=sharp_prob, noise=noise, seed=seed, val_every=val_every, val_count=val_count,
         log_every=log_every, ckpt_every=ckpt_every, export=export, init=init, clip_scale=clip_scale,
-        holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, loss=LossConfig(key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight),
+        holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, clip_flow_weight=clip_flow_weight, loss=LossConfig(key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight),
         train_only=tuple(train_only),
     )
     result = run_training(cfg, echo=lambda line: click.echo(line))

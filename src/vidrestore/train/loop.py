@@ -56,6 +56,9 @@ class TrainConfig:
     # key-frame loss weight in clip batches (None: the same as loss.key_weight). A clip sample's key
     # input is its own target, so that term only teaches the key branch to leave frames alone.
     clip_key_weight: float | None = None
+    # weight of the flow term in clip batches, against DIS teacher flows from the true in-between frame
+    # (vidrestore.train.teacher); 0: clip batches carry no flows
+    clip_flow_weight: float = 0.0
     videos: str | None = None  # high-frame-rate footage (Adobe240-style samples)
     video_scale: float = 0.5
     holdout_frames: int = 0  # the first frames of every video (clips, videos, textures) are never used
@@ -103,7 +106,8 @@ class TrainConfig:
             raise UsageError("--key-weight must be >= 0")
         if self.loss.inter_weight < 0:
             raise UsageError("--inter-weight must be >= 0")
-        if self.loss.key_weight == 0 and self.loss.inter_weight == 0 and self.loss.flow_weight == 0:
+        if self.loss.key_weight == 0 and self.loss.inter_weight == 0 and self.loss.flow_weight == 0 \
+                and self.clip_flow_weight == 0:
             raise UsageError("--key-weight, --inter-weight and --flow-weight are all 0: nothing to train")
         if not (0.0 <= self.sharp_prob <= 1.0):
             raise UsageError(f"--sharp-prob {self.sharp_prob}: must lie in [0, 1]")
@@ -116,6 +120,10 @@ class TrainConfig:
             raise UsageError(f"--flow-weight {self.loss.flow_weight}: must be >= 0")
         if self.clip_key_weight is not None and self.clip_key_weight < 0:
             raise UsageError("--clip-key-weight must be >= 0")
+        if not self.clip_flow_weight >= 0:
+            raise UsageError(f"--clip-flow-weight {self.clip_flow_weight}: must be >= 0")
+        if self.clip_flow_weight > 0 and not self.clips:
+            raise UsageError("--clip-flow-weight needs --clips DIR")
         self.mix()  # validates the data mix
         SceneConfig(height=self.crop, width=self.crop, factor=self.factor, subframes_per_interval=self.subframes,
                     exposure=tuple(self.exposure), max_speed=self.max_speed, sharp_prob=self.sharp_prob,
@@ -272,7 +280,12 @@ class DataMix:
             return name, render_batch(self.scene, self.cfg.batch, g_dev, self.device, self.textures, times=times,
                                       with_flows=self.cfg.loss.flow_weight > 0)
         if name == "clips":
-            return name, self.clips.sample(self.cfg.batch, self.crop, g_cpu, self.device)
+            sample = self.clips.sample(self.cfg.batch, self.crop, g_cpu, self.device)
+            if self.cfg.clip_flow_weight > 0:
+                from vidrestore.train.teacher import with_teacher_flows
+
+                sample = with_teacher_flows(sample)
+            return name, sample
         return name, self.videos.sample(self.cfg.batch, self.crop, g_cpu, self.device)
 
 
@@ -393,9 +406,9 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         return math.inf if deadline is None else deadline - time.monotonic()
 
     loss_cfg = {name: cfg.loss for name in SOURCES}
-    wants_inter = cfg.loss.inter_weight > 0 or cfg.loss.flow_weight > 0
-    if cfg.clip_key_weight is not None:
-        loss_cfg["clips"] = replace(cfg.loss, key_weight=cfg.clip_key_weight)
+    clip_key = cfg.loss.key_weight if cfg.clip_key_weight is None else cfg.clip_key_weight
+    loss_cfg["clips"] = replace(cfg.loss, key_weight=clip_key, flow_weight=cfg.clip_flow_weight)
+    wants_inter = cfg.loss.inter_weight > 0 or cfg.loss.flow_weight > 0 or cfg.clip_flow_weight > 0
     try:
         while step < cfg.steps:
             if step > 0 and step % cfg.val_every == 0 and last_val_step != step:

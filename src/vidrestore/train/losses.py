@@ -72,16 +72,22 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossC
 
 
 def flow_loss(stage_flows: list[torch.Tensor], target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Charbonnier error of each flow stage's output [B,T,2,2,h,w] (pixels of its grid) against the exact
-    full-resolution flows [B,T,2,2,H,W], in full-resolution pixels, averaged over the stages. The target
-    is brought to each grid by area averaging, its vectors scaled with the grid."""
+    """Charbonnier error of each flow stage's output [B,T,2,2,h,w] (pixels of its grid) against the
+    full-resolution target flows [B,T,2,2,H,W], in full-resolution pixels, averaged over the stages. The
+    target is brought to each grid by area averaging, its vectors scaled with the grid. NaN in the target
+    marks an unknown flow (teacher flows that failed their check): a grid cell that covers one is skipped."""
     total = target.new_zeros((), dtype=torch.float32)
     full = target.shape[-2:]
     flat = target.float().flatten(0, 2)  # [B*T*2, 2, H, W]
     for pred in stage_flows:
         size = pred.shape[-2:]
         tgt = F.adaptive_avg_pool2d(flat, size) if size != full else flat
-        total = total + charbonnier(pred.flatten(0, 2) * (full[-1] / size[-1]), tgt, eps)
+        pred_full = pred.flatten(0, 2).float() * (full[-1] / size[-1])
+        known = torch.isfinite(tgt).all(dim=1, keepdim=True).expand_as(tgt)
+        if bool(known.all()):
+            total = total + charbonnier(pred_full, tgt, eps)
+        elif bool(known.any()):
+            total = total + charbonnier(pred_full[known], tgt[known], eps)
     return total / max(1, len(stage_flows))
 
 
