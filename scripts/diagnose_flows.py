@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Diagnostic: how far the network's flows are from classical DIS flow on real footage, by motion size.
+
+For windows of PNG clip folders (as ``scripts/cut_clips.py --format png`` writes them), with every
+second frame dropped (2x interp at t = 0.5), prints per clip:
+
+- the in-between frame's PSNR for the model and for DIS flow warping (``vidrestore eval``'s dis-flow);
+- the end-point error, in full-resolution pixels, of every flow stage's side-0 flow (time t to F(i))
+  against DIS flow from the true in-between frame to F(i), over 1/8-grid cells binned by the size
+  of that reference motion, next to the error of predicting no motion at all.
+
+Not part of the package; the development notes quote its numbers.
+
+    python scripts/cut_clips.py --out /tmp/clips360 --frames 91 --size 640x360 --format png
+    python scripts/diagnose_flows.py /tmp/clips360 --weights vidrestore-small-v6
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidrestore.evaluate.baselines import _dis_between, dis_flow
+from vidrestore.weights import load_model
+
+BINS = (("still <2px", 0.0, 2.0), ("2-6px", 2.0, 6.0), ("6-12px", 6.0, 12.0), (">=12px", 12.0, math.inf))
+
+
+def _read(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path))
+    if img is None:
+        raise SystemExit(f"cannot read {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clips", type=Path, help="folder of clip folders of PNG frames")
+    ap.add_argument("--weights", default=None, help="weights name or path (default: the bundled default)")
+    ap.add_argument("--every", type=int, default=8, help="take a window every N frames")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.weights, torch.device("cpu")).eval()
+
+    for clip in sorted(p for p in args.clips.iterdir() if p.is_dir()):
+        frames = sorted(clip.glob("*.png"))
+        psnr_model, psnr_dis = [], []
+        err: dict[tuple[str, str], list[float]] = {}
+        for start in range(2, len(frames) - 5, args.every):
+            window = [_read(frames[start + 2 * k]) for k in range(-1, 3)]  # F(i-1)..F(i+2) at stride 2
+            truth = _read(frames[start + 1])
+            h = truth.shape[0]
+            pad = (-h) % model.config.multiple
+            x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in window])
+            x = F.pad(x, (0, (-x.shape[-1]) % model.config.multiple, 0, pad), mode="replicate")[None]
+            with torch.no_grad():
+                _, inter, stages = model(x, torch.tensor([0.5]), with_flows=True)
+            out = (inter[0, 0, :, :h, : truth.shape[1]].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            psnr_model.append(_psnr(out, truth))
+            psnr_dis.append(_psnr(_dis_between(window[1], window[2], [0.5])[0], truth))
+            ref = torch.from_numpy(dis_flow(truth, window[1])).permute(2, 0, 1)[None].float()
+            ref = F.pad(ref, (0, x.shape[-1] - ref.shape[-1], 0, pad), mode="replicate")
+            grid = stages[0].shape[-2:]
+            ref8 = F.adaptive_avg_pool2d(ref, grid)[0]
+            size = ref8.norm(dim=0)
+            preds = {"zero": torch.zeros_like(ref8)}
+            for s, fl in enumerate(stages):
+                pred = F.interpolate(fl[0, 0, 0][None], size=ref.shape[-2:], mode="bilinear", align_corners=False)
+                preds[f"stage{s}"] = F.adaptive_avg_pool2d(pred * (x.shape[-1] / fl.shape[-1]), grid)[0]
+            for name, pred in preds.items():
+                e = (pred - ref8).norm(dim=0)
+                for label, lo, hi in BINS:
+                    mask = (size >= lo) & (size < hi)
+                    acc = err.setdefault((name, label), [0.0, 0.0])
+                    acc[0] += float(e[mask].sum())
+                    acc[1] += float(mask.sum())
+        print(f"{clip.name}: PSNR model {np.mean(psnr_model):.2f} dB, dis-flow {np.mean(psnr_dis):.2f} dB "
+              f"({len(psnr_model)} windows)")
+        total = sum(err[("zero", label)][1] for label, _, _ in BINS)
+        for label, _, _ in BINS:
+            n = err[("zero", label)][1]
+            if n:
+                cells = " ".join(f"{name} {err[(name, label)][0] / n:.2f}" for name in preds)
+                print(f"  motion {label:>10} ({n / total:5.1%} of cells): EPE {cells}")
+
+
+if __name__ == "__main__":
+    main()
