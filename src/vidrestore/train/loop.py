@@ -108,7 +108,7 @@ class TrainConfig:
             raise UsageError("--inter-weight must be >= 0")
         if self.loss.key_weight == 0 and self.loss.inter_weight == 0 and self.loss.flow_weight == 0 \
                 and self.clip_flow_weight == 0:
-            raise UsageError("--key-weight, --inter-weight and --flow-weight are all 0: nothing to train")
+            raise UsageError("--key-weight, --inter-weight, --flow-weight and --clip-flow-weight are all 0: nothing to train")
         if not (0.0 <= self.sharp_prob <= 1.0):
             raise UsageError(f"--sharp-prob {self.sharp_prob}: must lie in [0, 1]")
         if not self.noise >= 0:
