@@ -117,8 +117,8 @@ def prepare_source(clip: SourceClip, cfg: EvalConfig) -> tuple[PreparedClip, Pla
     return prepared, plan
 
 
-def _to_u8(x: "torch.Tensor") -> np.ndarray:
-    """[3,H,W] float in [0,1] -> HxWx3 uint8."""
+def tensor_to_u8(x: "torch.Tensor") -> np.ndarray:
+    """[3,H,W] float in [0,1] -> HxWx3 uint8 (rounded; the form the baselines and metrics take)."""
     return np.ascontiguousarray((x.clamp(0, 1) * 255).round().to("cpu").byte().permute(1, 2, 0).numpy())
 
 
@@ -139,12 +139,12 @@ def synthetic_clips(cfg: EvalConfig) -> Iterator[PreparedClip]:
                              factor=scene_factor, exposure=exposure)
     factor = cfg.factor
     for k, sample in enumerate(samples):
-        inputs = tuple(_to_u8(sample.inputs[0, i]) for i in range(sample.inputs.shape[1]))
+        inputs = tuple(tensor_to_u8(sample.inputs[0, i]) for i in range(sample.inputs.shape[1]))
         with_inter = cfg.protocol != "deblur"
         targets = window_targets(factor, 1, with_inter)
-        truths = [_to_u8(sample.key[0])]
+        truths = [tensor_to_u8(sample.key[0])]
         if with_inter:
-            truths += [_to_u8(sample.inter[0, i]) for i in range(sample.inter.shape[1])]
+            truths += [tensor_to_u8(sample.inter[0, i]) for i in range(sample.inter.shape[1])]
         if len(truths) != len(targets):
             raise ProcessingError(f"synthetic sample {k}: {len(truths)} truths for {len(targets)} targets")
         yield PreparedClip(f"synthetic-{k:03d}", inputs, factor, targets, tuple(truths), len(inputs))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidrestore.model.warp import backward_warp
 from vidrestore.train.scenes import Sample
 
 # a teacher flow is kept where the warped input matches the true frame to this mean absolute error
@@ -24,15 +25,8 @@ from vidrestore.train.scenes import Sample
 PHOTOMETRIC_TOLERANCE = 0.04
 
 
-def _to_u8(x: torch.Tensor) -> np.ndarray:
-    """[3, H, W] float in [0, 1] -> [H, W, 3] uint8 RGB."""
-    return (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def _checked(flow: np.ndarray, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """[2, H, W] float tensor of ``flow`` (target(x) ~ source(x + flow(x))), NaN where that does not hold."""
-    from vidrestore.model.warp import backward_warp
-
     fl = torch.from_numpy(flow).permute(2, 0, 1).to(source.device, torch.float32)
     warped = backward_warp(source.float()[None], fl[None])[0]
     err = (warped - target.float()).abs().mean(dim=0, keepdim=True)
@@ -45,15 +39,16 @@ def teacher_flows(sample: Sample) -> torch.Tensor:
     (side 1), in pixels, x then y, with NaN where the photometric check fails. The layout of
     ``Sample.flows``, so the flow loss takes it as is."""
     from vidrestore.evaluate.baselines import dis_flow
+    from vidrestore.evaluate.runner import tensor_to_u8
 
     b, n_t = sample.inter.shape[:2]
     out = torch.empty((b, n_t, 2, 2, *sample.inter.shape[-2:]), dtype=torch.float32, device=sample.inter.device)
     for i in range(b):
         ends = (sample.inputs[i, 1], sample.inputs[i, 2])
-        ends_u8 = [_to_u8(e) for e in ends]
+        ends_u8 = [tensor_to_u8(e) for e in ends]
         for j in range(n_t):
             mid = sample.inter[i, j]
-            mid_u8 = _to_u8(mid)
+            mid_u8 = tensor_to_u8(mid)
             for side in (0, 1):
                 out[i, j, side] = _checked(dis_flow(mid_u8, ends_u8[side]), ends[side], mid)
     return out
