@@ -364,13 +364,11 @@ def test_train_init_starts_from_given_weights(tmp_path):
         train(_small_cfg(tmp_path / "d", steps=1, model="small", init=first.export_path), echo=lambda _: None)
 
 
-def test_train_with_flow_supervision(tmp_path, monkeypatch):
-    """--flow-weight: synthetic batches carry exact flows and the model is asked for its stage flows;
-    the run trains and exports as usual. Without it, no flows are rendered or requested."""
+def _record_flow_args(monkeypatch) -> list[tuple[bool, bool]]:
+    """Spy on the training loop's loss calls: per step, (model stage flows given, target flows given)."""
     from vidrestore.train import loop as L
-    from vidrestore.train.losses import LossConfig
 
-    seen = []
+    seen: list[tuple[bool, bool]] = []
     real = L.restoration_loss
 
     def spy(*args, **kw):
@@ -378,6 +376,16 @@ def test_train_with_flow_supervision(tmp_path, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(L, "restoration_loss", spy)
+    return seen
+
+
+def test_train_with_flow_supervision(tmp_path, monkeypatch):
+    """--flow-weight: synthetic batches carry exact flows and the model is asked for its stage flows;
+    the run trains and exports as usual. Without it, no flows are rendered or requested."""
+    from vidrestore.train import loop as L
+    from vidrestore.train.losses import LossConfig
+
+    seen = _record_flow_args(monkeypatch)
     run = L.train(_small_cfg(tmp_path / "f", loss=LossConfig(flow_weight=0.05)), echo=lambda _: None)
     assert run.finished and Path(run.export_path).is_file()
     assert seen and all(s == (True, True) for s in seen)
@@ -608,14 +616,7 @@ def test_clip_flow_weight_adds_teacher_flows_to_clip_batches(tmp_path, make_clip
     clips = tmp_path / "clips"
     clips.mkdir()
     make_clip("clips/a.mp4", n=12, size=(64, 48), audio=False)
-    seen = []
-    real = L.restoration_loss
-
-    def spy(*args, **kw):
-        seen.append((kw.get("flows") is not None, kw.get("flow_target") is not None))
-        return real(*args, **kw)
-
-    monkeypatch.setattr(L, "restoration_loss", spy)
+    seen = _record_flow_args(monkeypatch)
     run = L.train(_small_cfg(tmp_path / "run", steps=2, clips=str(clips), clip_scale=1.0, mix_synthetic=0.0,
                              mix_clips=1.0, clip_flow_weight=0.05), echo=lambda _: None)
     assert run.finished and seen and all(s == (True, True) for s in seen)
