@@ -4,7 +4,7 @@
 #   scripts/finetune_small_v8.sh flows0 20   # stage 0: runs/probe-v8-flows, v7 + 700 teacher-flow steps
 #   scripts/finetune_small_v8.sh graft       # runs/small-v8-graft.safetensors: stage 0 with v7's key branch
 #   scripts/finetune_small_v8.sh flows 45    # stage 1: runs/small-v8-flows-cpu, key branch frozen
-#   scripts/finetune_small_v8.sh key 50      # stage 2: runs/small-v8-key-cpu, the key branch alone
+#   scripts/finetune_small_v8.sh key 47      # stage 2: runs/small-v8-key-cpu, the key branch alone
 #
 # Stage 0 is the probe run after v7 (its model card): v7's flows stage recipe for 700 more steps. It
 # raised the validation in-between frames (35.83 -> 35.92 dB) but let the key branch drift back toward
@@ -37,7 +37,7 @@ case "$STAGE" in
         --train-only encoder --train-only ala --train-only ifa --train-only flow_head --train-only fine_flow \
         --train-only refiner --seed 12 "$@" ;;
   key)
-    FLOWS_RUN="$FLOWS_RUN" KEY_RUN="$KEY_RUN" STEPS="${STEPS:-5000}" exec scripts/finetune_small_v7.sh key "$MINUTES" "$@" ;;
+    FLOWS_RUN="$FLOWS_RUN" KEY_RUN="$KEY_RUN" STEPS="${STEPS:-4500}" exec scripts/finetune_small_v7.sh key "$MINUTES" "$@" ;;
   *)
     echo "unknown stage $STAGE: flows0, graft, flows or key" >&2; exit 2 ;;
 esac
