@@ -36,7 +36,7 @@ def main() -> None:
     for part in parts:
         if part not in children:
             raise SystemExit(f"error: no part {part!r}; parts: {', '.join(children)}")
-        children[part].load_state_dict(dict(donor.named_children())[part].state_dict())
+        children[part].load_state_dict(getattr(donor, part).state_dict())
     meta = {k: v for k, v in read_metadata(args.base).items() if k not in RESERVED_KEYS}
     meta["graft"] = json.dumps({"donor": Path(args.donor).name, "parts": parts})
     sha = save_weights(model, args.dst, extra_metadata=meta)
