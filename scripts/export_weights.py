@@ -3,14 +3,20 @@ written out in full by the current code (fields added after the run was trained,
 ``coarse_match``, become explicit at their current defaults, so the file keeps meaning the same thing).
 
     python scripts/export_weights.py runs/small-v5-cpu/final.safetensors weights/vidrestore-small-v5.safetensors
+
+``--set FIELD=VALUE`` changes a field of the model config that adds no tensors (e.g. ``static_gate=0.05``):
+the same tensors then run with that setting, and the metadata says so (``export.set``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 
 import torch
 
+from vidrestore.model.network import build_model
 from vidrestore.weights import RESERVED_KEYS, load_model, read_metadata, save_weights
 
 
@@ -18,9 +24,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src")
     ap.add_argument("dst")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a model config field that adds no tensors (VALUE as JSON)")
     args = ap.parse_args()
     meta = {k: v for k, v in read_metadata(args.src).items() if k not in RESERVED_KEYS}
     model = load_model(args.src, device=torch.device("cpu"))
+    if args.set:
+        changes = {}
+        for item in args.set:
+            field, sep, value = item.partition("=")
+            if not sep:
+                ap.error(f"--set {item}: expected FIELD=VALUE")
+            changes[field] = json.loads(value)
+        grown = build_model(dataclasses.replace(model.config, **changes))
+        grown.load_state_dict(model.state_dict())  # strict: the change must not add or drop tensors
+        model = grown
+        meta["export.set"] = json.dumps(changes, sort_keys=True)
     sha = save_weights(model, args.dst, extra_metadata=meta)
     print(f"{args.dst}: sha256 {sha}, config {model.config}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -310,3 +312,39 @@ def test_inter_frame_attention_with_a_zero_init_is_the_plain_attention():
     zero = ifa(a, b, desc_a, desc_b, torch.zeros(1, 2, 9, 13))
     for p, z in zip(plain, zero):
         torch.testing.assert_close(p, z, rtol=1e-5, atol=1e-5)
+
+
+def test_still_gate_chooses_the_still_hypothesis_only_where_it_fits():
+    """The gate is near 1 only where the pair's frames agree and agree better unwarped than warped."""
+    from vidrestore.model.network import STILL_SLOPE, still_gate
+
+    d_still = torch.tensor([0.0, 0.0, 0.3, 0.02, 0.02])
+    d_flow = torch.tensor([0.05, 0.0, 0.0, 0.0, 0.1])
+    g = still_gate(d_still, d_flow, 0.05)
+    assert g[0] > 0.99  # still background that the flows dragged along: the plain average
+    assert abs(g[1] - 0.5) < 1e-6  # both hypotheses fit exactly: half way (the two agree there anyway)
+    assert g[2] < 1e-10  # moving content: the frames differ, the network's frame stays
+    assert g[3] < 0.02 and g[3] == pytest.approx(math.exp(-(0.02 / 0.05) ** 2) / (1 + math.exp(0.02 / STILL_SLOPE)))
+    assert g[4] > 0.8  # frames agree, warps do not
+
+
+def test_still_gate_is_off_at_zero_and_leaves_differing_pixels_alone(tiny):
+    """static_gate=0 builds the same network without the gate; with it, pixels where the pair's frames differ
+    a lot come out as without it; an even kernel is refused."""
+    import dataclasses
+
+    from vidrestore.model.network import box_difference
+
+    torch.manual_seed(1)
+    x = torch.rand(1, 4, 3, 32, 48)
+    off = build_model(dataclasses.replace(tiny.config, static_gate=0.0)).eval()
+    off.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        _, on_inter = tiny(x, torch.tensor([0.5]))
+        _, off_inter = off(x, torch.tensor([0.5]))
+    far = box_difference(x[:, 1], x[:, 2], tiny.config.static_kernel)[0, 0] > 0.25  # the gate's own measure
+    assert far.sum() > 100
+    torch.testing.assert_close(on_inter[0, 0][:, far], off_inter[0, 0][:, far], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError):
+        build_model(dataclasses.replace(tiny.config, static_kernel=4))
+

@@ -21,6 +21,8 @@ Data flow::
                     refined there from warped 1/4 features and their local correlation
                     (config.half_flow > 0): once more at 1/2 scale, from warped 1/2 features and frames
                 warp both frames, blend with learned weights, refiner adds a residual
+                still-region gate (config.static_gate > 0): where the pair's two frames agree better than
+                    the two warped frames do, move the result toward the frames' plain average
 
 Both sides of the pair go through the same weights and are combined by sums and a softmax,
 so swapping the pair and replacing t by 1-t gives the same in-between frame.
@@ -56,6 +58,10 @@ Features = tuple[torch.Tensor, ...]
 COARSE_SHARPNESS = 20.0
 COARSE_AGGREGATE = 2
 
+# the still-region gate's sigmoid slope, on the difference between the two hypotheses' mean absolute frame
+# differences (images in [0, 1]): about one 8-bit code value
+STILL_SLOPE = 0.005
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -77,6 +83,9 @@ class ModelConfig:
     coarse_prior: float = 0.5  # their penalty per squared offset (in each level's pixels)
     coarse_gain: float = 0.1  # a coarse level moves a pixel only where its best cosine beats staying by this
     coarse_match: float = 0.65  # ... and where that best (aggregated) cosine is above this
+    static_gate: float = 0.0  # parameter-free still-region gate (see ``still_gate``): the scale of the pair's
+    #                           frame difference it still acts on (images in [0, 1]); 0 = off
+    static_kernel: int = 5  # the gate's box filter, odd
 
     @property
     def multiple(self) -> int:
@@ -86,11 +95,13 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
-                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24, coarse_levels=1),
+                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24, coarse_levels=1,
+                           static_gate=0.05),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1, static_gate=0.05),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
-                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8, coarse_levels=1),
+                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8, coarse_levels=1,
+                        static_gate=0.05),
 }
 
 
@@ -288,6 +299,9 @@ class Refiner(nn.Module):
 class VidRestoreNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.static_gate < 0 or config.static_kernel < 1 or config.static_kernel % 2 != 1:
+            raise ValueError(f"static_gate must be >= 0 and static_kernel odd, got {config.static_gate}, "
+                             f"{config.static_kernel}")
         self.config = config
         c3 = config.channels[2]
         self.encoder = Encoder(config)
@@ -422,16 +436,25 @@ class VidRestoreNet(nn.Module):
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
         sides = []
+        warped_imgs = []
         blend = 0
         for s in (0, 1):
             flow_full = resize_flow(flows[s], (h, w))
             warped = backward_warp(imgs[s], flow_full)
+            warped_imgs.append(warped)
             blend = blend + weights[:, s : s + 1] * warped
             wf1 = backward_warp(rep(enc[s][0]), resize_flow(flows[s], size1))
             wimg_half = F.avg_pool2d(warped, 2)
             wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
             sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
-        inter = self.refiner(blend, sides).reshape(b, n_t, 3, h, w)
+        inter = self.refiner(blend, sides)
+        if self.config.static_gate > 0:
+            k = self.config.static_kernel
+            # a fixed rule, not something to learn through: training sees it as a given per-pixel mask
+            g = still_gate(rep(box_difference(f0, f1, k)), box_difference(*warped_imgs, k), self.config.static_gate)
+            g = g.detach()
+            inter = inter + g * (rep(0.5 * (f0 + f1)) - inter)
+        inter = inter.reshape(b, n_t, 3, h, w)
         return (key, inter, stage_flows) if with_flows else (key, inter)
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor, with_flows: bool = False):
@@ -445,6 +468,30 @@ class VidRestoreNet(nn.Module):
         out = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True, with_flows=with_flows)
         assert out[0] is not None
         return out
+
+
+def box_difference(a: torch.Tensor, b: torch.Tensor, kernel: int) -> torch.Tensor:
+    """[B, 1, H, W]: the mean absolute difference of two images over the colour channels and a ``kernel`` x
+    ``kernel`` box (at the borders, over the part of the box inside the frame)."""
+    d = (a - b).abs().mean(dim=1, keepdim=True)
+    return F.avg_pool2d(d, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+
+
+def still_gate(d_still: torch.Tensor, d_flow: torch.Tensor, scale: float) -> torch.Tensor:
+    """Per pixel, the weight in [0, 1] of the pair's plain average against the network's in-between frame.
+
+    Two hypotheses for a pixel: it does not move, which holds where the pair's two frames agree (``d_still``,
+    their ``box_difference``), or it moves as the network's flows say, which holds where the two frames
+    warped to t agree (``d_flow``). The gate is exp(-(d_still / scale)^2) * sigmoid((d_flow - d_still) /
+    STILL_SLOPE): near 1 only where the frames agree and agree better unwarped than warped. The flows come
+    from the 1/8 and 1/4 grids, so next to a moving object they bleed over its edge and drag the still
+    background along (a halo); there the gate puts the background back. Where the flows are right the warped
+    frames agree at least as well, and the network's frame stays. Parameter-free; symmetric in the two sides.
+    """
+    dtype = d_flow.dtype
+    d_still, d_flow = d_still.float(), d_flow.float()
+    g = torch.exp(-(d_still / scale).square()) * torch.sigmoid((d_flow - d_still) / STILL_SLOPE)
+    return g.to(dtype)
 
 
 def build_model(cfg: ModelConfig | str) -> VidRestoreNet:

@@ -514,7 +514,7 @@ def _select_trainable(model: torch.nn.Module, parts: tuple[str, ...]) -> list[to
 
 
 # optional network stages that --init may add to older weights (they start as the identity)
-_GROWABLE = ("fine_flow", "half_flow", "coarse_levels")
+_GROWABLE = ("fine_flow", "half_flow", "coarse_levels", "static_gate")
 
 
 def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
@@ -523,7 +523,8 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
 
     source = load_model(spec, device=next(model.parameters()).device)
     # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow)
-    # or add no parameters (coarse_levels: fixed descriptor matching that seeds the inter-frame attention):
+    # or add no parameters (coarse_levels: fixed descriptor matching that seeds the inter-frame attention;
+    # static_gate: the parameter-free still-region gate):
     # everything else must match, and only the new stages' tensors may be missing from the source
     grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
     grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
