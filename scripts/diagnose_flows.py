@@ -53,18 +53,24 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
+def _window(frames: list[Path], start: int, multiple: int) -> tuple[list[np.ndarray], np.ndarray, torch.Tensor]:
+    """The window F(i-1)..F(i+2) at stride 2 from ``start`` (F(i)), the true in-between frame, and the window
+    as the model's input [1, 4, 3, H, W], replicate-padded to a multiple of ``multiple``."""
+    window = [_read(frames[start + 2 * k]) for k in range(-1, 3)]
+    truth = _read(frames[start + 1])
+    h, w = truth.shape[:2]
+    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in window])
+    return window, truth, F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")[None]
+
+
 def _error_report(model: torch.nn.Module, clip: Path, every: int) -> None:
     methods = ("model", "dis", "blend")
-    m = model.config.multiple
     frames = sorted(clip.glob("*.png"))
     sums = {name: np.zeros(len(ERROR_BINS)) for name in methods}
     counts = np.zeros(len(ERROR_BINS))
     for start in range(2, len(frames) - 5, every):
-        window = [_read(frames[start + 2 * k]) for k in range(-1, 3)]  # F(i-1)..F(i+2) at stride 2
-        truth = _read(frames[start + 1])
+        window, truth, x = _window(frames, start, model.config.multiple)
         h, w = truth.shape[:2]
-        x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in window])
-        x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")[None]
         with torch.no_grad():
             _, inter = model(x, torch.tensor([0.5]))
         outs = {
@@ -107,19 +113,15 @@ def main() -> None:
         psnr_model, psnr_dis = [], []
         err: dict[tuple[str, str], list[float]] = {}
         for start in range(2, len(frames) - 5, args.every):
-            window = [_read(frames[start + 2 * k]) for k in range(-1, 3)]  # F(i-1)..F(i+2) at stride 2
-            truth = _read(frames[start + 1])
+            window, truth, x = _window(frames, start, model.config.multiple)
             h = truth.shape[0]
-            pad = (-h) % model.config.multiple
-            x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in window])
-            x = F.pad(x, (0, (-x.shape[-1]) % model.config.multiple, 0, pad), mode="replicate")[None]
             with torch.no_grad():
                 _, inter, stages = model(x, torch.tensor([0.5]), with_flows=True)
             out = (inter[0, 0, :, :h, : truth.shape[1]].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             psnr_model.append(_psnr(out, truth))
             psnr_dis.append(_psnr(_dis_between(window[1], window[2], [0.5])[0], truth))
             ref = torch.from_numpy(dis_flow(truth, window[1])).permute(2, 0, 1)[None].float()
-            ref = F.pad(ref, (0, x.shape[-1] - ref.shape[-1], 0, pad), mode="replicate")
+            ref = F.pad(ref, (0, x.shape[-1] - ref.shape[-1], 0, x.shape[-2] - ref.shape[-2]), mode="replicate")
             grid = stages[0].shape[-2:]
             ref8 = F.adaptive_avg_pool2d(ref, grid)[0]
             size = ref8.norm(dim=0)
