@@ -423,10 +423,12 @@ def test_train_cli(tmp_path):
 
 
 @pytest.mark.parametrize("missing", [("fine_flow", "half_flow", "coarse_levels"), ("half_flow", "coarse_levels"),
-                                     ("coarse_levels", "static_gate")])
+                                     ("coarse_levels", "static_gate"), ("static_gate", "flow_polish"),
+                                     ("flow_polish",)])
 def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
-    """Weights without the 1/4- and/or 1/2-scale flow stages, the coarse matching level or the still-region
-    gate (v1/v2 style: none; v3 style: no 1/2 stage, no coarse level; v8 style: no gate) start a run with them: new stages start as the identity,
+    """Weights without the 1/4- and/or 1/2-scale flow stages, the coarse matching level, the still-region
+    gate or the flow polish (v1/v2 style: none; v3 style: no 1/2 stage, no coarse level; v8 style: no gate,
+    no polish; v9 style: no polish) start a run with them: new stages start as the identity,
     every other tensor is copied, and without the (parameter-free) coarse level the output is what the
     old model gave."""
     from vidrestore.model.network import CONFIGS, VidRestoreNet
@@ -444,14 +446,15 @@ def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
     for stage in ("fine_flow", "half_flow"):
         assert getattr(grown.config, stage) > 0
         assert any(f"{stage} stage start fresh" in line for line in lines) == (stage in missing)
-    assert grown.config.coarse_levels > 0 and grown.config.static_gate > 0
+    assert grown.config.coarse_levels > 0 and grown.config.static_gate > 0 and grown.config.flow_polish > 0
     src = old.state_dict()
     got = grown.state_dict()
     assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)
-    # the coarse level moves the attention's windows and the still-region gate changes still pixels, by design:
-    # compare with both set back to the old values
+    # the coarse level moves the attention's windows, the still-region gate changes still pixels and the polish
+    # moves the flows, by design: compare with all three set back to the old values
     same_search = VidRestoreNet(replace(grown.config, coarse_levels=old.config.coarse_levels,
-                                        static_gate=old.config.static_gate)).eval()
+                                        static_gate=old.config.static_gate,
+                                        flow_polish=old.config.flow_polish)).eval()
     same_search.load_state_dict(got)
     grown = same_search
     # a smooth moving scene: the grown model gives what the old one gave, up to resampling order

@@ -20,6 +20,8 @@ Data flow::
                 coarse-to-fine (config.fine_flow > 0): flows and blend logits carried to 1/4 scale and
                     refined there from warped 1/4 features and their local correlation
                     (config.half_flow > 0): once more at 1/2 scale, from warped 1/2 features and frames
+                flow polish (config.flow_polish > 0): parameter-free symmetric Lucas-Kanade steps on the
+                    frames' luma (full or reduced resolution) for the sub-pixel precision the grids lack
                 warp both frames, blend with learned weights, refiner adds a residual
                 still-region gate (config.static_gate > 0): where the pair's two frames agree better than
                     the two warped frames do, move the result toward the frames' plain average
@@ -47,6 +49,8 @@ from vidrestore.model.attention import (
     patch_descriptors,
     window_products,
 )
+from vidrestore.model.filters import box_mean
+from vidrestore.model.polish import luma, polish_flows
 from vidrestore.model.warp import backward_warp, resize_flow
 
 # (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8, then config.coarse_levels
@@ -86,6 +90,12 @@ class ModelConfig:
     static_gate: float = 0.0  # parameter-free still-region gate (see ``still_gate``): the scale of the pair's
     #                           frame difference it still acts on (images in [0, 1]); 0 = off
     static_kernel: int = 5  # the gate's box filter, odd
+    flow_polish: int = 0  # parameter-free sub-pixel polish of the final flows (see ``polish_flows``): its
+    #                       Gauss-Newton steps; 0 = off
+    polish_kernel: int = 7  # its box, odd, in pixels of the scale it works at
+    polish_scale: int = 2  # it works on the frames' luma downscaled by this (1: full resolution, 4x the cost)
+    polish_damping: float = 1e-4  # added to its normal matrix (box mean of squared gradients, images in [0, 1])
+    polish_step: float = 1.0  # longest step, in full-resolution pixels of motion between the pair
 
     @property
     def multiple(self) -> int:
@@ -96,12 +106,13 @@ class ModelConfig:
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
                            ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24, coarse_levels=1,
-                           static_gate=0.05),
+                           static_gate=0.05, flow_polish=2),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1, static_gate=0.05),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1, static_gate=0.05,
+                         flow_polish=2),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
                         ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8, coarse_levels=1,
-                        static_gate=0.05),
+                        static_gate=0.05, flow_polish=2),
 }
 
 
@@ -302,6 +313,10 @@ class VidRestoreNet(nn.Module):
         if config.static_gate < 0 or config.static_kernel < 1 or config.static_kernel % 2 != 1:
             raise ValueError(f"static_gate must be >= 0 and static_kernel odd, got {config.static_gate}, "
                              f"{config.static_kernel}")
+        if (config.flow_polish < 0 or config.polish_kernel < 1 or config.polish_kernel % 2 != 1
+                or config.polish_scale not in (1, 2, 4, 8)):
+            raise ValueError(f"flow_polish must be >= 0, polish_kernel odd and polish_scale 1, 2, 4 or 8, got "
+                             f"{config.flow_polish}, {config.polish_kernel}, {config.polish_scale}")
         self.config = config
         c3 = config.channels[2]
         self.encoder = Encoder(config)
@@ -435,6 +450,17 @@ class VidRestoreNet(nn.Module):
 
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
+        cfg = self.config
+        if cfg.flow_polish > 0:
+            # sub-pixel precision the grids cannot give: fixed classical steps on the luma at 1/polish_scale
+            grays = [luma(f) for f in (f0, f1)]
+            if cfg.polish_scale > 1:
+                grays = [F.avg_pool2d(g, cfg.polish_scale) for g in grays]
+            at_p = [resize_flow(fl, grays[0].shape[-2:]) for fl in flows]
+            polished = polish_flows(rep(grays[0]), rep(grays[1]), at_p[0], at_p[1], tau0, cfg.flow_polish,
+                                    cfg.polish_kernel, cfg.polish_damping, cfg.polish_step / cfg.polish_scale)
+            # training sees the step as a given correction; gradients reach the network's flows unchanged
+            flows = [fl + (p - fl).detach() for fl, p in zip(at_p, polished)]
         sides = []
         warped_imgs = []
         blend = 0
@@ -473,8 +499,7 @@ class VidRestoreNet(nn.Module):
 def box_difference(a: torch.Tensor, b: torch.Tensor, kernel: int) -> torch.Tensor:
     """[B, 1, H, W]: the mean absolute difference of two images over the colour channels and a ``kernel`` x
     ``kernel`` box (at the borders, over the part of the box inside the frame)."""
-    d = (a - b).abs().mean(dim=1, keepdim=True)
-    return F.avg_pool2d(d, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+    return box_mean((a - b).abs().mean(dim=1, keepdim=True), kernel)
 
 
 def still_gate(d_still: torch.Tensor, d_flow: torch.Tensor, scale: float) -> torch.Tensor:

@@ -514,7 +514,7 @@ def _select_trainable(model: torch.nn.Module, parts: tuple[str, ...]) -> list[to
 
 
 # optional network stages that --init may add to older weights (they start as the identity)
-_GROWABLE = ("fine_flow", "half_flow", "coarse_levels", "static_gate")
+_GROWABLE = ("fine_flow", "half_flow", "coarse_levels", "static_gate", "flow_polish")
 
 
 def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
