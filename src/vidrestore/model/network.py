@@ -457,9 +457,11 @@ class VidRestoreNet(nn.Module):
             if cfg.polish_scale > 1:
                 grays = [F.avg_pool2d(g, cfg.polish_scale) for g in grays]
             at_p = [resize_flow(fl, grays[0].shape[-2:]) for fl in flows]
-            polished = polish_flows(rep(grays[0]), rep(grays[1]), at_p[0], at_p[1], tau0, cfg.flow_polish,
-                                    cfg.polish_kernel, cfg.polish_damping, cfg.polish_step / cfg.polish_scale)
-            # training sees the step as a given correction; gradients reach the network's flows unchanged
+            with torch.no_grad():  # training sees the steps as a given correction: no graph through them
+                polished = polish_flows(rep(grays[0]), rep(grays[1]), at_p[0].detach(), at_p[1].detach(), tau0,
+                                        cfg.flow_polish, cfg.polish_kernel, cfg.polish_damping,
+                                        cfg.polish_step / cfg.polish_scale)
+            # gradients reach the network's own flows unchanged
             flows = [fl + (p - fl).detach() for fl, p in zip(at_p, polished)]
         sides = []
         warped_imgs = []
