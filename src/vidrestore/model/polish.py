@@ -1,8 +1,8 @@
-"""Parameter-free sub-pixel polish of the in-between frame's two flows (a symmetric Lucas-Kanade step).
+"""Parameter-free sub-pixel polish of the in-between frame's two flows (symmetric Lucas-Kanade steps).
 
 The network's flows come from its coarse grids. Where the motion is small and the texture fine, a
 fraction of a pixel off is already visible, and a learned stage at that precision costs much time. This
-is the classical answer: per pixel, one Gauss-Newton step on the difference of the two frames warped to t,
+is the classical answer: per pixel, Gauss-Newton steps on the difference of the two frames warped to t,
 over a small box, with the motion between the pair as the unknown, so both flows move together (side 0's
 by -t*delta, side 1's by (1-t)*delta) and swapping the pair with t -> 1-t mirrors the result. An update is
 kept only at pixels where it makes the two warped frames agree better over the box, so at occlusions and
@@ -18,8 +18,6 @@ from vidrestore.model.warp import backward_warp
 
 # Rec. 601 luma weights: the polish matches brightness only, one channel instead of three
 LUMA = (0.299, 0.587, 0.114)
-import os
-MARGIN = float(os.environ.get("PM", "0"))
 
 
 def luma(image: torch.Tensor) -> torch.Tensor:
@@ -70,7 +68,7 @@ def polish_flows(
         n0, n1 = f0 - tau * delta, f1 + (1.0 - tau) * delta
         v0, v1 = backward_warp(gray0, n0), backward_warp(gray1, n1)
         new_cost = box_mean((v1 - v0).abs(), kernel)
-        keep = new_cost < cost * (1.0 - MARGIN)
+        keep = new_cost < cost
         f0, f1 = torch.where(keep, n0, f0), torch.where(keep, n1, f1)
         w0, w1 = torch.where(keep, v0, w0), torch.where(keep, v1, w1)
         cost = torch.where(keep, new_cost, cost)
