@@ -503,3 +503,21 @@ def test_cli_list_verify_info_register(weights_file, tmp_path, monkeypatch, no_h
     entry = W.load_registry(reg)["new-one"]
     assert entry.sha256 == sha and entry.hub == W.HubLocation("owner/repo", "new-one.safetensors", None)
     assert (folder / "new-one.safetensors").is_file()
+
+
+def test_names_sort_by_their_numbers():
+    from vidrestore.weights import natural_key
+
+    names = ["vidrestore-small-v10", "vidrestore-small-v2", "vidrestore-default-v1", "vidrestore-small-v9"]
+    assert sorted(names, key=natural_key) == ["vidrestore-default-v1", "vidrestore-small-v2",
+                                              "vidrestore-small-v9", "vidrestore-small-v10"]
+
+
+def test_weights_list_shows_the_bundled_versions_in_order():
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+
+    res = CliRunner().invoke(main, ["weights", "list"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert res.output.index("vidrestore-small-v9 ") < res.output.index("vidrestore-small-v10")

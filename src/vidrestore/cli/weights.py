@@ -74,12 +74,12 @@ def verify_cmd(names: tuple[str, ...]) -> None:
 
     Exits non-zero if a file does not match, or if a NAME given explicitly is not on disk.
     """
-    from vidrestore.weights import iter_entries, load_registry, local_copy, sha256_file
+    from vidrestore.weights import iter_entries, load_registry, local_copy, natural_key, sha256_file
 
     reg = load_registry()
     unknown = [n for n in names if n not in reg]
     if unknown:
-        known = ", ".join(sorted(reg)) or "none"
+        known = ", ".join(sorted(reg, key=natural_key)) or "none"
         raise UsageError(f"unknown weights name(s): {', '.join(unknown)} (registered: {known})")
     entries = [reg[n] for n in dict.fromkeys(names)] if names else list(iter_entries(reg))
     bad: list[str] = []
@@ -114,7 +114,15 @@ def download_cmd(spec: str) -> None:
 
     Honours HF_HUB_OFFLINE and HF_HUB_CACHE / HF_HOME.
     """
-    from vidrestore.weights import HF_PREFIX, Located, download, load_registry, locate_weights, verify_located
+    from vidrestore.weights import (
+        HF_PREFIX,
+        Located,
+        download,
+        load_registry,
+        locate_weights,
+        natural_key,
+        verify_located,
+    )
 
     reg = load_registry()
     if spec.startswith(HF_PREFIX):
@@ -122,7 +130,8 @@ def download_cmd(spec: str) -> None:
     else:
         entry = reg.get(spec)
         if entry is None:
-            raise UsageError(f"unknown weights name {spec!r} (registered: {', '.join(sorted(reg)) or 'none'})")
+            known = ", ".join(sorted(reg, key=natural_key)) or "none"
+            raise UsageError(f"unknown weights name {spec!r} (registered: {known})")
         bundled = reg.bundled_path(entry)
         if bundled.is_file():
             verify_located(Located(bundled, entry, "bundled"))

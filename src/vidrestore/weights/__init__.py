@@ -15,6 +15,7 @@ is read (never pickle). torch, safetensors and huggingface_hub are imported only
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -169,7 +170,7 @@ def locate_weights(
     if entry is None:
         if _looks_like_path(spec):
             raise WeightsError(f"weights file not found: {spec}")
-        known = ", ".join(sorted(reg)) or "none"
+        known = ", ".join(sorted(reg, key=natural_key)) or "none"
         raise WeightsError(f"unknown weights {spec!r}: not a file and not a registered name (registered: {known})")
     found = local_copy(entry, reg)
     if found is not None:
@@ -371,7 +372,13 @@ def register_weights(
     return entry
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that orders the numbers inside names by value: vidrestore-small-v9 before -v10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def iter_entries(registry: Registry | str | os.PathLike[str] | None = None) -> Iterator[WeightsEntry]:
+    """The registry's entries, in natural name order."""
     reg = _registry(registry)
-    for name in sorted(reg):
+    for name in sorted(reg, key=natural_key):
         yield reg[name]
