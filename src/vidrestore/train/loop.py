@@ -524,7 +524,7 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     source = load_model(spec, device=next(model.parameters()).device)
     # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow)
     # or add no parameters (coarse_levels: fixed descriptor matching that seeds the inter-frame attention;
-    # static_gate: the parameter-free still-region gate):
+    # static_gate: the parameter-free still-region gate; flow_polish: the parameter-free flow polish):
     # everything else must match, and only the new stages' tensors may be missing from the source
     grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
     grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
