@@ -11,12 +11,11 @@ the same tensors then run with that setting, and the metadata says so (``export.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import torch
 
-from vidrestore.model.network import build_model
+from vidrestore.model.network import with_config
 from vidrestore.weights import RESERVED_KEYS, load_model, read_metadata, save_weights
 
 
@@ -36,9 +35,7 @@ def main() -> None:
             if not sep:
                 ap.error(f"--set {item}: expected FIELD=VALUE")
             changes[field] = json.loads(value)
-        grown = build_model(dataclasses.replace(model.config, **changes))
-        grown.load_state_dict(model.state_dict())  # strict: the change must not add or drop tensors
-        model = grown
+        model = with_config(model, **changes)  # strict: the change must not add or drop tensors
         meta["export.set"] = json.dumps(changes, sort_keys=True)
     sha = save_weights(model, args.dst, extra_metadata=meta)
     print(f"{args.dst}: sha256 {sha}, config {model.config}")

@@ -15,6 +15,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = SHARED / "clips"
 
 
+def reds_rgb(index: int) -> np.ndarray:
+    """Frame ``index`` of the shared REDS sample (``../shared/data/reds_000``) as an RGB uint8 array."""
+    import cv2
+
+    img = cv2.imread(str(SHARED / "reds_000" / f"{index:08d}.png"), cv2.IMREAD_COLOR)
+    assert img is not None, f"missing shared frame {index}"
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def moving_pattern(n: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` RGB uint8 frames of a smooth pattern drifting right and down (ordinary motion)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)

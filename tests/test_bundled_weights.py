@@ -9,8 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import SHARED
+from conftest import reds_rgb
 from vidrestore.cli import main
+from vidrestore.model.network import with_config
 from vidrestore.weights import DEFAULT_WEIGHTS, load_model, resolve_weights
 
 
@@ -34,10 +35,7 @@ def test_default_weights_are_bundled_and_verified_offline(monkeypatch, tmp_path)
 
 
 def _real_frame() -> torch.Tensor:
-    import cv2
-
-    img = cv2.imread(str(SHARED / "reds_000" / "00000000.png"), cv2.IMREAD_COLOR)
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:96, :128]
+    img = reds_rgb(0)[:96, :128].copy()
     return torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
 
 
@@ -70,13 +68,9 @@ def test_enhance_with_bundled_weights_from_another_directory(make_clip, tmp_path
 def test_tiled_output_matches_whole_frame_output(bundled):
     """Tiles with overlapping context leave no seams: scored against the truth, tiled and whole-frame
     interpolation of real frames are at most 0.1 dB apart."""
-    import cv2
-
     from vidrestore.engine import Engine, EngineConfig
 
-    frames = [
-        cv2.cvtColor(cv2.imread(str(SHARED / "reds_000" / f"{i:08d}.png")), cv2.COLOR_BGR2RGB) for i in range(0, 10)
-    ]
+    frames = [reds_rgb(i) for i in range(0, 10)]
     inputs, truth = frames[0::2], frames[1::2]
 
     def score(**tiles) -> float:
@@ -96,14 +90,8 @@ def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
     the coarse grids bleed over its edge and drag the background along (a halo); with the still-region gate
     (the bundled config) that band comes back at least twice as close to the truth as without it, and the
     moving patch itself is no worse."""
-    import dataclasses
-
-    import cv2
-
-    from vidrestore.model.network import build_model
-
     assert bundled.config.static_gate > 0
-    img = cv2.cvtColor(cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    img = reds_rgb(5)
     bg = torch.from_numpy(img[40:136, 100:228].copy()).permute(2, 0, 1).float() / 255  # 96 x 128
     patch = torch.from_numpy(img[20:52, 20:52].copy()).permute(2, 0, 1).float() / 255
 
@@ -117,8 +105,7 @@ def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
     band = torch.zeros(96, 128, dtype=torch.bool)
     band[24:72, 22:82] = True
     band[32:64, 30:77] = False  # background around the patch's path between the pair
-    ungated = build_model(dataclasses.replace(bundled.config, static_gate=0.0)).eval()
-    ungated.load_state_dict(bundled.state_dict())
+    ungated = with_config(bundled, static_gate=0.0)
     errors = {}
     for name, model in (("gated", bundled), ("ungated", ungated)):
         with torch.no_grad():
@@ -134,18 +121,12 @@ def test_flow_polish_sharpens_a_subpixel_pan(bundled):
     off the grid. The frames are area-sampled from the frame at twice the size, so each is as sharp as a
     camera's. The coarse grids get such motion only roughly; the polish (the bundled config) must bring the
     in-between frame at least 1.3x closer to the truth in mean squared error than the same weights without it."""
-    import dataclasses
-
-    import cv2
     import torch.nn.functional as F
 
-    from vidrestore.model.network import build_model
-
     assert bundled.config.flow_polish > 0
-    img = cv2.cvtColor(cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    img = reds_rgb(5)
     src = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None] / 255
-    plain = build_model(dataclasses.replace(bundled.config, flow_polish=0)).eval()
-    plain.load_state_dict(bundled.state_dict())
+    plain = with_config(bundled, flow_polish=0)
     for v in ((3, 1), (1, -3)):
         def frame(k: float) -> torch.Tensor:  # shifted by k * v output pixels, area-sampled 2:1
             dx, dy = round(2 * k * v[0]), round(2 * k * v[1])

@@ -205,12 +205,9 @@ def test_fresh_model_follows_a_pan():
 
 
 def _real_frame(h: int, w: int) -> torch.Tensor:
-    import cv2
+    from conftest import reds_rgb
 
-    from conftest import SHARED
-
-    img = cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR)
-    return torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[:h, :w]).permute(2, 0, 1).float().div(255)[None]
+    return torch.from_numpy(reds_rgb(5)[:h, :w].copy()).permute(2, 0, 1).float().div(255)[None]
 
 
 def test_fresh_model_sees_no_motion_in_a_static_real_frame():
@@ -333,12 +330,11 @@ def test_still_gate_is_off_at_zero_and_leaves_differing_pixels_alone(tiny):
     a lot come out as without it; an even kernel is refused."""
     import dataclasses
 
-    from vidrestore.model.network import box_difference
+    from vidrestore.model.network import box_difference, with_config
 
     torch.manual_seed(1)
     x = torch.rand(1, 4, 3, 32, 48)
-    off = build_model(dataclasses.replace(tiny.config, static_gate=0.0)).eval()
-    off.load_state_dict(tiny.state_dict())
+    off = with_config(tiny, static_gate=0.0)
     with torch.no_grad():
         _, on_inter = tiny(x, torch.tensor([0.5]))
         _, off_inter = off(x, torch.tensor([0.5]))

@@ -12,12 +12,9 @@ from vidrestore.model.warp import backward_warp
 
 
 def _texture(h: int = 64, w: int = 80) -> torch.Tensor:
-    import cv2
+    from conftest import reds_rgb
 
-    from conftest import SHARED
-
-    img = cv2.imread(str(SHARED / "reds_000" / "00000005.png"), cv2.IMREAD_COLOR)
-    frame = torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[100:100 + h, 200:200 + w].copy())
+    frame = torch.from_numpy(reds_rgb(5)[100:100 + h, 200:200 + w].copy())
     frame = luma(frame.permute(2, 0, 1).float().div(255)[None])
     return F.avg_pool2d(frame, 3, stride=1, padding=1, count_include_pad=False)  # bilinear-friendly
 

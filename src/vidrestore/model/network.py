@@ -527,3 +527,15 @@ def build_model(cfg: ModelConfig | str) -> VidRestoreNet:
             raise ValueError(f"unknown model size {cfg!r}; choose from {', '.join(CONFIGS)}")
         cfg = CONFIGS[cfg]
     return VidRestoreNet(cfg)
+
+
+def with_config(model: VidRestoreNet, **changes) -> VidRestoreNet:
+    """The same tensors under ``model``'s config with ``changes`` to fields that add no tensors (e.g.
+    ``static_gate``, ``flow_polish``): a new model on the same device, in the same train/eval mode. The load is
+    strict, so a change that adds or drops tensors raises."""
+    other = build_model(dataclasses.replace(model.config, **changes))
+    other.load_state_dict(model.state_dict())
+    param = next(model.parameters(), None)
+    if param is not None:
+        other = other.to(param.device)
+    return other.train(model.training)
