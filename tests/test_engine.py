@@ -29,15 +29,17 @@ class SpyModel(torch.nn.Module):
         self.config = inner.config
         self.windows: list[list[float]] = []
         self.with_key: list[bool] = []
+        self.sharp: list[bool] = []
 
     def encode(self, x):
         return self.inner.encode(x)
 
-    def restore(self, frames, feats, times, with_key=True):
+    def restore(self, frames, feats, times, with_key=True, sharp=False):
         self.with_key.append(with_key)
+        self.sharp.append(sharp)
         for b in range(frames[0].shape[0]):
             self.windows.append([round(float(f[b].sum()), 2) for f in frames])
-        return self.inner.restore(frames, feats, times, with_key)
+        return self.inner.restore(frames, feats, times, with_key, sharp=sharp)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4, 8])
@@ -67,10 +69,12 @@ def test_joint_restores_key_frames_interp_does_not(tiny_model):
     spy = SpyModel(tiny_model)
     out, _ = run(spy, frames, factor=2, mode="joint")
     assert spy.with_key and all(spy.with_key)  # every window restores its key frame
+    assert not any(spy.sharp)  # joint inputs may be blurred
     assert not np.array_equal(out[1], out[0]) and not np.array_equal(out[1], out[2])  # new frames
     spy = SpyModel(tiny_model)
     run(spy, frames, factor=2, mode="interp")
     assert spy.with_key and not any(spy.with_key)
+    assert all(spy.sharp)  # interp mode tells the model its inputs are sharp
 
 
 def test_batch_size_does_not_change_results(tiny_model):
@@ -135,14 +139,14 @@ def test_tiles_cover_the_frame(tiny_model):
 
 
 class OomAboveBatch(SpyModel):
-    def restore(self, frames, feats, times, with_key=True):
+    def restore(self, frames, feats, times, with_key=True, sharp=False):
         if frames[0].shape[0] > 1:
             raise torch.OutOfMemoryError("fake: out of memory")
-        return self.inner.restore(frames, feats, times, with_key)
+        return self.inner.restore(frames, feats, times, with_key, sharp=sharp)
 
 
 class AlwaysOom(SpyModel):
-    def restore(self, frames, feats, times, with_key=True):
+    def restore(self, frames, feats, times, with_key=True, sharp=False):
         raise torch.OutOfMemoryError("fake: out of memory")
 
 

@@ -344,3 +344,38 @@ def test_still_gate_is_off_at_zero_and_leaves_differing_pixels_alone(tiny):
     with pytest.raises(ValueError):
         build_model(dataclasses.replace(tiny.config, static_kernel=4))
 
+
+
+def test_refine_sharp_false_skips_the_refiner_only_for_sharp_inputs(tiny):
+    """With ``refine_sharp`` False, ``restore(sharp=True)`` gives the gated warped blend without the refiner's
+    residual (the refiner is not called); blurred inputs (``sharp=False``) still get it, and with the default
+    (True) ``sharp`` changes nothing."""
+    from vidrestore.model.network import with_config
+
+    torch.manual_seed(2)
+    # a refiner that adds something, so that skipping it is visible
+    model = build_model("tiny").eval()
+    torch.nn.init.normal_(model.refiner.out[0].weight, std=0.05)
+    skip = with_config(model, refine_sharp=False)
+    x = torch.rand(1, 4, 3, 32, 48)
+    frames = [x[:, i] for i in range(4)]
+    times = torch.tensor([0.3, 0.5])
+    calls = []
+    hook = skip.refiner.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        feats = [model.encode(f) for f in frames]
+        _, full = model.restore(frames, feats, times, with_key=False, sharp=True)
+        _, full_blurred = model.restore(frames, feats, times, with_key=False)
+        _, skipped = skip.restore(frames, feats, times, with_key=False, sharp=True)
+        assert not calls
+        _, refined = skip.restore(frames, feats, times, with_key=False, sharp=False)
+        assert calls
+    hook.remove()
+    torch.testing.assert_close(full, full_blurred)
+    torch.testing.assert_close(refined, full)
+    assert (skipped - full).abs().max() > 1e-3
+    # the time-reversal symmetry holds without the refiner too
+    with torch.no_grad():
+        _, mirrored = skip.restore([frames[3], frames[2], frames[1], frames[0]], feats[::-1], 1 - times,
+                                   with_key=False, sharp=True)
+    torch.testing.assert_close(mirrored, skipped, atol=1e-4, rtol=0)

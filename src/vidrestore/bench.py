@@ -307,7 +307,7 @@ def count_macs(model, height: int, width: int, factor: int, mode: str, device: "
         with FlopCounterMode(display=False) as enc_counter:
             model.encode(x)
         with FlopCounterMode(display=False) as res_counter:
-            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"))
+            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"), sharp=(mode == "interp"))
     enc = n_tiles * enc_counter.get_total_flops() / 2
     res = n_tiles * res_counter.get_total_flops() / 2
     return {
@@ -349,7 +349,7 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
         # the steady state: each window brings one new frame to encode, then one restore
         with torch.inference_mode(), ctx():
             new = model.encode(frames[3])
-            model.restore(frames, [*feats, new], times, with_key=with_key)
+            model.restore(frames, [*feats, new], times, with_key=with_key, sharp=not with_key)
 
     for _ in range(warm):
         step()

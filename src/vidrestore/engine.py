@@ -300,7 +300,8 @@ class Engine:
         with torch.inference_mode(), self._autocast():
             frames = [x + 0.01 * i for i in range(4)]
             feats = [self.model.encode(f) for f in frames]
-            self.model.restore(frames, feats, times, with_key=self.cfg.mode != "interp")
+            self.model.restore(frames, feats, times, with_key=self.cfg.mode != "interp",
+                               sharp=self.cfg.mode == "interp")
         torch.cuda.synchronize(self.device)
         peak = torch.cuda.max_memory_allocated(self.device) - base
         return peak / float(sh * sw)
@@ -430,7 +431,7 @@ class Engine:
                 frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in keys]))
                 parts = [self._feats[key] for key in keys]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key)
+            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=self.cfg.mode == "interp")
             self.stats.forward_calls += 1
             if whole:
                 if with_key and key is not None:

@@ -96,6 +96,9 @@ class ModelConfig:
     polish_scale: int = 2  # it works on the frames' luma downscaled by this (1: full resolution, 4x the cost)
     polish_damping: float = 1e-4  # added to its normal matrix (box mean of squared gradients, images in [0, 1])
     polish_step: float = 1.0  # longest step, in full-resolution pixels of motion between the pair
+    refine_sharp: bool = True  # run the refiner on the in-between frames of sharp inputs (``restore(sharp=True)``,
+    #                            the pipeline's interp mode); weights whose refiner measured no gain there set
+    #                            False, which saves its time (about a fifth of a window on a CPU)
 
     @property
     def multiple(self) -> int:
@@ -344,10 +347,13 @@ class VidRestoreNet(nn.Module):
         times: torch.Tensor,
         with_key: bool = True,
         with_flows: bool = False,
+        sharp: bool = False,
     ):
         """Returns (key [B,3,H,W] or None, inter [B,T,3,H,W]); with ``with_flows`` also the list of each
         flow stage's output (1/8 grid, then 1/4 and 1/2 where those stages exist), each [B,T,2,2,h,w]:
-        per time, side 0's flow to F(i) and side 1's to F(i+1), in pixels of that grid (training only)."""
+        per time, side 0's flow to F(i) and side 1's to F(i+1), in pixels of that grid (training only).
+        ``sharp``: the caller knows the inputs are sharp (interp mode); with ``config.refine_sharp`` False the
+        in-between frames are then the warped blend without the refiner's residual."""
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
         f_prev, f0, f1, f_next = frames
@@ -463,6 +469,7 @@ class VidRestoreNet(nn.Module):
                                         cfg.polish_step / cfg.polish_scale)
             # gradients reach the network's own flows unchanged
             flows = [fl + (p - fl).detach() for fl, p in zip(at_p, polished)]
+        refine = cfg.refine_sharp or not sharp
         sides = []
         warped_imgs = []
         blend = 0
@@ -471,11 +478,12 @@ class VidRestoreNet(nn.Module):
             warped = backward_warp(imgs[s], flow_full)
             warped_imgs.append(warped)
             blend = blend + weights[:, s : s + 1] * warped
-            wf1 = backward_warp(rep(enc[s][0]), resize_flow(flows[s], size1))
-            wimg_half = F.avg_pool2d(warped, 2)
-            wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
-            sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
-        inter = self.refiner(blend, sides)
+            if refine:
+                wf1 = backward_warp(rep(enc[s][0]), resize_flow(flows[s], size1))
+                wimg_half = F.avg_pool2d(warped, 2)
+                wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
+                sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
+        inter = self.refiner(blend, sides) if refine else blend
         if self.config.static_gate > 0:
             k = self.config.static_kernel
             # a fixed rule, not something to learn through: training sees it as a given per-pixel mask
