@@ -87,7 +87,7 @@ REGISTRY_PATH = WEIGHTS_DIR / "registry.json"
 # The weights `enhance`, `eval` and `bench` use when --weights is not given. The GPU-sized
 # `vidrestore-default-v1` is registered but not trained yet (no GPU was available); until it is,
 # the CPU-trained small model is the default.
-DEFAULT_WEIGHTS = "vidrestore-small-v10"
+DEFAULT_WEIGHTS = "vidrestore-small-v11"
 
 _cache: dict[str, tuple[tuple[int, int], Registry]] = {}
 
