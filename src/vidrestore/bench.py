@@ -54,6 +54,7 @@ class BenchConfig:
     device: str = "auto"
     precision: str = "auto"
     batch: int = 1
+    ensemble: int = 1  # passes over mirrored windows, averaged (1, 2 or 4)
     tile: int | None = None
     gpu_memory_gb: float | None = None  # CUDA memory per forward (None: the engine's automatic budget)
     weights: str | None = None  # a weights spec; None with size=None: the default weights
@@ -72,7 +73,7 @@ class BenchConfig:
             raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
         if self.width % 2 or self.height % 2:
             raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even (for the encoder)")
-        check_run_options(self.factor, self.mode, self.batch)
+        check_run_options(self.factor, self.mode, self.batch, self.ensemble)
         if self.frames < 2:
             raise UsageError(f"--frames {self.frames}: must be at least 2")
         if self.warmup < 0:
@@ -375,7 +376,7 @@ def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.d
     from vidrestore.engine import Engine, EngineConfig
 
     ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile,
-                        gpu_memory_gb=cfg.gpu_memory_gb)
+                        gpu_memory_gb=cfg.gpu_memory_gb, ensemble=cfg.ensemble)
     engine = Engine(model, ecfg)
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
@@ -480,7 +481,7 @@ def _enhance_config(clip: Path, output: Path, cfg: BenchConfig):
 
     return EnhanceConfig(input=clip, output=output, factor=cfg.factor, mode=cfg.mode, weights=cfg.weights,
                          device=cfg.device, precision=cfg.precision, batch=cfg.batch, tile=cfg.tile,
-                         gpu_memory_gb=cfg.gpu_memory_gb,
+                         gpu_memory_gb=cfg.gpu_memory_gb, ensemble=cfg.ensemble,
                          codec=cfg.codec, scene_detect=False, overwrite=True)
 
 
@@ -553,11 +554,16 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     model, label = load_bench_model(cfg, device)
     params = sum(p.numel() for p in model.parameters())
     model_part: dict[str, Any] = {"model": label, "config": model.config.name, "parameters": params}
+    net = model
+    if cfg.ensemble > 1:  # the network alone as the engine runs it: every pass over mirrored windows
+        from vidrestore.model.ensemble import FlipEnsemble
+
+        net = FlipEnsemble(model, cfg.ensemble)
     say("counting multiply-accumulates")
-    model_part.update(count_macs(model, cfg.height, cfg.width, cfg.factor, cfg.mode, device, cfg.tile))
+    model_part.update(count_macs(net, cfg.height, cfg.width, cfg.factor, cfg.mode, device, cfg.tile))
     _reset_cuda_peak(device)
     say("timing the network")
-    model_part["forward"] = time_forward(model, cfg, device, dtype)
+    model_part["forward"] = time_forward(net, cfg, device, dtype)
     say("timing the engine")
     model_part["engine"] = time_engine(model, cfg, device, dtype)
     model_part["cuda_peak_allocated_mb"] = _cuda_peak_mb(device)

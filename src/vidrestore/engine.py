@@ -42,6 +42,8 @@ class EngineConfig:
     batch: windows (times tiles) per forward pass.
     tile: tile side in pixels, or None for whole frames; tiles overlap by ``tile_overlap``.
     scene_threshold: scene-cut threshold (see :mod:`vidrestore.windows`), None = no detection.
+    ensemble: passes of the model over mirrored copies of each window, averaged (1, 2 or 4; see
+        :mod:`vidrestore.model.ensemble`): about that many times the model's time and memory.
     gpu_memory_gb: CUDA memory one forward pass may use (activations and features), in GB. None:
         min(8 GiB, half the free memory); 0: no limit; ignored on other devices. When whole frames
         would not fit (measured by one probe forward on a small crop, then scaled by pixel count,
@@ -58,6 +60,7 @@ class EngineConfig:
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
     gpu_memory_gb: float | None = None
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if not MIN_FACTOR <= int(self.factor) <= MAX_FACTOR:
@@ -66,6 +69,8 @@ class EngineConfig:
             raise ValueError(f"mode {self.mode!r} not one of {MODES}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
+        if self.ensemble not in (1, 2, 4):
+            raise ValueError(f"ensemble must be 1, 2 or 4, got {self.ensemble}")
         if self.gpu_memory_gb is not None and self.gpu_memory_gb < 0:
             raise ValueError("memory budget must be >= 0")
 
@@ -123,6 +128,10 @@ class _Retry(Exception):
 
 class Engine:
     def __init__(self, model: torch.nn.Module, cfg: EngineConfig) -> None:
+        if cfg.ensemble > 1:
+            from vidrestore.model.ensemble import FlipEnsemble
+
+            model = FlipEnsemble(model, cfg.ensemble)
         self.model = model
         self.cfg = cfg
         self.factor = cfg.effective_factor

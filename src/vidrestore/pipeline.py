@@ -157,7 +157,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         engine = Engine(model, EngineConfig(
             factor=p.factor, mode=config.mode, device=dev, dtype=dt, batch=config.batch, tile=config.tile,
             tile_overlap=config.tile_overlap, scene_threshold=config.effective_scene_threshold,
-            gpu_memory_gb=config.gpu_memory_gb))
+            gpu_memory_gb=config.gpu_memory_gb, ensemble=config.ensemble))
         info = p.info
         spec = w.WriterSpec(
             target=Path(config.output), temp=temp, format_name=p.format_name, codec=config.codec,

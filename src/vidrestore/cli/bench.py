@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from vidrestore.config import ENSEMBLE_HELP
 from vidrestore.errors import UsageError
 
 
@@ -65,6 +66,7 @@ def render(report: dict):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
 @click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
+@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
 @click.option("--tile", type=int, default=None, help="Tile side in pixels (default: whole frames).")
 @click.option("--gpu-memory", "gpu_memory", type=float, default=None, metavar="GB",
               help="CUDA memory a forward pass may use (default: automatic, as in enhance); 0: no limit.")
@@ -75,7 +77,7 @@ def render(report: dict):
 @click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")
 @click.option("--no-minterpolate", is_flag=True, help="Skip ffmpeg minterpolate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def bench(resolution, factor, mode, device, precision, batch, tile, gpu_memory, weights, size, frames, warmup,
+def bench(resolution, factor, mode, device, precision, batch, ensemble, tile, gpu_memory, weights, size, frames, warmup,
           no_pipeline, no_minterpolate, as_json) -> None:
     """Measure model and end-to-end throughput and memory, next to ffmpeg minterpolate.
 
@@ -93,7 +95,7 @@ def bench(resolution, factor, mode, device, precision, batch, tile, gpu_memory, 
     if parsed is None:  # pragma: no cover - click always passes a string
         raise UsageError("--resolution: expected WxH")
     cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, device=device,
-                      precision=precision, batch=batch, tile=tile, gpu_memory_gb=gpu_memory, weights=weights, size=size, frames=frames,
+                      precision=precision, batch=batch, ensemble=ensemble, tile=tile, gpu_memory_gb=gpu_memory, weights=weights, size=size, frames=frames,
                       warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate)
     err = Console(stderr=True, highlight=False)
     with err.status("benchmarking") as status:

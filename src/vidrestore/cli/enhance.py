@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from vidrestore.config import (DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP,
-                               MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig)
+                               ENSEMBLE_HELP, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig)
 from vidrestore.device import PRECISIONS
 from vidrestore.errors import UsageError
 
@@ -98,6 +98,7 @@ class ProgressBar:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Compute precision (auto: bf16/fp16 on CUDA, fp32 elsewhere).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
+@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
 @click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory).")
 @click.option("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, show_default=True,
               help="Context pixels shared by neighbouring tiles.")
@@ -115,7 +116,7 @@ class ProgressBar:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
 def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | None, device: str, precision: str,
-            batch: int, tile: int | None, tile_overlap: int, gpu_memory: float | None, codec: str, crf: int | None, preset: str | None,
+            batch: int, ensemble: int, tile: int | None, tile_overlap: int, gpu_memory: float | None, codec: str, crf: int | None, preset: str | None,
             scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
@@ -123,7 +124,7 @@ def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | No
     """
     config = EnhanceConfig(
         input=input, output=output, factor=factor, mode=mode, weights=weights, device=device, precision=precision,
-        batch=batch, tile=tile, tile_overlap=tile_overlap, gpu_memory_gb=gpu_memory, codec=codec, crf=crf, preset=preset,
+        batch=batch, ensemble=ensemble, tile=tile, tile_overlap=tile_overlap, gpu_memory_gb=gpu_memory, codec=codec, crf=crf, preset=preset,
         scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
     from vidrestore import pipeline
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from vidrestore.config import ENSEMBLE_HELP
 from vidrestore.errors import UsageError
 
 _PROTOCOLS = ("joint", "interp", "deblur")
@@ -119,6 +120,7 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--model-mode", type=click.Choice(_MODES), default=None,
               help="Run the model in this mode instead of the protocol's.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
+@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
 @click.option("--tile", type=int, default=None, help="Tile side in pixels (default: whole frames).")
 @click.option("--max-frames", type=int, default=None, help="Use at most this many source frames per clip.")
 @click.option("--resize", default=None, metavar="WxH", help="Resize source frames (synthetic: render size, default 128x128).")
@@ -130,7 +132,7 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--per-clip", is_flag=True, help="Also print a per-clip table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
 def eval_cmd(source, synthetic, protocol, stride, exposure, methods, weights, device, precision, model_mode,
-             batch, tile, max_frames, resize, count, seed, save_frames, crop, per_clip, as_json) -> None:
+             batch, ensemble, tile, max_frames, resize, count, seed, save_frames, crop, per_clip, as_json) -> None:
     """Score the model and classical baselines against sharp ground truth.
 
     SOURCE is sharp footage: a video file, a folder of frames, or a folder of videos / frame folders.
@@ -153,7 +155,7 @@ def eval_cmd(source, synthetic, protocol, stride, exposure, methods, weights, de
         exposure = 1 if protocol == "interp" else default_exposure(stride)
     cfg = EvalConfig(
         protocol=protocol, stride=stride, exposure=exposure, methods=parse_methods(methods, protocol),
-        weights=weights, device=device, precision=precision, model_mode=model_mode, batch=batch, tile=tile,
+        weights=weights, device=device, precision=precision, model_mode=model_mode, batch=batch, ensemble=ensemble, tile=tile,
         max_frames=max_frames, resize=parse_size(resize), synthetic_count=count, seed=seed,
         save_frames=save_frames, crop=crop,
     )

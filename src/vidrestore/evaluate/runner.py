@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from vidrestore.config import ENSEMBLE_PASSES
 from vidrestore.errors import ProcessingError, UsageError
 from vidrestore.evaluate import metrics as M
 from vidrestore.evaluate.baselines import BASELINES, run_baseline
@@ -52,6 +53,7 @@ class EvalConfig:
     precision: str = "auto"
     model_mode: str | None = None  # None: the protocol's mode
     batch: int = 1
+    ensemble: int = 1  # passes over mirrored windows, averaged (1, 2 or 4)
     tile: int | None = None
     max_frames: int | None = None
     resize: tuple[int, int] | None = None  # (W, H)
@@ -75,6 +77,8 @@ class EvalConfig:
             raise UsageError(f"--max-frames {self.max_frames}: must be at least 1")
         if self.batch < 1:
             raise UsageError(f"--batch {self.batch}: must be at least 1")
+        if self.ensemble not in ENSEMBLE_PASSES:
+            raise UsageError(f"--ensemble {self.ensemble}: choose {', '.join(map(str, ENSEMBLE_PASSES))}")
         if self.synthetic_count < 1:
             raise UsageError(f"--count {self.synthetic_count}: must be at least 1")
         if self.crop < 16:
@@ -185,7 +189,7 @@ class ModelMethod:
         key = (factor, mode)
         if key not in self._engines:
             ecfg = EngineConfig(factor=factor, mode=mode, device=self.device, dtype=self.dtype,
-                                batch=self.cfg.batch, tile=self.cfg.tile)
+                                batch=self.cfg.batch, tile=self.cfg.tile, ensemble=self.cfg.ensemble)
             self._engines[key] = Engine(self._model, ecfg)
         return self._engines[key]
 

@@ -1,0 +1,115 @@
+"""``--ensemble``: the model averaged over mirrored copies of each window (vidrestore.model.ensemble)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import moving_pattern, real_frames
+from vidrestore.cli import main
+from vidrestore.engine import Engine, EngineConfig
+from vidrestore.model import build_model
+from vidrestore.model.ensemble import FlipEnsemble
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(5)
+    m = build_model("tiny").eval()
+    # a refiner and key branch that add something, so that mirroring changes the outputs
+    torch.nn.init.normal_(m.refiner.out[0].weight, std=0.05)
+    torch.nn.init.normal_(m.key_branch.out[0].weight, std=0.05)
+    return m
+
+
+def window(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 4, 3, 32, 48, generator=g)
+
+
+def mirrored(model, x, times, dims):
+    key, inter = model(x.flip(dims), times)
+    return key.flip(dims), inter.flip(dims)
+
+
+def test_passes_are_the_mean_of_the_mirrored_runs(model):
+    x, times = window(), torch.tensor([0.25, 0.5])
+    with torch.no_grad():
+        plain = model(x, times)
+        runs = [mirrored(model, x, times, dims) if dims else plain for dims in ((), (-1,), (-2,), (-2, -1))]
+        one = FlipEnsemble(model, 1)(x, times)
+        two = FlipEnsemble(model, 2)(x, times)
+        four = FlipEnsemble(model, 4)(x, times)
+    for got, want in zip(one, plain):
+        torch.testing.assert_close(got, want)
+    for i in (0, 1):
+        torch.testing.assert_close(two[i], (runs[0][i] + runs[1][i]) / 2, atol=1e-6, rtol=0)
+        torch.testing.assert_close(four[i], sum(r[i] for r in runs) / 4, atol=1e-6, rtol=0)
+    # the network is not mirror-equivariant, so the passes differ and the mean is a new result
+    assert (runs[1][1] - runs[0][1]).abs().max() > 1e-3
+    assert (four[1] - plain[1]).abs().max() > 1e-4
+
+
+def test_features_hold_every_mirrored_copy_and_restore_splits_them(model):
+    x = window(1)
+    ens = FlipEnsemble(model, 4)
+    with torch.no_grad():
+        feats = ens.encode(x[:, 0])
+        single = model.encode(x[:, 0])
+        flipped = model.encode(x[:, 0].flip(-2))
+    assert len(feats) == 4 * len(single)
+    for got, want in zip(feats[2 * len(single):3 * len(single)], flipped):
+        torch.testing.assert_close(got, want)
+    assert ens.config is model.config
+
+
+def test_time_reversal_still_gives_the_same_inbetween(model):
+    x, t = window(2), torch.tensor([0.3])
+    ens = FlipEnsemble(model, 2)
+    with torch.no_grad():
+        _, a = ens(x, t)
+        _, b = ens(x.flip(1), 1 - t)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_unknown_pass_count_is_refused(model):
+    with pytest.raises(ValueError):
+        FlipEnsemble(model, 3)
+    with pytest.raises(ValueError):
+        EngineConfig(ensemble=3)
+
+
+@pytest.mark.parametrize("mode", ["joint", "interp"])
+def test_engine_with_an_ensemble_matches_the_wrapped_model_and_changes_new_frames(model, mode):
+    frames = real_frames("01_dog.mp4", 4, 56, 40)
+    kw = dict(factor=2, mode=mode, scene_threshold=None)
+    plain = list(Engine(model, EngineConfig(**kw)).process(iter(frames)))
+    ens = list(Engine(model, EngineConfig(ensemble=2, **kw)).process(iter(frames)))
+    direct = list(Engine(FlipEnsemble(model, 2), EngineConfig(**kw)).process(iter(frames)))
+    assert len(ens) == len(plain) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(ens, direct))
+    assert any(not np.array_equal(a, b) for a, b in zip(ens[1::2], plain[1::2]))
+    if mode == "interp":
+        assert all(ens[2 * j] is frames[j] for j in range(4))  # input frames still pass through untouched
+
+
+def test_enhance_cli_takes_ensemble_and_refuses_other_counts(make_clip, tmp_path, tiny_weights):
+    src = make_clip(n=4, size=(48, 32))
+    out = tmp_path / "out.mp4"
+    base = ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "-q"]
+    res = CliRunner().invoke(main, [*base, "--ensemble", "2"])
+    assert res.exit_code == 0, res.output
+    assert out.exists()
+    bad = tmp_path / "bad.mp4"
+    res = CliRunner().invoke(main, [*base[:3], str(bad), *base[4:], "--ensemble", "3"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == ["vidrestore: error: --ensemble 3: choose 1, 2, 4"]
+    assert not bad.exists()
+
+
+def test_moving_pattern_frames_round_trip_through_a_four_pass_engine(model):
+    frames = moving_pattern(3, 40, 24)
+    out = list(Engine(model, EngineConfig(factor=3, ensemble=4, scene_threshold=None)).process(iter(frames)))
+    assert len(out) == 9 and all(o.shape == (24, 40, 3) and o.dtype == np.uint8 for o in out)
