@@ -362,6 +362,16 @@ def test_train_init_starts_from_given_weights(tmp_path):
     assert not all(torch.allclose(src[k], other[k], atol=1e-6) for k in src)
     with pytest.raises(UsageError):  # a file of another size is refused
         train(_small_cfg(tmp_path / "d", steps=1, model="small", init=first.export_path), echo=lambda _: None)
+    # a file that skips the refiner for sharp inputs (v11 style) starts a run too; training runs the refiner
+    from vidrestore.model.network import with_config
+    from vidrestore.weights import save_weights
+
+    skip = tmp_path / "skip.safetensors"
+    save_weights(with_config(model_from_file(first.export_path), refine_sharp=False), skip)
+    lines.clear()
+    third = train(_small_cfg(tmp_path / "e", steps=1, init=str(skip), lr=1e-9), echo=lines.append)
+    assert model_from_file(third.export_path).config.refine_sharp is True
+    assert any("refine_sharp=False" in line for line in lines)
 
 
 def _record_flow_args(monkeypatch) -> list[tuple[bool, bool]]:

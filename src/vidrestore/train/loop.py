@@ -528,6 +528,8 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     # everything else must match, and only the new stages' tensors may be missing from the source
     grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
     grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
+    # refine_sharp only says whether inference skips the refiner for sharp inputs; training always runs it
+    grown = replace(grown, refine_sharp=model.config.refine_sharp)
     if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
@@ -540,6 +542,10 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
         n = sum(1 for k in new_stage if k.startswith(stage + "."))
         if n:
             log("init", f"{n} tensors of the new {stage} stage start fresh (identity)", init=spec)
+    if source.config.refine_sharp != model.config.refine_sharp:
+        log("init", f"{spec} has refine_sharp={source.config.refine_sharp}; the run uses its size's "
+                    f"{model.config.refine_sharp} (scripts/export_weights.py --set refine_sharp=... changes a result)",
+            init=spec)
     log("init", f"initialised from {spec}", init=spec)
 
 
