@@ -18,9 +18,13 @@ date -u +"%Y-%m-%dT%H:%MZ" > "$OUT/date.txt"
 # (b) real footage: the three sample clips, 91 frames each at 640x360, every second frame dropped
 "$PY" scripts/cut_clips.py --out "$OUT/clips360" --frames 91 --size 640x360 --format png > /dev/null
 "$VR" eval "$OUT/clips360" "${W[@]}" --protocol interp --stride 2 --json > "$OUT/clips_interp2.json"
+# (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged)
+"$VR" eval --synthetic "${W[@]}" --methods model --ensemble 4 --json > "$OUT/synthetic_joint_ensemble4.json"
+"$VR" eval "$OUT/clips360" "${W[@]}" --methods model --ensemble 4 --protocol interp --stride 2 --json > "$OUT/clips_interp2_ensemble4.json"
 # (c) speed on this machine
 "$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --json > "$OUT/bench_360p_2x_interp.json"
 "$VR" bench "${W[@]}" --resolution 1280x720 --fps-x 2 --mode interp --frames 8 --json > "$OUT/bench_720p_2x_interp.json"
+"$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --ensemble 4 --no-minterpolate --json > "$OUT/bench_360p_2x_interp_ensemble4.json"
 "$VR" bench --size default --resolution 1280x720 --fps-x 8 --frames 4 --json > "$OUT/bench_720p_8x_default.json"
 rm -rf "$OUT/clips360"
 echo "results in $OUT"
