@@ -339,6 +339,7 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
     calls = max(1, -(-cfg.frames * len(tiles) // b))
     warm = max(1, -(-cfg.warmup * len(tiles) // b))
     with_key = cfg.mode != "interp"
+    sharp = cfg.mode == "interp"
 
     def ctx():
         return torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
@@ -350,7 +351,7 @@ def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.
         # the steady state: each window brings one new frame to encode, then one restore
         with torch.inference_mode(), ctx():
             new = model.encode(frames[3])
-            model.restore(frames, [*feats, new], times, with_key=with_key, sharp=not with_key)
+            model.restore(frames, [*feats, new], times, with_key=with_key, sharp=sharp)
 
     for _ in range(warm):
         step()

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from vidrestore.config import DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES
+from vidrestore.config import (DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, ENSEMBLE_PASSES, MAX_FACTOR, MIN_FACTOR,
+                               MODES)
 from vidrestore.errors import ProcessingError
 from vidrestore.windows import SceneDetector, Tile, Window, pad_to_multiple, padded_size, plan_window, tile_grid
 
@@ -69,8 +70,8 @@ class EngineConfig:
             raise ValueError(f"mode {self.mode!r} not one of {MODES}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
-        if self.ensemble not in (1, 2, 4):
-            raise ValueError(f"ensemble must be 1, 2 or 4, got {self.ensemble}")
+        if self.ensemble not in ENSEMBLE_PASSES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLE_PASSES}, got {self.ensemble}")
         if self.gpu_memory_gb is not None and self.gpu_memory_gb < 0:
             raise ValueError("memory budget must be >= 0")
 
