@@ -113,3 +113,10 @@ def test_moving_pattern_frames_round_trip_through_a_four_pass_engine(model):
     frames = moving_pattern(3, 40, 24)
     out = list(Engine(model, EngineConfig(factor=3, ensemble=4, scene_threshold=None)).process(iter(frames)))
     assert len(out) == 9 and all(o.shape == (24, 40, 3) and o.dtype == np.uint8 for o in out)
+
+
+@pytest.mark.parametrize("command", [["eval", "--synthetic"], ["bench", "--size", "tiny"]])
+def test_eval_and_bench_refuse_other_counts(command):
+    res = CliRunner().invoke(main, [*command, "--ensemble", "3"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == ["vidrestore: error: --ensemble 3: choose 1, 2, 4"]

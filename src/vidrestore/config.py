@@ -33,6 +33,12 @@ ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off)
                  "up-down) passes; a little sharper and steadier at about 2x or 4x the model's time.")
 
 
+def check_ensemble(ensemble: int) -> None:
+    """``--ensemble`` must be one of ``ENSEMBLE_PASSES``."""
+    if ensemble not in ENSEMBLE_PASSES:
+        raise UsageError(f"--ensemble {ensemble}: choose {', '.join(map(str, ENSEMBLE_PASSES))}")
+
+
 def check_run_options(factor: int, mode: str, batch: int, ensemble: int = 1) -> None:
     """The checks every command that runs the model makes on ``--fps-x``, ``--mode``, ``--batch`` and
     ``--ensemble``."""
@@ -42,8 +48,7 @@ def check_run_options(factor: int, mode: str, batch: int, ensemble: int = 1) -> 
         raise UsageError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
     if batch < 1:
         raise UsageError(f"--batch {batch}: must be at least 1")
-    if ensemble not in ENSEMBLE_PASSES:
-        raise UsageError(f"--ensemble {ensemble}: choose {', '.join(map(str, ENSEMBLE_PASSES))}")
+    check_ensemble(ensemble)
 
 
 @dataclass(frozen=True)

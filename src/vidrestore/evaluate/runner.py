@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vidrestore.config import ENSEMBLE_PASSES
+from vidrestore.config import check_ensemble
 from vidrestore.errors import ProcessingError, UsageError
 from vidrestore.evaluate import metrics as M
 from vidrestore.evaluate.baselines import BASELINES, run_baseline
@@ -77,8 +77,7 @@ class EvalConfig:
             raise UsageError(f"--max-frames {self.max_frames}: must be at least 1")
         if self.batch < 1:
             raise UsageError(f"--batch {self.batch}: must be at least 1")
-        if self.ensemble not in ENSEMBLE_PASSES:
-            raise UsageError(f"--ensemble {self.ensemble}: choose {', '.join(map(str, ENSEMBLE_PASSES))}")
+        check_ensemble(self.ensemble)
         if self.synthetic_count < 1:
             raise UsageError(f"--count {self.synthetic_count}: must be at least 1")
         if self.crop < 16:
