@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from vidrestore.model.network import window_features
+
 # the mirrorings, in the order their passes are added: none, left-right, up-down, both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 PASSES = (1, 2, 4)
@@ -78,7 +80,5 @@ class FlipEnsemble(nn.Module):
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor):
         """frames [B, 4, 3, H, W]; times [T] or [B, T] -> (key, inter), as the wrapped network's forward."""
-        b = frames.shape[0]
-        flat = self.encode(frames.flatten(0, 1))
-        feats = [tuple(part.unflatten(0, (b, 4))[:, i] for part in flat) for i in range(4)]
-        return self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True)
+        return self.restore([frames[:, i] for i in range(4)], window_features(self.encode, frames), times,
+                            with_key=True)

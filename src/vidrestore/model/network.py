@@ -496,14 +496,20 @@ class VidRestoreNet(nn.Module):
     def forward(self, frames: torch.Tensor, times: torch.Tensor, with_flows: bool = False):
         """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W]), and
         with ``with_flows`` each flow stage's output as a third item (see ``restore``)."""
-        b, n = frames.shape[:2]
-        if n != 4:
-            raise ValueError(f"expected a window of 4 frames, got {n}")
-        flat = self.encode(frames.flatten(0, 1))
-        feats = [tuple(part.unflatten(0, (b, 4))[:, i] for part in flat) for i in range(4)]
+        if frames.shape[1] != 4:
+            raise ValueError(f"expected a window of 4 frames, got {frames.shape[1]}")
+        feats = window_features(self.encode, frames)
         out = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True, with_flows=with_flows)
         assert out[0] is not None
         return out
+
+
+def window_features(encode, frames: torch.Tensor) -> list[Features]:
+    """Each frame of windows ``frames`` [B, 4, 3, H, W] encoded by ``encode`` (one call for all B*4 frames):
+    a list of 4 feature tuples, each level [B, ...]."""
+    b, n = frames.shape[:2]
+    flat = encode(frames.flatten(0, 1))
+    return [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]
 
 
 def box_difference(a: torch.Tensor, b: torch.Tensor, kernel: int) -> torch.Tensor:
