@@ -278,6 +278,32 @@ def test_losses_zero_on_identical_positive_otherwise():
     assert float(psnr(x, x).min()) >= 99
 
 
+def test_psnr_loss_is_minus_the_mean_psnr_and_weighs_nearly_right_frames_up():
+    from vidrestore.train.losses import LossConfig, image_loss, psnr_loss
+
+    g = _gen(1)
+    target = 0.25 + 0.5 * torch.rand(3, 3, 16, 16, generator=g)
+    noise = torch.randn(target.shape, generator=g)
+    scale = torch.tensor([0.001, 0.01, 0.1]).view(3, 1, 1, 1)
+    pred = (target + scale * noise).requires_grad_(True)
+    loss = psnr_loss(pred, target)
+    mse = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(loss, -(10 * torch.log10(1 / (mse + 1e-8))).mean())
+    torch.testing.assert_close(float(-loss), float(psnr(pred, target).mean()), atol=0.05, rtol=0)  # up to the 1e-8
+    loss.backward()
+    # the same relative step toward the target is worth the same to every frame: the gradient scales with 1/error
+    grad = pred.grad.abs().mean(dim=(1, 2, 3))
+    assert float(grad[0]) > 50 * float(grad[2])
+    # Charbonnier is the other way round
+    pred.grad = None
+    image_loss(pred, target, LossConfig()).backward()
+    grad_c = pred.grad.abs().mean(dim=(1, 2, 3))
+    assert float(grad_c[0]) < float(grad_c[2])
+    assert float(image_loss(pred, target, LossConfig(pixel="psnr"))) == pytest.approx(float(loss))
+    with pytest.raises(ValueError):
+        LossConfig(pixel="l2")
+
+
 # ---------------------------------------------------------------------------------------------- loop
 
 
@@ -430,6 +456,11 @@ def test_train_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "finished: step 1" in res.output
     assert (tmp_path / "r" / "final.safetensors").is_file()
+    res = runner.invoke(main, ["train", "--out", str(tmp_path / "p"), "--size", "tiny", "--steps", "1", "--batch", "1",
+                               "--crop", "32", "--val-count", "1", "--device", "cpu", "--pixel-loss", "psnr"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["train", "--out", str(tmp_path / "q"), "--pixel-loss", "l2"])
+    assert res.exit_code == 2 and "--pixel-loss" in res.output
 
 
 @pytest.mark.parametrize("missing", [("fine_flow", "half_flow", "coarse_levels"), ("half_flow", "coarse_levels"),

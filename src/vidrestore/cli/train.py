@@ -51,6 +51,7 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--ckpt-every", type=int, default=250, show_default=True)
 @click.option("--init", "init", default=None, help="Start a fresh run from these weights (registry name or path): fine-tuning.")
 @click.option("--key-weight", type=float, default=1.0, show_default=True, help="Loss weight of the key (deblurred) frame; in-between frames weigh 1.")
+@click.option("--pixel-loss", type=click.Choice(["charbonnier", "psnr"]), default="charbonnier", show_default=True, help="Image loss: Charbonnier plus a Laplacian-pyramid term, or the per-frame PSNR itself (weighs nearly-sharp frames as a mean of PSNRs does).")
 @click.option("--inter-weight", type=float, default=1.0, show_default=True, help="Loss weight of the in-between frames (0 with --flow-weight 0: they are not even computed, e.g. with --train-only key_branch).")
 @click.option("--train-only", "train_only", multiple=True, metavar="PART", help="Train only this part of the network (a top-level module, e.g. key_branch); the rest stays frozen. Repeatable.")
 @click.option("--clip-key-weight", type=float, default=None, help="Key-frame loss weight in --clips batches (their key input is its own target) [default: --key-weight]")
@@ -61,7 +62,7 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--threads", type=int, default=None, help="CPU threads for torch in this process (default: torch's choice).")
 @click.option("--export", "export", type=click.Path(dir_okay=False), default=None, help="Where to export the weights (default: OUT/final.safetensors).")
 def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, precision, textures, clips, videos,
-          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, inter_weight, train_only, clip_key_weight, flow_weight, clip_flow_weight, clip_scale, holdout_frames, threads, export) -> None:
+          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, pixel_loss, inter_weight, train_only, clip_key_weight, flow_weight, clip_flow_weight, clip_scale, holdout_frames, threads, export) -> None:
     """Train a model on synthetic scenes and/or your footage.
 
     Synthetic scenes (textured layers with exact continuous motion, blur by averaging sub-frames) are
@@ -85,7 +86,7 @@ def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, pr
         mix_synthetic=weights.get("synthetic", 1.0), mix_clips=weights.get("clips"), mix_videos=weights.get("videos"),
         subframes=subframes, max_speed=max_speed, exposure=tuple(exposure), sharp_prob=sharp_prob, noise=noise, seed=seed, val_every=val_every, val_count=val_count,
         log_every=log_every, ckpt_every=ckpt_every, export=export, init=init, clip_scale=clip_scale,
-        holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, clip_flow_weight=clip_flow_weight, loss=LossConfig(key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight),
+        holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, clip_flow_weight=clip_flow_weight, loss=LossConfig(key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight, pixel=pixel_loss),
         train_only=tuple(train_only),
     )
     result = run_training(cfg, echo=lambda line: click.echo(line))

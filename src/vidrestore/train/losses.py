@@ -1,4 +1,5 @@
-"""Reconstruction losses: Charbonnier plus a multi-scale Laplacian-pyramid L1 term. No pretrained networks."""
+"""Reconstruction losses: Charbonnier plus a multi-scale Laplacian-pyramid L1 term, or a per-frame PSNR loss
+(the metric itself, so every frame counts alike, nearly-sharp ones included). No pretrained networks."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ class LossConfig:
     key_weight: float = 1.0
     inter_weight: float = 1.0
     flow_weight: float = 0.0  # weight of the flow term (per full-resolution pixel of error) where exact flows exist
+    pixel: str = "charbonnier"  # image term: "charbonnier" (+ Laplacian) or "psnr" (per-frame log MSE, alone)
+
+    def __post_init__(self) -> None:
+        if self.pixel not in PIXEL_LOSSES:
+            raise ValueError(f"pixel loss {self.pixel!r}: expected one of {', '.join(PIXEL_LOSSES)}")
+
+
+PIXEL_LOSSES = ("charbonnier", "psnr")
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +73,17 @@ def laplacian_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 4) ->
     return total / len(pp)
 
 
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Minus the mean per-frame PSNR (dB) of [...,C,H,W] images in [0,1], unclamped: 10 log10(MSE + 1e-8) averaged
+    over frames. A frame's gradient scales with 1/MSE, so frames that are nearly right weigh as much as the
+    rest, as they do in a mean of PSNRs (Charbonnier's weight follows the error's size instead)."""
+    mse = ((pred.float() - target.float()) ** 2).mean(dim=(-3, -2, -1))
+    return (10.0 / torch.log(torch.tensor(10.0))) * torch.log(mse + 1e-8).mean()
+
+
 def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    if cfg.pixel == "psnr":
+        return psnr_loss(pred, target)
     loss = charbonnier(pred, target, cfg.eps)
     if cfg.laplacian_weight > 0:
         loss = loss + cfg.laplacian_weight * laplacian_loss(pred, target, cfg.levels)
