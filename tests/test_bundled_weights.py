@@ -140,3 +140,37 @@ def test_flow_polish_sharpens_a_subpixel_pan(bundled):
                 _, inter = model(window, torch.tensor([0.5]))
             errors.append(((inter[0, 0].clamp(0, 1) - truth)[:, 8:-8, 8:-8] ** 2).mean().item())
         assert errors[0] * 1.3 < errors[1], (v, errors)
+
+
+def test_windows_with_replicated_neighbours_behave_well(bundled):
+    """At the ends of a video and next to a scene cut the pipeline repeats F(i) for F(i-1), or F(i+1) for F(i+2).
+    On a blurred pan of a real frame such windows must still give a key frame at least as close to the truth
+    as the blurry input and within 0.3 dB of the full window's, and the same in-between frame, well ahead of
+    the blend."""
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(reds_rgb(5).copy()).permute(2, 0, 1).float()[None] / 255
+    crop = (slice(None), slice(8, -8), slice(8, -8))
+    for v in ((4, 0), (3, 2)):
+        def sharp(k: float) -> torch.Tensor:  # shifted by k * v output pixels, area-sampled 2:1
+            dx, dy = round(2 * k * v[0]), round(2 * k * v[1])
+            return F.avg_pool2d(src[:, :, 40 - dy:40 - dy + 128, 80 - dx:80 - dx + 192], 2)[0]
+
+        def blurry(k: int) -> torch.Tensor:  # 7 of 8 sub-frames per frame interval, 8-bit
+            return (torch.stack([sharp(k + o / 8) for o in range(-3, 4)]).mean(0) * 255).round() / 255
+
+        x = torch.stack([blurry(k) for k in (-1, 0, 1, 2)])[None]
+        blend = 0.5 * (x[0, 1] + x[0, 2])
+        results = {}
+        for name, order in (("full", [0, 1, 2, 3]), ("start", [1, 1, 2, 3]), ("end", [0, 1, 2, 2]),
+                            ("both", [1, 1, 2, 2])):
+            with torch.no_grad():
+                key, inter = bundled(x[:, order], torch.tensor([0.5]))
+            results[name] = (_psnr(key[0].clamp(0, 1)[crop], sharp(0)[crop]), inter[0, 0].clamp(0, 1))
+        input_psnr = _psnr(x[0, 1][crop], sharp(0)[crop])
+        blend_psnr = _psnr(blend[crop], sharp(0.5)[crop])
+        for name, (key_psnr, inter) in results.items():
+            assert key_psnr >= input_psnr - 0.02, (v, name, key_psnr, input_psnr)
+            assert key_psnr >= results["full"][0] - 0.3, (v, name, key_psnr)
+            torch.testing.assert_close(inter, results["full"][1], atol=1e-4, rtol=0)
+            assert _psnr(inter[crop], sharp(0.5)[crop]) > blend_psnr + 2, (v, name)
