@@ -24,6 +24,7 @@ PRECISION="${PRECISION:-bf16}"
 SIZE="${SIZE:-default}"
 OUT="${OUT:-out}"
 AV_VERSION="${AV_VERSION:-18.1.0}"
+DEVDATA="${DEVDATA:-.devdata}"  # the carried training data (reds_000/ and clips/)
 
 setup_there() {
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -58,10 +59,10 @@ train)
     "$PY" -m vidrestore train --out "$RUN" --resume "${INIT_ARGS[@]}" \
         --size "$SIZE" --steps "$STEPS" --minutes "$MINUTES" \
         --batch "${BATCH:-16}" --crop "${CROP:-192}" --lr "${LR:-4e-4}" --warmup 500 \
-        --textures .devdata/reds_000 --textures .devdata/clips \
-        --clips .devdata/clips --clip-scale 0.5 --holdout-frames 96 --mix synthetic=0.7,clips=0.3 \
+        --textures "$DEVDATA/reds_000" --textures "$DEVDATA/clips" \
+        --clips "$DEVDATA/clips" --clip-scale 0.5 --holdout-frames 96 --mix synthetic=0.7,clips=0.3 \
         --key-weight "${KEY_WEIGHT:-2}" --subframes 16 --max-speed "${MAX_SPEED:-48}" \
-        --val-every 500 --val-count 16 --ckpt-every 250 --log-every 50 \
+        --val-every "${VAL_EVERY:-500}" --val-count "${VAL_COUNT:-16}" --ckpt-every 250 --log-every 50 \
         --device "$DEVICE" --precision "$PRECISION" --seed 0 2>&1 | tee "$OUT/train.txt"
     cp "$RUN/log.jsonl" "$RUN/final.safetensors" "$OUT/"
     ;;

@@ -1,0 +1,32 @@
+"""``scripts/device_run.sh``, the lent GPU's whole training run, smoke-tested on the CPU at tiny size: the next GPU
+session must not spend its device time finding out that a flag no longer exists."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
+    data = tmp_path / "devdata"
+    data.mkdir()
+    (data / "reds_000").symlink_to(SHARED / "reds_000")
+    (data / "clips").symlink_to(SHARED / "clips")
+    env = dict(os.environ, DEVDATA=str(data), RUN=str(tmp_path / "run"), OUT=str(tmp_path / "out"), DEVICE="cpu",
+               PRECISION="fp32", SIZE="tiny", STEPS="2", BATCH="1", CROP="64", VAL_COUNT="1", VAL_EVERY="2",
+               PYTHON=sys.executable)
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "train", "1"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "finished: step 2" in res.stdout
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
