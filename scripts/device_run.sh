@@ -8,6 +8,9 @@
 #   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
 #
 # On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
+# Overrides (environment): RUN, STEPS, SIZE, DEVICE, PRECISION, BATCH, CROP, LR, INIT, DEVDATA, VAL_EVERY,
+# VAL_COUNT for train; WEIGHTS, HD, UHD, FRAMES, UHD_FRAMES for bench (tests/test_device_script.py runs both
+# on the CPU at tiny sizes).
 # The optimizer state (2x the weights) is too big to travel with the 36 MB wheel, so a run keeps
 # its checkpoint on the machine: issue the next call while it is still warm (it is given back
 # after 30 s idle). On a fresh machine, restart from the last returned weights with
@@ -70,12 +73,13 @@ bench)
     setup_there
     W=()
     [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "$SIZE")
+    HD="${HD:-1280x720}"; UHD="${UHD:-3840x2160}"; FRAMES="${FRAMES:-64}"
     "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
-        --resolution 1280x720 --fps-x 8 --frames 64 --json > "$OUT/bench_720p_8x.json"
+        --resolution "$HD" --fps-x 8 --frames "$FRAMES" --json > "$OUT/bench_720p_8x.json"
     "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
-        --resolution 1280x720 --fps-x 2 --frames 64 --json > "$OUT/bench_720p_2x.json"
+        --resolution "$HD" --fps-x 2 --frames "$FRAMES" --json > "$OUT/bench_720p_2x.json"
     "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" \
-        --resolution 3840x2160 --fps-x 8 --frames 8 --no-minterpolate --json > "$OUT/bench_4k_8x.json"
+        --resolution "$UHD" --fps-x 8 --frames "${UHD_FRAMES:-8}" --no-minterpolate --json > "$OUT/bench_4k_8x.json"
     ls -la "$OUT"
     ;;
 *)

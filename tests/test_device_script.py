@@ -30,3 +30,18 @@ def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "finished: step 2" in res.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_device_run_bench_writes_its_three_reports(tmp_path):
+    import json
+
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", PRECISION="fp32", SIZE="tiny", BATCH="1",
+               HD="64x48", UHD="96x64", FRAMES="3", UHD_FRAMES="2", PYTHON=sys.executable)
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "bench"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    for name, size, factor in (("bench_720p_8x.json", "64x48", 8), ("bench_720p_2x.json", "64x48", 2),
+                               ("bench_4k_8x.json", "96x64", 8)):
+        settings = json.loads((tmp_path / "out" / name).read_text())["settings"]
+        assert (settings["resolution"], settings["factor"], settings["size"]) == (size, factor, "tiny"), name
