@@ -33,6 +33,10 @@ ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off)
                  "up-down) passes; a little sharper and steadier at about 2x or 4x the model's time.")
 
 
+# train --pixel-loss: the image loss terms vidrestore.train.losses.image_loss knows
+PIXEL_LOSSES = ("charbonnier", "psnr")
+
+
 def check_ensemble(ensemble: int) -> None:
     """``--ensemble`` must be one of ``ENSEMBLE_PASSES``."""
     if ensemble not in ENSEMBLE_PASSES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from vidrestore.config import PIXEL_LOSSES
 from vidrestore.errors import UsageError
 
 
@@ -51,7 +52,7 @@ def _parse_mix(text: str | None) -> dict[str, float]:
 @click.option("--ckpt-every", type=int, default=250, show_default=True)
 @click.option("--init", "init", default=None, help="Start a fresh run from these weights (registry name or path): fine-tuning.")
 @click.option("--key-weight", type=float, default=1.0, show_default=True, help="Loss weight of the key (deblurred) frame; in-between frames weigh 1.")
-@click.option("--pixel-loss", type=click.Choice(["charbonnier", "psnr"]), default="charbonnier", show_default=True, help="Image loss: Charbonnier plus a Laplacian-pyramid term, or the per-frame PSNR itself (weighs nearly-sharp frames as a mean of PSNRs does).")
+@click.option("--pixel-loss", type=click.Choice(PIXEL_LOSSES), default=PIXEL_LOSSES[0], show_default=True, help="Image loss: Charbonnier plus a Laplacian-pyramid term, or the per-frame PSNR itself (weighs nearly-sharp frames as a mean of PSNRs does).")
 @click.option("--inter-weight", type=float, default=1.0, show_default=True, help="Loss weight of the in-between frames (0 with --flow-weight 0: they are not even computed, e.g. with --train-only key_branch).")
 @click.option("--train-only", "train_only", multiple=True, metavar="PART", help="Train only this part of the network (a top-level module, e.g. key_branch); the rest stays frozen. Repeatable.")
 @click.option("--clip-key-weight", type=float, default=None, help="Key-frame loss weight in --clips batches (their key input is its own target) [default: --key-weight]")

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from vidrestore.config import PIXEL_LOSSES
 
 _GAUSS_1D = (1.0, 4.0, 6.0, 4.0, 1.0)
 
@@ -24,9 +27,6 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.pixel not in PIXEL_LOSSES:
             raise ValueError(f"pixel loss {self.pixel!r}: expected one of {', '.join(PIXEL_LOSSES)}")
-
-
-PIXEL_LOSSES = ("charbonnier", "psnr")
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     over frames. A frame's gradient scales with 1/MSE, so frames that are nearly right weigh as much as the
     rest, as they do in a mean of PSNRs (Charbonnier's weight follows the error's size instead)."""
     mse = ((pred.float() - target.float()) ** 2).mean(dim=(-3, -2, -1))
-    return (10.0 / torch.log(torch.tensor(10.0))) * torch.log(mse + 1e-8).mean()
+    return (10.0 / math.log(10.0)) * torch.log(mse + 1e-8).mean()
 
 
 def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
