@@ -116,21 +116,31 @@ def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
     assert errors["gated"][1] < 1.1 * errors["ungated"][1], errors
 
 
+def _reds_tensor(index: int) -> torch.Tensor:
+    """Shared REDS frame ``index`` as [1, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(reds_rgb(index).copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def _pan(src: torch.Tensor, v: tuple[int, int], k: float, top: int, left: int) -> torch.Tensor:
+    """A 96x64 view of ``src`` moved by k * v output pixels, area-sampled 2:1 (as sharp as a camera's frame):
+    [3, 64, 96]. ``2 * k * v`` must be whole."""
+    import torch.nn.functional as F
+
+    dx, dy = round(2 * k * v[0]), round(2 * k * v[1])
+    return F.avg_pool2d(src[:, :, top - dy:top - dy + 128, left - dx:left - dx + 192], 2)[0]
+
+
 def test_flow_polish_sharpens_a_subpixel_pan(bundled):
     """A real frame pans by a whole number of pixels per frame that puts the in-between frame half a pixel
     off the grid. The frames are area-sampled from the frame at twice the size, so each is as sharp as a
     camera's. The coarse grids get such motion only roughly; the polish (the bundled config) must bring the
     in-between frame at least 1.3x closer to the truth in mean squared error than the same weights without it."""
-    import torch.nn.functional as F
-
     assert bundled.config.flow_polish > 0
-    img = reds_rgb(5)
-    src = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None] / 255
+    src = _reds_tensor(5)
     plain = with_config(bundled, flow_polish=0)
     for v in ((3, 1), (1, -3)):
-        def frame(k: float) -> torch.Tensor:  # shifted by k * v output pixels, area-sampled 2:1
-            dx, dy = round(2 * k * v[0]), round(2 * k * v[1])
-            return F.avg_pool2d(src[:, :, 20 - dy:20 - dy + 128, 60 - dx:60 - dx + 192], 2)[0]
+        def frame(k: float) -> torch.Tensor:
+            return _pan(src, v, k, top=20, left=60)
 
         window = torch.stack([frame(k) for k in (-1, 0, 1, 2)])[None]
         truth = frame(0.5)
@@ -147,14 +157,11 @@ def test_windows_with_replicated_neighbours_behave_well(bundled):
     On a blurred pan of a real frame such windows must still give a key frame at least as close to the truth
     as the blurry input and within 0.3 dB of the full window's, and the same in-between frame, well ahead of
     the blend."""
-    import torch.nn.functional as F
-
-    src = torch.from_numpy(reds_rgb(5).copy()).permute(2, 0, 1).float()[None] / 255
+    src = _reds_tensor(5)
     crop = (slice(None), slice(8, -8), slice(8, -8))
     for v in ((4, 0), (3, 2)):
-        def sharp(k: float) -> torch.Tensor:  # shifted by k * v output pixels, area-sampled 2:1
-            dx, dy = round(2 * k * v[0]), round(2 * k * v[1])
-            return F.avg_pool2d(src[:, :, 40 - dy:40 - dy + 128, 80 - dx:80 - dx + 192], 2)[0]
+        def sharp(k: float) -> torch.Tensor:
+            return _pan(src, v, k, top=40, left=80)
 
         def blurry(k: int) -> torch.Tensor:  # 7 of 8 sub-frames per frame interval, 8-bit
             return (torch.stack([sharp(k + o / 8) for o in range(-3, 4)]).mean(0) * 255).round() / 255

@@ -16,18 +16,23 @@ from conftest import SHARED
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run(step: list[str], cwd: Path, **settings: str) -> subprocess.CompletedProcess:
+    """``scripts/device_run.sh STEP`` on the CPU in fp32 at tiny size, with ``settings`` in its environment."""
+    env = dict(os.environ, DEVICE="cpu", PRECISION="fp32", SIZE="tiny", BATCH="1", PYTHON=sys.executable, **settings)
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), *step], env=env, cwd=cwd,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return res
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
     data = tmp_path / "devdata"
     data.mkdir()
     (data / "reds_000").symlink_to(SHARED / "reds_000")
     (data / "clips").symlink_to(SHARED / "clips")
-    env = dict(os.environ, DEVDATA=str(data), RUN=str(tmp_path / "run"), OUT=str(tmp_path / "out"), DEVICE="cpu",
-               PRECISION="fp32", SIZE="tiny", STEPS="2", BATCH="1", CROP="64", VAL_COUNT="1", VAL_EVERY="2",
-               PYTHON=sys.executable)
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "train", "1"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    res = _run(["train", "1"], tmp_path, DEVDATA=str(data), RUN=str(tmp_path / "run"), OUT=str(tmp_path / "out"),
+               STEPS="2", CROP="64", VAL_COUNT="1", VAL_EVERY="2")
     assert "finished: step 2" in res.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
 
@@ -36,11 +41,7 @@ def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
 def test_device_run_bench_writes_its_three_reports(tmp_path):
     import json
 
-    env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", PRECISION="fp32", SIZE="tiny", BATCH="1",
-               HD="64x48", UHD="96x64", FRAMES="3", UHD_FRAMES="2", PYTHON=sys.executable)
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), "bench"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    _run(["bench"], tmp_path, OUT=str(tmp_path / "out"), HD="64x48", UHD="96x64", FRAMES="3", UHD_FRAMES="2")
     for name, size, factor in (("bench_720p_8x.json", "64x48", 8), ("bench_720p_2x.json", "64x48", 2),
                                ("bench_4k_8x.json", "96x64", 8)):
         settings = json.loads((tmp_path / "out" / name).read_text())["settings"]
