@@ -1,7 +1,9 @@
-"""What an ``enhance`` run was asked to do, as one frozen, validated dataclass.
+"""What a run was asked to do, as frozen, validated dataclasses.
 
-Nothing heavy is imported here: the CLI builds an :class:`EnhanceConfig` before torch or PyAV
-are loaded, so that bad arguments fail instantly with a :class:`~vidrestore.errors.UsageError`.
+:class:`RunOptions` is what every command that runs the model shares (weights, device, precision, batch,
+ensemble, tiles, memory); :class:`EnhanceConfig` is one ``enhance`` job. Nothing heavy is imported here:
+the CLI builds these before torch or PyAV are loaded, so that bad arguments fail instantly with a
+:class:`~vidrestore.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ DEFAULT_SCENE_THRESHOLD = 0.15
 DEFAULT_TILE_OVERLAP = 32
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 # --ensemble: passes over mirrored copies of each window (vidrestore.model.ensemble.FLIPS)
 ENSEMBLE_PASSES = (1, 2, 4)
 ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off), 2 (left-right) or 4 (and "
@@ -43,16 +47,46 @@ def check_ensemble(ensemble: int) -> None:
         raise UsageError(f"--ensemble {ensemble}: choose {', '.join(map(str, ENSEMBLE_PASSES))}")
 
 
-def check_run_options(factor: int, mode: str, batch: int, ensemble: int = 1) -> None:
-    """The checks every command that runs the model makes on ``--fps-x``, ``--mode``, ``--batch`` and
-    ``--ensemble``."""
+def effective_factor(mode: str, factor: int) -> int:
+    """The frame-rate multiplier actually used: deblur mode never adds frames."""
+    return 1 if mode == "deblur" else int(factor)
+
+
+def check_factor_mode(factor: int, mode: str) -> None:
+    """The checks on ``--fps-x`` and ``--mode`` of every command that runs the model."""
+    if isinstance(factor, bool) or not isinstance(factor, int):
+        raise UsageError(f"--fps-x must be a whole number from {MIN_FACTOR} to {MAX_FACTOR}, got {factor!r}")
     if not MIN_FACTOR <= factor <= MAX_FACTOR:
         raise UsageError(f"--fps-x {factor} is out of range: choose {MIN_FACTOR} to {MAX_FACTOR}")
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    if batch < 1:
-        raise UsageError(f"--batch {batch}: must be at least 1")
-    check_ensemble(ensemble)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run the model, shared by ``enhance``, ``eval`` and ``bench`` (see :mod:`vidrestore.runtime`)."""
+
+    weights: str | None = None  # None: vidrestore.weights.DEFAULT_WEIGHTS
+    device: str = "auto"
+    precision: str = "auto"
+    batch: int = 1
+    ensemble: int = 1  # passes over mirrored copies of each window, averaged (1, 2 or 4)
+    tile: int | None = None
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+    gpu_memory_gb: float | None = None  # CUDA memory per forward; None: auto, 0: no limit (engine)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.batch < 1:
+            raise UsageError(f"--batch {self.batch}: must be at least 1")
+        check_ensemble(self.ensemble)
+        if self.tile is not None and self.tile < 16:
+            raise UsageError(f"--tile {self.tile}: must be at least 16 pixels")
+        if self.tile_overlap < 0:
+            raise UsageError(f"tile overlap {self.tile_overlap}: must not be negative")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
+            raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
 
 
 @dataclass(frozen=True)
@@ -63,16 +97,9 @@ class EnhanceConfig:
     output: Path
     factor: int = DEFAULT_FACTOR
     mode: Mode = "joint"
-    weights: str | None = None  # None: vidrestore.weights.DEFAULT_WEIGHTS
-    device: str = "auto"
-    precision: str = "auto"
-    batch: int = 1
-    ensemble: int = 1  # passes over mirrored copies of each window, averaged (1, 2 or 4)
-    tile: int | None = None
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
-    gpu_memory_gb: float | None = None  # CUDA memory per forward; None: auto, 0: no limit (engine)
+    run: RunOptions = RunOptions()
     codec: str = DEFAULT_CODEC
-    crf: int | None = None  # None: the codec's default quality (see io.writer.CODEC_DEFAULTS)
+    crf: int | None = None  # None: the codec's default quality (see io.formats)
     preset: str | None = None
     scene_threshold: float = DEFAULT_SCENE_THRESHOLD
     scene_detect: bool = True
@@ -81,15 +108,7 @@ class EnhanceConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
-        if isinstance(self.factor, bool) or not isinstance(self.factor, int):
-            raise UsageError(f"--fps-x must be a whole number from {MIN_FACTOR} to {MAX_FACTOR}, got {self.factor!r}")
-        check_run_options(self.factor, self.mode, self.batch, self.ensemble)
-        if self.tile is not None and self.tile < 16:
-            raise UsageError(f"--tile {self.tile}: must be at least 16 pixels")
-        if self.tile_overlap < 0:
-            raise UsageError(f"tile overlap {self.tile_overlap}: must not be negative")
-        if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
-            raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
+        check_factor_mode(self.factor, self.mode)
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise UsageError(f"--crf {self.crf}: must be between 0 and 63")
         if not 0.0 < self.scene_threshold <= 1.0:
@@ -100,7 +119,7 @@ class EnhanceConfig:
     @property
     def effective_factor(self) -> int:
         """The frame-rate multiplier actually used: deblur mode never adds frames."""
-        return 1 if self.mode == "deblur" else self.factor
+        return effective_factor(self.mode, self.factor)
 
     @property
     def effective_scene_threshold(self) -> float | None:

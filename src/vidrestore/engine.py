@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from vidrestore.config import (DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, ENSEMBLE_PASSES, MAX_FACTOR, MIN_FACTOR,
-                               MODES)
+from vidrestore.config import DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES, effective_factor
 from vidrestore.errors import ProcessingError
-from vidrestore.windows import SceneDetector, Tile, Window, pad_to_multiple, padded_size, plan_window, tile_grid
+from vidrestore.frames import to_tensor
+from vidrestore.runtime import Runtime, param_dtype
+from vidrestore.tiler import Canvas, Tile, pad_to_multiple, padded_size, tile_grid
+from vidrestore.windows import SceneDetector, Window, plan_window
 
 Features = Sequence[torch.Tensor]
 
@@ -34,17 +36,14 @@ _MIN_TILE = 64
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to run the model. ``device`` and ``dtype`` are explicit torch objects (or names).
+    """How to run the model over a stream (the model, device and dtype come in a :class:`Runtime`).
 
     factor: output frames per input frame (1..16); forced to 1 in ``deblur`` mode.
     mode: ``joint`` (restore every input frame and add new ones), ``deblur`` (restore only),
         ``interp`` (input frames passed through untouched, only new frames added).
-    dtype: compute precision; float16/bfloat16 run the float32 model under autocast.
     batch: windows (times tiles) per forward pass.
     tile: tile side in pixels, or None for whole frames; tiles overlap by ``tile_overlap``.
     scene_threshold: scene-cut threshold (see :mod:`vidrestore.windows`), None = no detection.
-    ensemble: passes of the model over mirrored copies of each window, averaged (1, 2 or 4; see
-        :mod:`vidrestore.model.ensemble`): about that many times the model's time and memory.
     gpu_memory_gb: CUDA memory one forward pass may use (activations and features), in GB. None:
         min(8 GiB, half the free memory); 0: no limit; ignored on other devices. When whole frames
         would not fit (measured by one probe forward on a small crop, then scaled by pixel count,
@@ -54,14 +53,11 @@ class EngineConfig:
 
     factor: int = 2
     mode: str = "joint"
-    device: Any = "cpu"
-    dtype: Any = None
     batch: int = 1
     tile: int | None = None
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
     gpu_memory_gb: float | None = None
-    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if not MIN_FACTOR <= int(self.factor) <= MAX_FACTOR:
@@ -70,14 +66,12 @@ class EngineConfig:
             raise ValueError(f"mode {self.mode!r} not one of {MODES}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
-        if self.ensemble not in ENSEMBLE_PASSES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLE_PASSES}, got {self.ensemble}")
         if self.gpu_memory_gb is not None and self.gpu_memory_gb < 0:
             raise ValueError("memory budget must be >= 0")
 
     @property
     def effective_factor(self) -> int:
-        return 1 if self.mode == "deblur" else int(self.factor)
+        return effective_factor(self.mode, self.factor)
 
 
 @dataclass
@@ -128,21 +122,16 @@ class _Retry(Exception):
 
 
 class Engine:
-    def __init__(self, model: torch.nn.Module, cfg: EngineConfig) -> None:
-        if cfg.ensemble > 1:
-            from vidrestore.model.ensemble import FlipEnsemble
+    """Streams frames through a :class:`Runtime`'s model; see the module docstring."""
 
-            model = FlipEnsemble(model, cfg.ensemble)
-        self.model = model
+    def __init__(self, runtime: Runtime, cfg: EngineConfig) -> None:
+        self.runtime = runtime
+        self.model = runtime.model
         self.cfg = cfg
         self.factor = cfg.effective_factor
-        self.device = torch.device(cfg.device)
-        self.dtype = cfg.dtype if cfg.dtype is not None else torch.float32
-        self.multiple = int(getattr(getattr(model, "config", None), "multiple", 1) or 1)
-        try:
-            self.param_dtype = next(model.parameters()).dtype
-        except StopIteration:  # pragma: no cover - parameterless stand-ins
-            self.param_dtype = torch.float32
+        self.device = runtime.device
+        self.multiple = int(getattr(getattr(self.model, "config", None), "multiple", 1) or 1)
+        self.param_dtype = param_dtype(self.model)
         self.stats = EngineStats()
         self._chunk = cfg.batch  # items (window x tile) per forward; halved on out-of-memory
         self._tile = cfg.tile
@@ -159,9 +148,6 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # public
     # ------------------------------------------------------------------------------------------
-    def output_count(self, frames_in: int) -> int:
-        return frames_in * self.factor
-
     def process(self, frames: Iterable[np.ndarray], cuts: Iterable[bool] | None = None) -> Iterator[np.ndarray]:
         """Yield exactly ``N * factor`` HxWx3 frames (same dtype as the input: uint8 or uint16).
 
@@ -270,22 +256,13 @@ class Engine:
         """Frame ``index`` as a padded [1, 3, Hp, Wp] tensor on the device, in the model's dtype."""
         t = self._tensors.get(index)
         if t is None:
-            arr = self._arrays[index]
-            scale = 255.0 if arr.dtype == np.uint8 else 65535.0
-            src = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.int32))
-            t = src.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0)
-            t = pad_to_multiple(t.to(torch.float32).div_(scale), self.multiple).to(self.param_dtype)
+            t = pad_to_multiple(to_tensor(self._arrays[index], self.device), self.multiple).to(self.param_dtype)
             self._tensors[index] = t
         return t
 
     # ------------------------------------------------------------------------------------------
     # running the model
     # ------------------------------------------------------------------------------------------
-    def _autocast(self):
-        if self.dtype == torch.float32 or self.param_dtype != torch.float32:
-            return torch.autocast(device_type=self.device.type, enabled=False)
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
     def _budget_bytes(self) -> float | None:
         gb = self.cfg.gpu_memory_gb
         if self.device.type != "cuda":
@@ -307,7 +284,7 @@ class Engine:
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         base = torch.cuda.memory_allocated(self.device)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.runtime.autocast():
             frames = [x + 0.01 * i for i in range(4)]
             feats = [self.model.encode(f) for f in frames]
             self.model.restore(frames, feats, times, with_key=self.cfg.mode != "interp",
@@ -341,7 +318,7 @@ class Engine:
         self._plan()
         while True:
             try:
-                with torch.inference_mode(), self._autocast():
+                with torch.inference_mode(), self.runtime.autocast():
                     return self._run_once(windows)
             except _OOM_ERRORS as err:  # type: ignore[misc]
                 self._shrink_after_oom(err)
@@ -420,71 +397,35 @@ class Engine:
 
     def _restore(self, windows: list[Window], tiles: list[Tile], times: torch.Tensor, with_key: bool
                  ) -> tuple[list[np.ndarray] | None, list[list[np.ndarray]]]:
-        """Run ``restore`` over every (window, tile) item in chunks; paste tiles; to numpy."""
-        assert self._size is not None
+        """Run ``restore`` over every (window, tile) item in chunks, pasting each output tile's core into the
+        host frames as it comes (the device holds one chunk's outputs at a time)."""
+        assert self._size is not None and self._in_dtype is not None
         h, w = self._size
-        hp, wp = padded_size(h, w, self.multiple)
         n_t = int(times.shape[0])
         items = [(wi, ti) for wi in range(len(windows)) for ti in range(len(tiles))]
-        whole = len(tiles) == 1
-        key_canvas = None if whole or not with_key else torch.empty((len(windows), 3, hp, wp), device=self.device)
-        inter_canvas = None if whole or n_t == 0 else torch.empty((len(windows), n_t, 3, hp, wp), device=self.device)
-        key_parts: list[torch.Tensor] = []
-        inter_parts: list[torch.Tensor] = []
+        keys = Canvas(len(windows), h, w, self._in_dtype) if with_key else None
+        inters = Canvas(len(windows) * n_t, h, w, self._in_dtype) if n_t else None
+        sharp = self.cfg.mode == "interp"
         for start in range(0, len(items), self._chunk):
             chunk = items[start:start + self._chunk]
             needed = [(windows[wi].frames[p], ti) for wi, ti in chunk for p in range(4)]
             self._ensure_features(needed, tiles)
             frames4, feats4 = [], []
             for p in range(4):  # window position: F(i-1), F(i), F(i+1), F(i+2)
-                keys = [(windows[wi].frames[p], ti) for wi, ti in chunk]
-                frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in keys]))
-                parts = [self._feats[key] for key in keys]
+                ids = [(windows[wi].frames[p], ti) for wi, ti in chunk]
+                frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in ids]))
+                parts = [self._feats[key] for key in ids]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=self.cfg.mode == "interp")
+            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=sharp)
             self.stats.forward_calls += 1
-            if whole:
-                if with_key and key is not None:
-                    key_parts.append(key.float())
-                if n_t:
-                    inter_parts.append(inter.float())
-                continue
             for b, (wi, ti) in enumerate(chunk):
-                tl = tiles[ti]
-                ys, xs = slice(tl.cy0, tl.cy1), slice(tl.cx0, tl.cx1)
-                ly, lx = slice(tl.cy0 - tl.y0, tl.cy1 - tl.y0), slice(tl.cx0 - tl.x0, tl.cx1 - tl.x0)
-                if key_canvas is not None and key is not None:
-                    key_canvas[wi, :, ys, xs] = key[b, :, ly, lx].float()
-                if inter_canvas is not None:
-                    inter_canvas[wi, :, :, ys, xs] = inter[b, :, :, ly, lx].float()
-        if whole:
-            key_all = torch.cat(key_parts) if key_parts else None
-            inter_all = torch.cat(inter_parts) if inter_parts else None
-        else:
-            key_all, inter_all = key_canvas, inter_canvas
-        key_np = self._to_numpy(key_all, h, w) if (with_key and key_all is not None) else None
+                if keys is not None and key is not None:
+                    keys.paste(wi, key[b:b + 1], tiles[ti])
+                if inters is not None:
+                    inters.paste(wi * n_t, inter[b], tiles[ti])
+        key_np = keys.split() if keys is not None else None
         inter_np: list[list[np.ndarray]] = [[] for _ in windows]
-        if inter_all is not None and n_t:
-            flat = self._to_numpy(inter_all.flatten(0, 1), h, w)
+        if inters is not None:
+            flat = inters.split()
             inter_np = [flat[b * n_t:(b + 1) * n_t] for b in range(len(windows))]
         return key_np, inter_np
-
-    def _to_numpy(self, x: torch.Tensor, h: int, w: int) -> list[np.ndarray]:
-        """[B, 3, Hp, Wp] float in [0, 1] (unclamped) -> B cropped HxWx3 arrays of the input dtype."""
-        x = x[..., :h, :w].clamp(0.0, 1.0)
-        if self._in_dtype == np.uint16:
-            q = x.mul(65535.0).round_().to(torch.int32).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.uint16)
-        else:
-            q = x.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        return [q[b] for b in range(q.shape[0])]
-
-
-def run_frames(model: torch.nn.Module, cfg: EngineConfig, frames: Iterable[np.ndarray],
-               cuts: Iterable[bool] | None = None, on_frame: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    """Convenience for short clips (eval, tests): every output frame in a list."""
-    out = []
-    for n, frame in enumerate(Engine(model, cfg).process(frames, cuts)):
-        out.append(frame)
-        if on_frame is not None:
-            on_frame(n)
-    return out

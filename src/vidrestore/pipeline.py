@@ -1,14 +1,9 @@
 """reader thread -> engine (windows, cache, batches) -> output timestamps -> writer thread.
 
-``run(config, progress=...)`` does one ``enhance`` job. It checks everything that can be checked
-before the model is loaded (paths, container, codec, input), writes into a temp file beside the
-target and renames it at the end; on any error or Ctrl-C the temp file is removed and nothing
-else is touched. No rich, no click here: progress goes to a callback.
-
-Timestamps: with input frame j at pts p(j) (stream time base tb) the output time base is tb/K and
-output frame j*K+i gets pts K*p(j) + i*(p(j+1) - p(j)), i.e. time t(j) + i/K of the frame
-interval; for a constant-rate input that is exactly K times the input rate. The last frame's
-interval is its own duration, so the output lasts as long as the input.
+``run(config, progress=...)`` does one ``enhance`` job: :func:`vidrestore.plan.plan` first checks
+everything that can be checked before the model is loaded; the output goes into a temp file beside the
+target, renamed at the end; on any error or Ctrl-C the temp file is removed and nothing else is touched.
+No rich, no click here: progress goes to a callback. Timestamps: see :mod:`vidrestore.plan`.
 """
 
 from __future__ import annotations
@@ -18,18 +13,18 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
+import torch
+
+from vidrestore import runtime
 from vidrestore.config import EnhanceConfig
+from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import InputError, OutputError, ProcessingError, VidrestoreError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-    from vidrestore.io.probe import VideoInfo
-    from vidrestore.io.reader import DecodedFrame
-
-_MAX_TIME_BASE_DEN = 2**31 - 1
+from vidrestore.io import files
+from vidrestore.io import writer as w
+from vidrestore.io.reader import DecodedFrame, FrameReader
+from vidrestore.plan import Plan, plan
 
 
 @dataclass(frozen=True)
@@ -73,73 +68,22 @@ def _rate(r: Fraction) -> str:
     return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Everything decided before the model is loaded."""
-
-    config: EnhanceConfig
-    info: "VideoInfo"
-    format_name: str
-    pix_fmt: str
-    full_range_source: bool
-    factor: int
-    rate_out: Fraction
-    time_base_out: Fraction
-    pts_scale: int  # output pts = pts_scale * input pts + i * step  (pts_scale == factor normally)
-
-
-def output_time_base(tb_in: Fraction, factor: int) -> tuple[Fraction, int]:
-    """Output time base tb_in/K (every output pts an integer) and the pts multiplier K."""
-    tb = Fraction(tb_in) / factor
-    if tb.denominator <= _MAX_TIME_BASE_DEN:
-        return tb, factor
-    # an unusually fine input time base (tb/K would overflow a 32-bit denominator): keep tb_in, and the
-    # in-between timestamps are rounded to it
-    return Fraction(tb_in), 1
-
-
-def plan(config: EnhanceConfig) -> Plan:
-    """Validate the job and decide formats and rates; raises typed errors, writes nothing."""
-    from vidrestore.io import writer as w
-    from vidrestore.io.probe import check_readable, probe
-
-    src, dst = Path(config.input), Path(config.output)
-    check_readable(src)
-    w.check_target(dst, src, config.overwrite)
-    format_name = w.container_format_for(dst)
-    w.check_codec(config.codec, format_name)
-    w.check_preset(config.codec, config.preset)
-    info = probe(src, scan=False)
-    pix_fmt_src, full_range = w.normalize_source_format(info.pix_fmt)
-    pix_fmt = w.choose_pix_fmt(pix_fmt_src, config.codec, info.width, info.height)
-    k = config.effective_factor
-    tb_out, scale = output_time_base(info.time_base, k)
-    return Plan(config=config, info=info, format_name=format_name, pix_fmt=pix_fmt, full_range_source=full_range,
-                factor=k, rate_out=info.rate * k, time_base_out=tb_out, pts_scale=scale)
-
-
-def load_model_for(config: EnhanceConfig, device: "torch.device", dtype: "torch.dtype") -> "torch.nn.Module":
-    import torch
-
-    from vidrestore import weights
-
-    spec = config.weights or weights.DEFAULT_WEIGHTS
-    # fp32 parameters; fp16/bf16 compute runs under autocast in the engine (softmax etc. stay fp32)
-    return weights.load_model(spec, device, torch.float32)
+def engine_config(config: EnhanceConfig) -> EngineConfig:
+    """The engine settings of an enhance job."""
+    r = config.run
+    return EngineConfig(factor=config.effective_factor, mode=config.mode, batch=r.batch, tile=r.tile,
+                        tile_overlap=r.tile_overlap, scene_threshold=config.effective_scene_threshold,
+                        gpu_memory_gb=r.gpu_memory_gb)
 
 
 def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,
-        notes: Callable[[str], None] | None = None, model: "torch.nn.Module | None" = None,
-        device: "torch.device | None" = None, dtype: "torch.dtype | None" = None) -> RunSummary:
-    """Run one enhance job. ``model``/``device``/``dtype`` may be injected (tests, eval)."""
-    from vidrestore.device import resolve_device, resolve_dtype
-    from vidrestore.engine import Engine, EngineConfig
-    from vidrestore.io import writer as w
-    from vidrestore.io.reader import FrameReader
-
+        notes: Callable[[str], None] | None = None, model: torch.nn.Module | None = None,
+        device: torch.device | None = None, dtype: torch.dtype | None = None,
+        loaded: runtime.Runtime | None = None) -> RunSummary:
+    """Run one enhance job. ``loaded`` (a model set up once for many jobs: bench, the Python API), or
+    ``model``/``device``/``dtype`` (tests), replace what ``config.run`` would load."""
     p = plan(config)
-    dev = device if device is not None else resolve_device(config.device)
-    dt = dtype if dtype is not None else resolve_dtype(config.precision, dev)
+    rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
     note_list: list[str] = []
 
     def note(msg: str) -> None:
@@ -147,17 +91,11 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if notes is not None:
             notes(msg)
 
-    temp = w.create_temp(Path(config.output))
+    temp = files.create_temp(Path(config.output))
     writer = None
     reader = None
     try:
-        if model is None:
-            model = load_model_for(config, dev, dt)
-        model = model.to(dev)
-        engine = Engine(model, EngineConfig(
-            factor=p.factor, mode=config.mode, device=dev, dtype=dt, batch=config.batch, tile=config.tile,
-            tile_overlap=config.tile_overlap, scene_threshold=config.effective_scene_threshold,
-            gpu_memory_gb=config.gpu_memory_gb, ensemble=config.ensemble))
+        engine = Engine(rt, engine_config(config))
         info = p.info
         spec = w.WriterSpec(
             target=Path(config.output), temp=temp, format_name=p.format_name, codec=config.codec,
@@ -168,8 +106,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
             source=Path(config.input), source_video_index=info.video_index)
         writer = w.VideoWriter(spec, notes=note)
         writer.start()
-        keep_raw = config.mode == "interp"
-        reader = FrameReader(info, keep_raw=keep_raw)
+        reader = FrameReader(info, keep_raw=config.mode == "interp")
         start = time.perf_counter()
         frames_in, frames_out = _stream(p, reader, engine, writer, progress, start)
         if frames_in == 0:
@@ -181,7 +118,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         return RunSummary(
             input=Path(config.input), output=Path(config.output), frames_in=frames_in, frames_out=frames_out,
             factor=p.factor, mode=config.mode, rate_in=info.rate, rate_out=p.rate_out, seconds=seconds,
-            codec=config.codec, pix_fmt=p.pix_fmt, device=str(dev), dtype=str(dt).replace("torch.", ""),
+            codec=config.codec, pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
             scene_cuts=engine.stats.cuts, notes=tuple(note_list))
     except BaseException as err:
         if reader is not None:
@@ -191,7 +128,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         _unlink(temp)
         if isinstance(err, (VidrestoreError, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
-        if w.is_disk_full(err):
+        if files.is_disk_full(err):
             raise OutputError(f"disk full while writing {config.output}") from None
         if isinstance(err, MemoryError):
             raise ProcessingError("out of memory: try a smaller --batch or --tile") from None

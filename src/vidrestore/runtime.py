@@ -1,20 +1,24 @@
-"""Resolve ``--device`` and ``--precision`` into explicit torch objects (never set process-wide)."""
+"""From run options to a ready model: device, dtype, the autocast rule, weights and the flip ensemble.
+
+``enhance``, ``eval``, ``bench`` and ``train`` all set up their model here. Device and dtype are explicit
+torch objects, never set process-wide. Parameters stay float32; fp16/bf16 compute runs under autocast
+(softmax and the other sensitive parts stay float32 inside it).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, Mapping
 
+import torch
+
+from vidrestore import weights
+from vidrestore.config import PRECISIONS, RunOptions
 from vidrestore.errors import UsageError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from vidrestore.model.ensemble import FlipEnsemble
 
 
-def resolve_device(name: str = "auto") -> "torch.device":
-    import torch
-
+def resolve_device(name: str = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -40,13 +44,11 @@ def resolve_device(name: str = "auto") -> "torch.device":
     raise UsageError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
 
 
-def resolve_dtype(precision: str, device: "torch.device") -> "torch.dtype":
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """Map a precision name to the compute dtype on ``device``.
 
     auto: bf16 on CUDA devices that support it, else fp16 on CUDA; fp32 on CPU and MPS.
     """
-    import torch
-
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -61,3 +63,60 @@ def resolve_dtype(precision: str, device: "torch.device") -> "torch.dtype":
             raise UsageError("--precision fp16 is not supported on the CPU (use fp32 or bf16)")
         return torch.float16
     return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype, param_dtype: torch.dtype = torch.float32):
+    """The one autocast rule: float32 parameters with a half compute dtype run under autocast; anything else
+    (float32 compute, or parameters already cast) runs as it is."""
+    enabled = dtype != torch.float32 and param_dtype == torch.float32
+    if not enabled:
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def param_dtype(model: torch.nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return p.dtype if p is not None else torch.float32
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A model ready to run: ``model`` is the network (wrapped by the flip ensemble when asked) on ``device``;
+    ``dtype`` the compute precision; ``label`` what was loaded."""
+
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    label: str
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The network itself, without the ensemble."""
+        return self.model.model if isinstance(self.model, FlipEnsemble) else self.model
+
+    def autocast(self):
+        return autocast(self.device, self.dtype, param_dtype(self.model))
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+
+def load(options: RunOptions, model: torch.nn.Module | None = None, device: torch.device | None = None,
+         dtype: torch.dtype | None = None, inference: Mapping[str, Any] | None = None) -> Runtime:
+    """Resolve ``options`` into a :class:`Runtime`. ``model`` (an in-memory network: tests, bench with random
+    weights, training's validation), ``device`` and ``dtype`` replace what the options would resolve to.
+    Weights are located, sha256-checked and loaded with float32 parameters; ``inference`` overrides their
+    inference options."""
+    dev = device if device is not None else resolve_device(options.device)
+    dt = dtype if dtype is not None else resolve_dtype(options.precision, dev)
+    if model is None:
+        spec = options.weights or weights.DEFAULT_WEIGHTS
+        model = weights.load_model(spec, dev, torch.float32, options=inference)
+        label = spec
+    else:
+        label = getattr(getattr(model, "config", None), "name", type(model).__name__)
+    model = model.to(dev)
+    if options.ensemble > 1:
+        model = FlipEnsemble(model, options.ensemble)
+    return Runtime(model=model, device=dev, dtype=dt, label=label)

@@ -1,20 +1,15 @@
-"""Windows of neighbouring frames, scene cuts, padding to the model's multiple, and tiles.
+"""Windows of neighbouring frames and scene cuts.
 
-Pure bookkeeping and small tensor helpers: no model, no I/O. The engine uses these to decide
-which four frames make up each window, where not to interpolate, how to pad a frame so the
-model accepts it (and crop the result back), and how to split a large frame into overlapping
-tiles whose cores are pasted back together.
+Pure bookkeeping: no model, no I/O. The engine uses these to decide which four frames make up each
+window and where not to interpolate (video ends, scene cuts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 # ------------------------------------------------------------------------------------------------
 # scene cuts
@@ -104,97 +99,3 @@ def plan_window(center: int, available: int, cut_before: Callable[[int], bool]) 
         return Window(center, (prev, center, center, center), interpolate=False)
     nxt2 = center + 2 if usable(center + 2) and not cut_before(center + 2) else nxt
     return Window(center, (prev, center, nxt, nxt2), interpolate=True)
-
-
-def lookahead_needed(center: int) -> int:
-    """The highest input index that must be known (or the end reached) to plan ``center``."""
-    return center + 2
-
-
-# ------------------------------------------------------------------------------------------------
-# padding
-# ------------------------------------------------------------------------------------------------
-
-
-def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
-
-
-def pad_to_multiple(x: "torch.Tensor", multiple: int) -> "torch.Tensor":
-    """Pad ``x`` [B, C, H, W] or [C, H, W] on the bottom and right up to multiples of ``multiple``.
-
-    Reflect padding where the frame is large enough, repeated reflection otherwise (tiny
-    frames), so that the model sees plausible content and no hard edge.
-    """
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    ph, pw = padded_size(h, w, multiple)
-    if (ph, pw) == (h, w):
-        return x
-    squeeze = x.dim() == 3
-    y = x.unsqueeze(0) if squeeze else x
-    while y.shape[-2] < ph or y.shape[-1] < pw:
-        ch, cw = y.shape[-2:]
-        dh, dw = min(ph - ch, ch - 1), min(pw - cw, cw - 1)
-        if (ph > ch and dh <= 0) or (pw > cw and dw <= 0):  # a 1-pixel side: nothing to reflect
-            y = F.pad(y, (0, pw - cw, 0, ph - ch), mode="replicate")
-            break
-        y = F.pad(y, (0, dw, 0, dh), mode="reflect")
-    return y[0] if squeeze else y
-
-
-def crop_to(x: "torch.Tensor", height: int, width: int) -> "torch.Tensor":
-    return x[..., :height, :width]
-
-
-# ------------------------------------------------------------------------------------------------
-# tiles
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A tile of a (padded) frame: ``y0:y0+h, x0:x0+w`` goes into the model, and the output's
-    core ``cy0:cy1, cx0:cx1`` (frame coordinates) is pasted into the result."""
-
-    y0: int
-    x0: int
-    h: int
-    w: int
-    cy0: int
-    cy1: int
-    cx0: int
-    cx1: int
-
-
-def _axis_tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
-    """(start, core_start, core_end) along one axis; every tile is ``min(tile, size)`` long."""
-    if size <= tile:
-        return [(0, 0, size)]
-    step = max(tile - overlap, 1)
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    out = []
-    for k, s in enumerate(starts):
-        c0 = 0 if k == 0 else (s + starts[k - 1] + tile) // 2
-        c1 = size if k == len(starts) - 1 else (starts[k + 1] + s + tile) // 2
-        out.append((s, c0, c1))
-    return out
-
-
-def tile_grid(height: int, width: int, tile: int | None, overlap: int, multiple: int) -> list[Tile]:
-    """Overlapping tiles covering a ``height`` x ``width`` frame (both multiples of ``multiple``).
-
-    Tile sides and overlaps are rounded up to multiples of ``multiple`` so every tile can be
-    given to the model as is; all tiles have the same size, so they batch together. Each output
-    pixel comes from the tile whose centre is nearest, at least ``overlap // 2`` from its edge
-    (except at the frame's own border).
-    """
-    if tile is None or (height <= tile and width <= tile):
-        return [Tile(0, 0, height, width, 0, height, 0, width)]
-    t = -(-tile // multiple) * multiple
-    o = min(-(-overlap // multiple) * multiple, max(t - multiple, 0))
-    ys = _axis_tiles(height, t, o)
-    xs = _axis_tiles(width, t, o)
-    th, tw = min(t, height), min(t, width)
-    return [Tile(y, x, th, tw, cy0, cy1, cx0, cx1) for (y, cy0, cy1) in ys for (x, cx0, cx1) in xs]

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import click
 
-from vidrestore.config import (DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP,
-                               ENSEMBLE_HELP, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig)
-from vidrestore.device import PRECISIONS
+from vidrestore.cli.options import run_options, run_options_from
+from vidrestore.config import DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig
 from vidrestore.errors import UsageError
 
 
@@ -91,20 +90,7 @@ class ProgressBar:
 @click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True,
               help="joint: deblur and interpolate; deblur: restore frames only (K=1); "
                    "interp: keep input frames as decoded, add new ones.")
-@click.option("--weights", default=None,
-              help="Weights: a registry name, a .safetensors path or hf://owner/repo/file@rev "
-                   "[default: the bundled default].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="Compute precision (auto: bf16/fp16 on CUDA, fp32 elsewhere).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
-@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
-@click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory).")
-@click.option("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, show_default=True,
-              help="Context pixels shared by neighbouring tiles.")
-@click.option("--gpu-memory", "gpu_memory", type=float, default=None, metavar="GB",
-              help="CUDA memory a forward pass may use; frames are tiled to fit [default: min(8, half the "
-                   "free memory)]; 0: no limit.")
+@run_options
 @click.option("--codec", default=DEFAULT_CODEC, show_default=True,
               help="Video encoder: libx264, libx265, libsvtav1, ffv1, h264_nvenc, hevc_nvenc, ...")
 @click.option("--crf", type=int, default=None,
@@ -115,17 +101,18 @@ class ProgressBar:
 @click.option("--no-scene-detect", is_flag=True, help="Never treat a frame change as a scene cut.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
-def enhance(input: Path, output: Path, factor: int, mode: str, weights: str | None, device: str, precision: str,
-            batch: int, ensemble: int, tile: int | None, tile_overlap: int, gpu_memory: float | None, codec: str, crf: int | None, preset: str | None,
-            scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool) -> None:
+def enhance(input: Path, output: Path, factor: int, mode: str, codec: str, crf: int | None, preset: str | None,
+            scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool, **run_kwargs) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
     Audio and subtitles are copied; the output has exactly N*K frames and the input's duration.
     """
     config = EnhanceConfig(
-        input=input, output=output, factor=factor, mode=mode, weights=weights, device=device, precision=precision,
-        batch=batch, ensemble=ensemble, tile=tile, tile_overlap=tile_overlap, gpu_memory_gb=gpu_memory, codec=codec, crf=crf, preset=preset,
-        scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
+        input=input, output=output, factor=factor, mode=mode, run=run_options_from(run_kwargs), codec=codec, crf=crf,
+        preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
+    from vidrestore import plan
+
+    plan.plan(config)  # every check that needs no model, before torch is imported
     from vidrestore import pipeline
 
     quiet_ffmpeg()

@@ -1,4 +1,4 @@
-"""``vidrestore weights``: list, verify, download, inspect and register model weights.
+"""``vidrestore weights``: list, verify, download and inspect model weights.
 
 Heavy imports (torch, safetensors, huggingface_hub) happen inside the commands that need them.
 """
@@ -26,7 +26,7 @@ def _console():
 
 @click.group("weights")
 def weights() -> None:
-    """List, verify, download, inspect or register model weights."""
+    """List, verify, download or inspect model weights."""
 
 
 @weights.command("list")
@@ -183,27 +183,3 @@ def info_cmd(spec: str, expected: str | None) -> None:
         click.echo(f"{key}: {value}")
     if registered is not None and registered != sha:
         raise WeightsError(f"{located.path} does not match the registry's sha256 for {located.entry.name!r}")
-
-
-@weights.command("register")
-@click.argument("name")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--description", "-d", default="", help="One line for `weights list` and the model card.")
-@click.option("--hub-repo", metavar="OWNER/REPO", help="Hugging Face repo that also hosts the file.")
-@click.option("--hub-filename", metavar="FILE", help="File name in the Hub repo (default: NAME.safetensors).")
-@click.option("--hub-revision", metavar="REV", help="Pinned revision (commit hash or tag) in the Hub repo.")
-def register_cmd(name: str, path: str, description: str, hub_repo: str | None, hub_filename: str | None,
-                 hub_revision: str | None) -> None:
-    """Copy trained weights into the package as NAME.safetensors and record their sha256 in registry.json."""
-    from vidrestore.weights import HubLocation, register_weights
-
-    if (hub_filename or hub_revision) and not hub_repo:
-        raise UsageError("--hub-filename/--hub-revision need --hub-repo")
-    hub = None
-    if hub_repo:
-        if hub_repo.count("/") != 1:
-            raise UsageError(f"--hub-repo {hub_repo!r}: expected OWNER/REPO")
-        hub = HubLocation(hub_repo, hub_filename or f"{name}.safetensors", hub_revision)
-    entry = register_weights(name, path, description, hub=hub)
-    click.echo(f"registered {entry.name}: {entry.file} ({entry.config}, {_mparams(entry.params)} values, "
-               f"sha256 {entry.sha256})")

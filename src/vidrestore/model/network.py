@@ -7,7 +7,7 @@ Data flow::
 
     every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8, matching descriptors @1/8, 1/16...)
                                                                     once per frame, cacheable
-    every IFA:  (config.coarse_levels > 0) fixed-descriptor matching at 1/16 (1/32, ...) centres the
+    every IFA:  (options.coarse_levels > 0) fixed-descriptor matching at 1/16 (1/32, ...) centres the
                 1/8 attention window of each pixel on its coarse motion (large motion)
     key frame:  ALA: self(x_i) + cross(x_i | x_i-1, x_i+1, x_i+2)   global context, linear in HW
                 IFA(x_i, x_i±1) -> neighbour appearance + motion    local alignment
@@ -20,10 +20,10 @@ Data flow::
                 coarse-to-fine (config.fine_flow > 0): flows and blend logits carried to 1/4 scale and
                     refined there from warped 1/4 features and their local correlation
                     (config.half_flow > 0): once more at 1/2 scale, from warped 1/2 features and frames
-                flow polish (config.flow_polish > 0): parameter-free symmetric Lucas-Kanade steps on the
+                flow polish (options.flow_polish > 0): parameter-free symmetric Lucas-Kanade steps on the
                     frames' luma (full or reduced resolution) for the sub-pixel precision the grids lack
                 warp both frames, blend with learned weights, refiner adds a residual
-                still-region gate (config.static_gate > 0): where the pair's two frames agree better than
+                still-region gate (options.static_gate > 0): where the pair's two frames agree better than
                     the two warped frames do, move the result toward the frames' plain average
 
 Both sides of the pair go through the same weights and are combined by sums and a softmax,
@@ -53,7 +53,7 @@ from vidrestore.model.filters import box_mean
 from vidrestore.model.polish import luma, polish_flows
 from vidrestore.model.warp import backward_warp, resize_flow
 
-# (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8, then config.coarse_levels
+# (f1 @1/2, f2 @1/4, latent x @1/8, matching descriptors @1/8, then options.coarse_levels
 #  coarse matching descriptors @1/16, 1/32, ...)
 Features = tuple[torch.Tensor, ...]
 
@@ -69,7 +69,7 @@ STILL_SLOPE = 0.005
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Size of a network. Stored as JSON in every weights file's metadata."""
+    """Which tensors a network has. Stored as JSON in every weights file's metadata."""
 
     name: str
     channels: tuple[int, int, int]  # encoder widths at 1/2, 1/4, 1/8 scale
@@ -79,26 +79,9 @@ class ModelConfig:
     ifa_window: int = 7  # inter-frame attention window (odd), in 1/8-scale pixels
     ifa_dim: int = 32
     head_channels: int = 48  # flow head and refiner width at 1/8 and 1/4
-    motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset
+    motion_prior: float = 1.5  # inter-frame attention's penalty per squared 1/8-scale offset (trained with)
     fine_flow: int = 0  # width of the per-t flow refinement at 1/4 scale; 0 = flows stay on the 1/8 grid
     half_flow: int = 0  # width of the last per-t flow refinement at 1/2 scale; 0 = none
-    coarse_levels: int = 0  # parameter-free descriptor matching levels below 1/8 (1/16, 1/32, ...) that
-    #                         centre the inter-frame attention's window on large motion; 0 = none
-    coarse_prior: float = 0.5  # their penalty per squared offset (in each level's pixels)
-    coarse_gain: float = 0.1  # a coarse level moves a pixel only where its best cosine beats staying by this
-    coarse_match: float = 0.65  # ... and where that best (aggregated) cosine is above this
-    static_gate: float = 0.0  # parameter-free still-region gate (see ``still_gate``): the scale of the pair's
-    #                           frame difference it still acts on (images in [0, 1]); 0 = off
-    static_kernel: int = 5  # the gate's box filter, odd
-    flow_polish: int = 0  # parameter-free sub-pixel polish of the final flows (see ``polish_flows``): its
-    #                       Gauss-Newton steps; 0 = off
-    polish_kernel: int = 7  # its box, odd, in pixels of the scale it works at
-    polish_scale: int = 2  # it works on the frames' luma downscaled by this (1: full resolution, 4x the cost)
-    polish_damping: float = 1e-4  # added to its normal matrix (box mean of squared gradients, images in [0, 1])
-    polish_step: float = 1.0  # longest step, in full-resolution pixels of motion between the pair
-    refine_sharp: bool = True  # run the refiner on the in-between frames of sharp inputs (``restore(sharp=True)``,
-    #                            the pipeline's interp mode); weights whose refiner measured no gain there set
-    #                            False, which saves its time (about a fifth of a window on a CPU)
 
     @property
     def multiple(self) -> int:
@@ -106,16 +89,54 @@ class ModelConfig:
         return 8
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """The network's parameter-free stages and their settings: they add no tensors, so the same weights
+    run under any of them. The defaults are what training uses; a registry entry records the options its
+    weights were measured with, and a caller may override them."""
+
+    coarse_levels: int = 1  # descriptor matching levels below 1/8 (1/16, 1/32, ...) that centre the
+    #                         inter-frame attention's window on large motion; 0 = none
+    coarse_prior: float = 0.5  # their penalty per squared offset (in each level's pixels)
+    coarse_gain: float = 0.1  # a coarse level moves a pixel only where its best cosine beats staying by this
+    coarse_match: float = 0.65  # ... and where that best (aggregated) cosine is above this
+    static_gate: float = 0.05  # still-region gate (see ``still_gate``): the scale of the pair's frame
+    #                            difference it still acts on (images in [0, 1]); 0 = off
+    static_kernel: int = 5  # the gate's box filter, odd
+    flow_polish: int = 2  # sub-pixel polish of the final flows (see ``polish_flows``): its Gauss-Newton
+    #                       steps; 0 = off
+    polish_kernel: int = 7  # its box, odd, in pixels of the scale it works at
+    polish_scale: int = 2  # it works on the frames' luma downscaled by this (1: full resolution, 4x the cost)
+    polish_damping: float = 1e-4  # added to its normal matrix (box mean of squared gradients, images in [0, 1])
+    polish_step: float = 1.0  # longest step, in full-resolution pixels of motion between the pair
+    refine_sharp: bool = True  # run the refiner on the in-between frames of sharp inputs (``restore(sharp=True)``,
+    #                            the pipeline's interp mode); False saves its time where it measured no gain
+
+    def __post_init__(self) -> None:
+        if self.coarse_levels < 0:
+            raise ValueError(f"coarse_levels must be >= 0, got {self.coarse_levels}")
+        if self.static_gate < 0 or self.static_kernel < 1 or self.static_kernel % 2 != 1:
+            raise ValueError(f"static_gate must be >= 0 and static_kernel odd, got {self.static_gate}, "
+                             f"{self.static_kernel}")
+        if (self.flow_polish < 0 or self.polish_kernel < 1 or self.polish_kernel % 2 != 1
+                or self.polish_scale not in (1, 2, 4, 8)):
+            raise ValueError(f"flow_polish must be >= 0, polish_kernel odd and polish_scale 1, 2, 4 or 8, got "
+                             f"{self.flow_polish}, {self.polish_kernel}, {self.polish_scale}")
+
+
+# Weights files written before 0.2.0 kept these switches in their model config, where a missing field
+# meant "off": read such a file's options with these defaults for the fields it does not set.
+LEGACY_OPTIONS = InferenceOptions(coarse_levels=0, static_gate=0.0, flow_polish=0)
+OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(InferenceOptions))
+
+
 CONFIGS: dict[str, ModelConfig] = {
     "default": ModelConfig("default", (32, 64, 128), latent_blocks=3, spatial_maps=8, temporal_maps=3,
-                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24, coarse_levels=1,
-                           static_gate=0.05, flow_polish=2),
+                           ifa_window=9, ifa_dim=48, head_channels=96, fine_flow=48, half_flow=24),
     "small": ModelConfig("small", (16, 32, 64), latent_blocks=2, spatial_maps=4, temporal_maps=2,
-                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16, coarse_levels=1, static_gate=0.05,
-                         flow_polish=2),
+                         ifa_window=7, ifa_dim=32, head_channels=48, fine_flow=16),
     "tiny": ModelConfig("tiny", (8, 12, 16), latent_blocks=1, spatial_maps=2, temporal_maps=2,
-                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8, coarse_levels=1,
-                        static_gate=0.05, flow_polish=2),
+                        ifa_window=5, ifa_dim=8, head_channels=12, fine_flow=8, half_flow=8),
 }
 
 
@@ -123,14 +144,30 @@ def config_to_json(cfg: ModelConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
 
-def config_from_json(text: str) -> ModelConfig:
+def options_to_json(opts: InferenceOptions) -> str:
+    return json.dumps(dataclasses.asdict(opts), sort_keys=True)
+
+
+def config_from_json(text: str) -> tuple[ModelConfig, dict]:
+    """The model config in ``text`` and the inference option fields it also sets (files before 0.2.0)."""
     data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the model config is not a JSON object")
     names = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = set(data) - names
+    unknown = set(data) - names - OPTION_FIELDS
     if unknown:
         raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+    legacy = {k: data.pop(k) for k in list(data) if k in OPTION_FIELDS}
     data["channels"] = tuple(data["channels"])
-    return ModelConfig(**data)
+    return ModelConfig(**data), legacy
+
+
+def options_from_dict(data: dict, base: InferenceOptions = InferenceOptions()) -> InferenceOptions:
+    """``base`` with the fields ``data`` sets; unknown fields are an error."""
+    unknown = set(data) - OPTION_FIELDS
+    if unknown:
+        raise ValueError(f"unknown inference options: {sorted(unknown)}")
+    return dataclasses.replace(base, **data)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
@@ -169,10 +206,10 @@ def _zero(module: nn.Conv2d) -> nn.Conv2d:
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, coarse_levels: int) -> None:
         super().__init__()
         c1, c2, c3 = cfg.channels
-        self.coarse_levels = cfg.coarse_levels
+        self.coarse_levels = coarse_levels
         self.s1 = nn.Sequential(_conv(3, c1, 2), _act(), _conv(c1, c1), _act())
         self.s2 = nn.Sequential(_conv(c1, c2, 2), _act(), ResBlock(c2))
         self.s3 = nn.Sequential(_conv(c2, c3, 2), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
@@ -311,18 +348,14 @@ class Refiner(nn.Module):
 
 
 class VidRestoreNet(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    """The network: ``config`` says which tensors exist, ``options`` how its parameter-free stages run."""
+
+    def __init__(self, config: ModelConfig, options: InferenceOptions = InferenceOptions()) -> None:
         super().__init__()
-        if config.static_gate < 0 or config.static_kernel < 1 or config.static_kernel % 2 != 1:
-            raise ValueError(f"static_gate must be >= 0 and static_kernel odd, got {config.static_gate}, "
-                             f"{config.static_kernel}")
-        if (config.flow_polish < 0 or config.polish_kernel < 1 or config.polish_kernel % 2 != 1
-                or config.polish_scale not in (1, 2, 4, 8)):
-            raise ValueError(f"flow_polish must be >= 0, polish_kernel odd and polish_scale 1, 2, 4 or 8, got "
-                             f"{config.flow_polish}, {config.polish_kernel}, {config.polish_scale}")
         self.config = config
+        self.options = options
         c3 = config.channels[2]
-        self.encoder = Encoder(config)
+        self.encoder = Encoder(config, options.coarse_levels)
         self.ala = AdaptiveLatentAttention(c3, config.spatial_maps, config.temporal_maps)
         self.ifa = InterFrameAttention(c3, config.ifa_dim, config.ifa_window, config.motion_prior)
         self.key_branch = KeyBranch(config)
@@ -340,36 +373,46 @@ class VidRestoreNet(nn.Module):
         return self.encoder(frame)
 
     # -- per window ------------------------------------------------------------------------
-    def restore(
-        self,
-        frames: Sequence[torch.Tensor],
-        feats: Sequence[Features],
-        times: torch.Tensor,
-        with_key: bool = True,
-        with_flows: bool = False,
-        sharp: bool = False,
-    ):
-        """Returns (key [B,3,H,W] or None, inter [B,T,3,H,W]); with ``with_flows`` also the list of each
-        flow stage's output (1/8 grid, then 1/4 and 1/2 where those stages exist), each [B,T,2,2,h,w]:
-        per time, side 0's flow to F(i) and side 1's to F(i+1), in pixels of that grid (training only).
-        ``sharp``: the caller knows the inputs are sharp (interp mode); with ``config.refine_sharp`` False the
-        in-between frames are then the warped blend without the refiner's residual."""
+    def restore(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
+                with_key: bool = True, sharp: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One window F(i-1), F(i), F(i+1), F(i+2) with its features -> (key [B,3,H,W] or None, inter
+        [B,T,3,H,W]). ``sharp``: the caller knows the inputs are sharp (interp mode); with
+        ``options.refine_sharp`` False the in-between frames are then the warped blend without the refiner."""
+        key, inter, _ = self._window(frames, feats, times, with_key, sharp)
+        return key, inter
+
+    def restore_with_flows(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor):
+        """``restore`` (key frame included) and each flow stage's output (1/8 grid, then 1/4 and 1/2 where
+        those stages exist), each [B,T,2,2,h,w]: per time, side 0's flow to F(i) and side 1's to F(i+1), in
+        pixels of that grid. For training, which supervises the flows."""
+        return self._window(frames, feats, times, True, False)
+
+    def forward(self, frames: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W])."""
+        if frames.shape[1] != 4:
+            raise ValueError(f"expected a window of 4 frames, got {frames.shape[1]}")
+        feats = window_features(self.encode, frames)
+        key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True)
+        assert key is not None
+        return key, inter
+
+    # -- the parts of a window -------------------------------------------------------------
+    def _ifa(self, fa: Features, fb: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inter-frame attention of a frame's features over another's: (appearance, motion)."""
+        o = self.options
+        init = None
+        if o.coarse_levels:
+            init = coarse_motion(list(fa[4:]), list(fb[4:]), self.ifa.offsets, COARSE_SHARPNESS, o.coarse_prior,
+                                 tuple(fa[2].shape[-2:]), o.coarse_gain, COARSE_AGGREGATE, o.coarse_match)
+        return self.ifa(fa[2], fb[2], fa[3], fb[3], init)
+
+    def _window(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
+                with_key: bool, sharp: bool):
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
-        f_prev, f0, f1, f_next = frames
+        f0, f1 = frames[1], frames[2]
         e_prev, e0, e1, e_next = feats
-        x_prev, x0, x1, x_next = (e[2] for e in feats)
-
-        def ifa(a: int, b_: int):
-            """Inter-frame attention of window frame a over b (indices into the window)."""
-            fa, fb = feats[a], feats[b_]
-            init = None
-            if self.config.coarse_levels:
-                init = coarse_motion(list(fa[4:]), list(fb[4:]), self.ifa.offsets, COARSE_SHARPNESS,
-                                     self.config.coarse_prior, tuple(fa[2].shape[-2:]), self.config.coarse_gain,
-                                     COARSE_AGGREGATE, self.config.coarse_match)
-            return self.ifa(fa[2], fb[2], fa[3], fb[3], init)
-
+        x0, x1 = e0[2], e1[2]
         b = f0.shape[0]
         times = times.to(device=f0.device, dtype=f0.dtype)
         if times.dim() == 1:
@@ -377,42 +420,36 @@ class VidRestoreNet(nn.Module):
         n_t = times.shape[1]
 
         self0 = self.ala.self_term(x0)
-        app01, m01 = ifa(1, 2)
-
+        app01, m01 = self._ifa(e0, e1)
         key = None
         if with_key:
-            app0p, m0p = ifa(1, 0)
-            z_key = self.ala.key(x0, [x_prev, x1, x_next], self_x=self0)
+            app0p, m0p = self._ifa(e0, e_prev)
+            z_key = self.ala.key(x0, [e_prev[2], x1, e_next[2]], self_x=self0)
             key = self.key_branch(f0, e0, z_key, (app0p, m0p, e_prev[1]), (app01, m01, e1[1]))
+        if n_t == 0:
+            return key, f0.new_zeros((b, 0, 3, *f0.shape[-2:])), []
 
-        h, w = f0.shape[-2:]
-        stage_flows: list[torch.Tensor] = []
+        app10, m10 = self._ifa(e1, e0)
+        z_pair = self.ala.pair(x0, x1, self_x0=self0, self_x1=self.ala.self_term(x1))
+        pair = _Pair(f0, f1, e0, e1, times.reshape(b * n_t, 1, 1, 1), n_t)
+        flows, logits, ctxs, stages = self._flows(pair, (app01, app10), (m01, m10), z_pair)
+        return key, self._synthesize(pair, flows, logits, ctxs, sharp), stages
+
+    def _flows(self, pair: "_Pair", apps: tuple[torch.Tensor, torch.Tensor], motions: tuple[torch.Tensor, torch.Tensor],
+               z_pair: torch.Tensor):
+        """Both sides' flows to each t, coarse to fine, with their blend logits and the 1/8 head's context
+        (at 1/4 scale); and each stage's flows as [B,T,2,2,h,w] (``restore_with_flows``)."""
+        rep, taus = pair.rep, pair.taus
+        b, n_t = pair.f0.shape[0], pair.n_t
+        stages: list[torch.Tensor] = []
 
         def record(fl: list[torch.Tensor]) -> None:
-            if with_flows:
-                stage_flows.append(torch.stack(fl, dim=1).reshape(b, n_t, 2, 2, *fl[0].shape[-2:]))
+            stages.append(torch.stack(fl, dim=1).reshape(b, n_t, 2, 2, *fl[0].shape[-2:]))
 
-        if n_t == 0:
-            empty = f0.new_zeros((b, 0, 3, h, w))
-            return (key, empty, stage_flows) if with_flows else (key, empty)
-
-        app10, m10 = ifa(2, 1)
-        self1 = self.ala.self_term(x1)
-        z_pair = self.ala.pair(x0, x1, self_x0=self0, self_x1=self1)
-
-        # the light part, batched over every t: [B*T, ...]
-        def rep(t: torch.Tensor) -> torch.Tensor:
-            return t.repeat_interleave(n_t, dim=0)
-
-        tau0 = times.reshape(b * n_t, 1, 1, 1)
-        taus = (tau0, 1.0 - tau0)
-        apps = (rep(app01), rep(app10))
-        motions = (rep(m01), rep(m10))
-        imgs = (rep(f0), rep(f1))
-        enc = (e0, e1)
+        apps = tuple(rep(a) for a in apps)
+        motions = tuple(rep(m) for m in motions)
         zp = rep(z_pair)
-        lh, lw = x0.shape[-2:]
-
+        lh, lw = pair.e0[2].shape[-2:]
         init_flows = [-tau * m for tau, m in zip(taus, motions)]
         warped_app = [backward_warp(a, fl) for a, fl in zip(apps, init_flows)]
         logits, ctxs, flows = [], [], []
@@ -424,14 +461,13 @@ class VidRestoreNet(nn.Module):
             ctxs.append(ctx)
         record(flows)
 
-        size2 = e0[1].shape[-2:]
-        f2_reps = [rep(e[1]) for e in enc]
+        size2 = pair.size2
         ctxs = [F.interpolate(c, size=size2, mode="bilinear", align_corners=False) for c in ctxs]
         if self.fine_flow is not None:
             # coarse-to-fine: carry flows and blend logits to the 1/4 grid and refine them there
             flows = [resize_flow(fl, size2) for fl in flows]
             logits = [F.interpolate(lg, size=size2, mode="bilinear", align_corners=False) for lg in logits]
-            wf2 = [backward_warp(f2_reps[s], flows[s]) for s in (0, 1)]
+            wf2 = [backward_warp(pair.f2_reps[s], flows[s]) for s in (0, 1)]
             for s in (0, 1):
                 tau_map = taus[s].expand(-1, 1, *size2)
                 d, dl = self.fine_flow(wf2[s], wf2[1 - s], ctxs[s], flows[s], tau_map)
@@ -439,12 +475,12 @@ class VidRestoreNet(nn.Module):
                 logits[s] = logits[s] + dl
             record(flows)
 
-        size1 = e0[0].shape[-2:]
         if self.half_flow is not None:
             # last coarse-to-fine step: flows and blend logits on the 1/2 grid
+            size1 = pair.size1
             flows = [resize_flow(fl, size1) for fl in flows]
             logits = [F.interpolate(lg, size=size1, mode="bilinear", align_corners=False) for lg in logits]
-            halves = [rep(torch.cat((e[0], F.avg_pool2d(im, 2)), dim=1)) for e, im in zip(enc, (f0, f1))]
+            halves = [rep(torch.cat((e[0], F.avg_pool2d(im, 2)), dim=1)) for e, im in zip(pair.enc, pair.imgs)]
             wh = [backward_warp(halves[s], flows[s]) for s in (0, 1)]
             logit_diffs = [logits[0] - logits[1], logits[1] - logits[0]]
             for s in (0, 1):
@@ -453,23 +489,34 @@ class VidRestoreNet(nn.Module):
                 flows[s] = flows[s] + d
                 logits[s] = logits[s] + dl
             record(flows)
+        return flows, logits, ctxs, stages
 
+    def _polish(self, pair: "_Pair", flows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Sub-pixel precision the grids cannot give: fixed classical steps on the luma at 1/polish_scale."""
+        o = self.options
+        grays = [luma(f) for f in pair.imgs]
+        if o.polish_scale > 1:
+            grays = [F.avg_pool2d(g, o.polish_scale) for g in grays]
+        at_p = [resize_flow(fl, grays[0].shape[-2:]) for fl in flows]
+        with torch.no_grad():  # training sees the steps as a given correction: no graph through them
+            polished = polish_flows(pair.rep(grays[0]), pair.rep(grays[1]), at_p[0].detach(), at_p[1].detach(),
+                                    pair.taus[0], o.flow_polish, o.polish_kernel, o.polish_damping,
+                                    o.polish_step / o.polish_scale)
+        # gradients reach the network's own flows unchanged
+        return [fl + (p - fl).detach() for fl, p in zip(at_p, polished)]
+
+    def _synthesize(self, pair: "_Pair", flows: list[torch.Tensor], logits: list[torch.Tensor],
+                    ctxs: list[torch.Tensor], sharp: bool) -> torch.Tensor:
+        """Warp both frames to each t, blend, refine and gate: [B, T, 3, H, W]."""
+        o = self.options
+        f0, f1, rep = pair.f0, pair.f1, pair.rep
+        h, w = f0.shape[-2:]
         weights = torch.softmax(torch.cat(logits, dim=1).float(), dim=1).to(f0.dtype)
         weights = F.interpolate(weights, size=(h, w), mode="bilinear", align_corners=False)
-        cfg = self.config
-        if cfg.flow_polish > 0:
-            # sub-pixel precision the grids cannot give: fixed classical steps on the luma at 1/polish_scale
-            grays = [luma(f) for f in (f0, f1)]
-            if cfg.polish_scale > 1:
-                grays = [F.avg_pool2d(g, cfg.polish_scale) for g in grays]
-            at_p = [resize_flow(fl, grays[0].shape[-2:]) for fl in flows]
-            with torch.no_grad():  # training sees the steps as a given correction: no graph through them
-                polished = polish_flows(rep(grays[0]), rep(grays[1]), at_p[0].detach(), at_p[1].detach(), tau0,
-                                        cfg.flow_polish, cfg.polish_kernel, cfg.polish_damping,
-                                        cfg.polish_step / cfg.polish_scale)
-            # gradients reach the network's own flows unchanged
-            flows = [fl + (p - fl).detach() for fl, p in zip(at_p, polished)]
-        refine = cfg.refine_sharp or not sharp
+        if o.flow_polish > 0:
+            flows = self._polish(pair, flows)
+        refine = o.refine_sharp or not sharp
+        imgs = (rep(f0), rep(f1))
         sides = []
         warped_imgs = []
         blend = 0
@@ -479,29 +526,36 @@ class VidRestoreNet(nn.Module):
             warped_imgs.append(warped)
             blend = blend + weights[:, s : s + 1] * warped
             if refine:
-                wf1 = backward_warp(rep(enc[s][0]), resize_flow(flows[s], size1))
+                wf1 = backward_warp(rep(pair.enc[s][0]), resize_flow(flows[s], pair.size1))
                 wimg_half = F.avg_pool2d(warped, 2)
-                wf2_s = backward_warp(f2_reps[s], resize_flow(flows[s], size2))
+                wf2_s = backward_warp(pair.f2_reps[s], resize_flow(flows[s], pair.size2))
                 sides.append((torch.cat((wf1, wimg_half), dim=1), wf2_s, ctxs[s]))
         inter = self.refiner(blend, sides) if refine else blend
-        if self.config.static_gate > 0:
-            k = self.config.static_kernel
+        if o.static_gate > 0:
+            k = o.static_kernel
             # a fixed rule, not something to learn through: training sees it as a given per-pixel mask
-            g = still_gate(rep(box_difference(f0, f1, k)), box_difference(*warped_imgs, k), self.config.static_gate)
+            g = still_gate(rep(box_difference(f0, f1, k)), box_difference(*warped_imgs, k), o.static_gate)
             g = g.detach()
             inter = inter + g * (rep(0.5 * (f0 + f1)) - inter)
-        inter = inter.reshape(b, n_t, 3, h, w)
-        return (key, inter, stage_flows) if with_flows else (key, inter)
+        return inter.reshape(f0.shape[0], pair.n_t, 3, h, w)
 
-    def forward(self, frames: torch.Tensor, times: torch.Tensor, with_flows: bool = False):
-        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W]), and
-        with ``with_flows`` each flow stage's output as a third item (see ``restore``)."""
-        if frames.shape[1] != 4:
-            raise ValueError(f"expected a window of 4 frames, got {frames.shape[1]}")
-        feats = window_features(self.encode, frames)
-        out = self.restore([frames[:, i] for i in range(4)], feats, times, with_key=True, with_flows=with_flows)
-        assert out[0] is not None
-        return out
+
+class _Pair:
+    """The pair (F(i), F(i+1)) of a window, repeated for the T times of its light, per-t part."""
+
+    def __init__(self, f0: torch.Tensor, f1: torch.Tensor, e0: Features, e1: Features, tau0: torch.Tensor,
+                 n_t: int) -> None:
+        self.f0, self.f1, self.e0, self.e1, self.n_t = f0, f1, e0, e1, n_t
+        self.taus = (tau0, 1.0 - tau0)
+        self.imgs = (f0, f1)
+        self.enc = (e0, e1)
+        self.size1 = e0[0].shape[-2:]
+        self.size2 = e0[1].shape[-2:]
+        self.f2_reps = [self.rep(e[1]) for e in self.enc]
+
+    def rep(self, t: torch.Tensor) -> torch.Tensor:
+        """[B, ...] -> [B*T, ...], each item repeated for its T times."""
+        return t.repeat_interleave(self.n_t, dim=0)
 
 
 def window_features(encode, frames: torch.Tensor) -> list[Features]:
@@ -535,21 +589,21 @@ def still_gate(d_still: torch.Tensor, d_flow: torch.Tensor, scale: float) -> tor
     return g.to(dtype)
 
 
-def build_model(cfg: ModelConfig | str) -> VidRestoreNet:
+def build_model(cfg: ModelConfig | str, options: InferenceOptions = InferenceOptions()) -> VidRestoreNet:
     if isinstance(cfg, str):
         if cfg not in CONFIGS:
             raise ValueError(f"unknown model size {cfg!r}; choose from {', '.join(CONFIGS)}")
         cfg = CONFIGS[cfg]
-    return VidRestoreNet(cfg)
+    return VidRestoreNet(cfg, options)
 
 
-def with_config(model: VidRestoreNet, **changes) -> VidRestoreNet:
-    """The same tensors under ``model``'s config with ``changes`` to fields that add no tensors (e.g.
-    ``static_gate``, ``flow_polish``): a new model on the same device, in the same train/eval mode. The load is
-    strict, so a change that adds or drops tensors raises."""
-    other = build_model(dataclasses.replace(model.config, **changes))
+def with_options(model: VidRestoreNet, options: InferenceOptions | None = None, **changes) -> VidRestoreNet:
+    """The same tensors under other inference options (``options``, else ``model.options`` with ``changes``):
+    a new model on the same device, in the same train/eval mode, sharing no state with ``model``."""
+    opts = options if options is not None else dataclasses.replace(model.options, **changes)
+    other = VidRestoreNet(model.config, opts)
     other.load_state_dict(model.state_dict())
     param = next(model.parameters(), None)
     if param is not None:
-        other = other.to(param.device)
+        other = other.to(device=param.device, dtype=param.dtype)
     return other.train(model.training)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from vidrestore.errors import Interrupted, ProcessingError, UsageError
+from vidrestore.model.network import window_features
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, read_state, save_checkpoint
 from vidrestore.train.losses import LossConfig, psnr, restoration_loss
 from vidrestore.train.scenes import Sample, SceneConfig, default_times, render_batch, validation_set
@@ -428,9 +429,9 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
                 sample = Sample(sample.inputs, sample.key, sample.inter[:, :0], sample.times[:0])
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
                 with_flows = sample.flows is not None and loss_cfg[source].flow_weight > 0
-                key, inter, *flows = model(sample.inputs, sample.times, with_flows=with_flows)
+                key, inter, flows = _window_outputs(model, sample, with_flows)
             loss, _ = restoration_loss(key.float(), inter.float(), sample.key, sample.inter, loss_cfg[source],
-                                       flows=flows[0] if flows else None, flow_target=sample.flows)
+                                       flows=flows, flow_target=sample.flows)
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 bad_steps += 1
@@ -497,6 +498,17 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     return TrainResult(step=step, seconds=seconds, finished=finished, export_path=str(export), val=dict(last_val))
 
 
+def _window_outputs(model: torch.nn.Module, sample: Sample, with_flows: bool):
+    """(key, inter, stage flows or None) of a training batch of windows: ``restore_with_flows`` where a loss
+    term supervises the flows, else the inference ``restore``."""
+    feats = window_features(model.encode, sample.inputs)
+    frames = [sample.inputs[:, i] for i in range(4)]
+    if with_flows:
+        return model.restore_with_flows(frames, feats, sample.times)
+    key, inter = model.restore(frames, feats, sample.times)
+    return key, inter, None
+
+
 def _select_trainable(model: torch.nn.Module, parts: tuple[str, ...]) -> list[torch.nn.Parameter]:
     """Freeze every parameter outside the named top-level modules (all of them when ``parts`` is empty);
     returns the trainable ones."""
@@ -513,8 +525,9 @@ def _select_trainable(model: torch.nn.Module, parts: tuple[str, ...]) -> list[to
     return out
 
 
-# optional network stages that --init may add to older weights (they start as the identity)
-_GROWABLE = ("fine_flow", "half_flow", "coarse_levels", "static_gate", "flow_polish")
+# optional network stages that --init may add to older weights (zero-initialised outputs: they start as the
+# identity)
+_GROWABLE = ("fine_flow", "half_flow")
 
 
 def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
@@ -522,14 +535,9 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
     from vidrestore.weights import load_model
 
     source = load_model(spec, device=next(model.parameters()).device)
-    # a model may grow stages that start as the identity (zero-initialised outputs: fine_flow, half_flow)
-    # or add no parameters (coarse_levels: fixed descriptor matching that seeds the inter-frame attention;
-    # static_gate: the parameter-free still-region gate; flow_polish: the parameter-free flow polish):
-    # everything else must match, and only the new stages' tensors may be missing from the source
+    # everything but the growable stages must match, and only the new stages' tensors may be missing
     grows = [f for f in _GROWABLE if getattr(source.config, f) == 0]  # added, never resized
     grown = replace(source.config, **{f: getattr(model.config, f) for f in grows})
-    # refine_sharp only says whether inference skips the refiner for sharp inputs; training always runs it
-    grown = replace(grown, refine_sharp=model.config.refine_sharp)
     if grown != model.config:
         raise UsageError(f"--init {spec}: its model is {source.config.name!r} with a different configuration "
                          f"than --size {model.config.name!r}")
@@ -542,11 +550,14 @@ def _init_from(model: torch.nn.Module, spec: str, log: RunLog) -> None:
         n = sum(1 for k in new_stage if k.startswith(stage + "."))
         if n:
             log("init", f"{n} tensors of the new {stage} stage start fresh (identity)", init=spec)
-    if source.config.refine_sharp != model.config.refine_sharp:
-        log("init", f"{spec} has refine_sharp={source.config.refine_sharp}; the run uses its size's "
-                    f"{model.config.refine_sharp} (scripts/export_weights.py --set refine_sharp=... changes a result)",
-            init=spec)
+    if source.options != model.options:
+        log("init", f"{spec} runs with other inference options than training's ({_options_diff(source.options, model.options)}); "
+                    "the run trains with its own", init=spec)
     log("init", f"initialised from {spec}", init=spec)
+
+
+def _options_diff(a, b) -> str:
+    return ", ".join(f"{k}={getattr(a, k)}" for k in sorted(asdict(a)) if getattr(a, k) != getattr(b, k))
 
 
 def _config_record(cfg: TrainConfig) -> dict[str, Any]:

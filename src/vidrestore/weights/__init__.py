@@ -14,6 +14,7 @@ is read (never pickle). torch, safetensors and huggingface_hub are imported only
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from vidrestore.weights._files import (
     FORMAT_VERSION,
     META_CONFIG,
     META_FORMAT,
+    META_OPTIONS,
     META_VERSION,
     RESERVED_KEYS,
     copy_atomic,
@@ -48,13 +50,14 @@ from vidrestore.weights._registry import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from vidrestore.model.network import ModelConfig, VidRestoreNet
+    from vidrestore.model.network import InferenceOptions, ModelConfig, VidRestoreNet
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "FORMAT_VERSION",
     "META_CONFIG",
     "META_FORMAT",
+    "META_OPTIONS",
     "META_VERSION",
     "REGISTRY",
     "REGISTRY_PATH",
@@ -84,9 +87,7 @@ __all__ = [
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 REGISTRY_PATH = WEIGHTS_DIR / "registry.json"
-# The weights `enhance`, `eval` and `bench` use when --weights is not given. The GPU-sized
-# `vidrestore-default-v1` is registered but not trained yet (no GPU was available); until it is,
-# the CPU-trained small model is the default.
+# The weights `enhance`, `eval` and `bench` use when --weights is not given (the one bundled file).
 DEFAULT_WEIGHTS = "vidrestore-small-v11"
 
 _cache: dict[str, tuple[tuple[int, int], Registry]] = {}
@@ -208,8 +209,10 @@ def verify_located(located: Located) -> None:
     verify_file(located.path, entry.sha256, label=f"weights {entry.name!r}")
 
 
-def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "ModelConfig":
-    from vidrestore.model.network import config_from_json
+def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelConfig, InferenceOptions]":
+    """The model config and inference options a file's metadata describes. Files before 0.2.0 kept the
+    options inside the config, where a missing field meant "off" (``LEGACY_OPTIONS``)."""
+    from vidrestore.model.network import InferenceOptions, LEGACY_OPTIONS, config_from_json, options_from_dict
 
     fmt = meta.get(META_FORMAT)
     if fmt is not None and fmt != FORMAT_VERSION:
@@ -218,10 +221,23 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "ModelConfig":
     if raw is None:
         raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
     try:
-        return config_from_json(raw)
+        config, legacy = config_from_json(raw)
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {msg}") from None
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
+    raw_opts = meta.get(META_OPTIONS)
+    try:
+        if raw_opts is None:
+            return config, options_from_dict(legacy, LEGACY_OPTIONS)
+        data = json.loads(raw_opts)
+        if not isinstance(data, dict) or legacy:
+            raise ValueError("expected one JSON object of options, and none in the model config")
+        return config, options_from_dict(data, InferenceOptions())
+    except Exception as err:
+        raise WeightsError(f"invalid inference options in {path}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[str, "torch.Tensor"]) -> str | None:
@@ -246,20 +262,21 @@ def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[
     return "; ".join(parts) or None
 
 
-def model_from_file(path: str | os.PathLike[str]) -> "VidRestoreNet":
-    """Build the model described by a weights file's metadata and load its tensors (strict), on the CPU."""
+def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | None" = None) -> "VidRestoreNet":
+    """Build the model described by a weights file's metadata and load its tensors (strict), on the CPU.
+    ``options`` changes inference options from the file's (see ``InferenceOptions``)."""
     import torch
 
-    from vidrestore.model.network import build_model
+    from vidrestore.model.network import VidRestoreNet, options_from_dict
 
     path = Path(path)
     tensors, meta = read_tensors(path)
-    cfg = _config_from_metadata(meta, path)
+    cfg, opts = _config_from_metadata(meta, path)
     try:
-        model = build_model(cfg)
+        opts = options_from_dict(dict(options or {}), opts)
+        model = VidRestoreNet(cfg, opts)
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise WeightsError(f"cannot build the model described in {path}: {msg}") from None
+        raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
     problem = _describe_mismatch(model.state_dict(), tensors)
     if problem:
         raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {problem}")
@@ -281,17 +298,20 @@ def load_model(
     offline: bool | None = None,
     expected_sha256: str | None = None,
     registry: Registry | str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> "VidRestoreNet":
     """Locate, verify and load weights into a model in eval mode on ``device`` (cast to ``dtype`` if given).
 
     Registered files (bundled, cached or downloaded) are checked against the registry's sha256;
-    ``expected_sha256`` adds a check for any file, plain paths included.
+    ``expected_sha256`` adds a check for any file, plain paths included. Inference options: the file's,
+    then its registry entry's, then ``options``.
     """
     located = locate_weights(spec, offline=offline, registry=registry)
     verify_located(located)
     if expected_sha256 is not None:
         verify_file(located.path, expected_sha256)
-    model = model_from_file(located.path)
+    entry_options = dict(located.entry.options) if located.entry is not None else {}
+    model = model_from_file(located.path, {**entry_options, **dict(options or {})})
     if dtype is not None:
         model = model.to(device=device, dtype=dtype)
     else:
@@ -307,7 +327,7 @@ def save_weights(
     import hashlib
 
     from vidrestore._version import __version__
-    from vidrestore.model.network import config_to_json
+    from vidrestore.model.network import config_to_json, options_to_json
 
     extra = dict(extra_metadata or {})
     bad = sorted(k for k in extra if k in RESERVED_KEYS)
@@ -319,7 +339,8 @@ def save_weights(
     config = getattr(model, "config", None)
     if config is None:
         raise TypeError("save_weights needs a VidRestoreNet (a model with a .config)")
-    meta = {**extra, META_CONFIG: config_to_json(config), META_VERSION: __version__, META_FORMAT: FORMAT_VERSION}
+    meta = {**extra, META_CONFIG: config_to_json(config), META_OPTIONS: options_to_json(model.options),
+            META_VERSION: __version__, META_FORMAT: FORMAT_VERSION}
     # clone: tied or views of one storage must be stored as separate tensors in safetensors
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     data = tensors_to_bytes(tensors, meta)
@@ -333,10 +354,11 @@ def register_weights(
     description: str = "",
     *,
     hub: HubLocation | None = None,
-    registry_path: str | os.PathLike[str] | None = None,
+    registry_path: str | os.PathLike[str],
 ) -> WeightsEntry:
-    """Place a trained weights file beside the registry as ``NAME.safetensors`` and record it (sha256,
-    model size, parameter count, description, optional Hub location) in ``registry.json``.
+    """Place a trained weights file beside the registry at ``registry_path`` (a maintainer's source tree,
+    never an installed package) as ``NAME.safetensors`` and record it (sha256, model size, parameter
+    count, description, optional Hub location) there.
 
     The file must load into its model (strict). An existing entry of that name is replaced, keeping
     its description and Hub location unless new ones are given.
