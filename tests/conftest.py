@@ -191,3 +191,16 @@ def tiny_weights(tmp_path_factory, tiny_model) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny-random.safetensors"
     save_weights(tiny_model, path)
     return path
+
+
+def make_engine(model, device: str = "cpu", dtype=None, ensemble: int = 1, **engine_kw):
+    """An Engine over an in-memory ``model`` (set up by the one run path, ``runtime.load``)."""
+    import torch
+
+    from vidrestore import runtime
+    from vidrestore.config import RunOptions
+    from vidrestore.engine import Engine, EngineConfig
+
+    rt = runtime.load(RunOptions(ensemble=ensemble), model=model, device=torch.device(device),
+                      dtype=dtype if dtype is not None else torch.float32)
+    return Engine(rt, EngineConfig(**engine_kw))

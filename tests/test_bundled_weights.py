@@ -9,9 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import reds_rgb
+from conftest import make_engine, reds_rgb
 from vidrestore.cli import main
-from vidrestore.model.network import with_config
+from vidrestore.model.network import with_options
 from vidrestore.weights import DEFAULT_WEIGHTS, load_model, resolve_weights
 
 
@@ -68,13 +68,11 @@ def test_enhance_with_bundled_weights_from_another_directory(make_clip, tmp_path
 def test_tiled_output_matches_whole_frame_output(bundled):
     """Tiles with overlapping context leave no seams: scored against the truth, tiled and whole-frame
     interpolation of real frames are at most 0.1 dB apart."""
-    from vidrestore.engine import Engine, EngineConfig
-
     frames = [reds_rgb(i) for i in range(0, 10)]
     inputs, truth = frames[0::2], frames[1::2]
 
     def score(**tiles) -> float:
-        engine = Engine(bundled, EngineConfig(factor=2, mode="interp", device="cpu", scene_threshold=None, **tiles))
+        engine = make_engine(bundled, factor=2, mode="interp", scene_threshold=None, **tiles)
         out = list(engine.process(inputs))
         made = out[1:-1:2]  # the frames between inputs (the last one repeats the last input)
         mse = [np.mean((m.astype(np.float64) - t.astype(np.float64)) ** 2) for m, t in zip(made, truth)]
@@ -90,7 +88,7 @@ def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
     the coarse grids bleed over its edge and drag the background along (a halo); with the still-region gate
     (the bundled config) that band comes back at least twice as close to the truth as without it, and the
     moving patch itself is no worse."""
-    assert bundled.config.static_gate > 0
+    assert bundled.options.static_gate > 0
     img = reds_rgb(5)
     bg = torch.from_numpy(img[40:136, 100:228].copy()).permute(2, 0, 1).float() / 255  # 96 x 128
     patch = torch.from_numpy(img[20:52, 20:52].copy()).permute(2, 0, 1).float() / 255
@@ -105,7 +103,7 @@ def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
     band = torch.zeros(96, 128, dtype=torch.bool)
     band[24:72, 22:82] = True
     band[32:64, 30:77] = False  # background around the patch's path between the pair
-    ungated = with_config(bundled, static_gate=0.0)
+    ungated = with_options(bundled, static_gate=0.0)
     errors = {}
     for name, model in (("gated", bundled), ("ungated", ungated)):
         with torch.no_grad():
@@ -135,9 +133,9 @@ def test_flow_polish_sharpens_a_subpixel_pan(bundled):
     off the grid. The frames are area-sampled from the frame at twice the size, so each is as sharp as a
     camera's. The coarse grids get such motion only roughly; the polish (the bundled config) must bring the
     in-between frame at least 1.3x closer to the truth in mean squared error than the same weights without it."""
-    assert bundled.config.flow_polish > 0
+    assert bundled.options.flow_polish > 0
     src = _reds_tensor(5)
-    plain = with_config(bundled, flow_polish=0)
+    plain = with_options(bundled, flow_polish=0)
     for v in ((3, 1), (1, -3)):
         def frame(k: float) -> torch.Tensor:
             return _pan(src, v, k, top=20, left=60)

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import moving_pattern, real_frames
-from vidrestore.engine import Engine, EngineConfig
+from conftest import make_engine, moving_pattern, real_frames
 from vidrestore.errors import ProcessingError
 
 
 def run(model, frames, cuts=None, **kw):
     kw.setdefault("scene_threshold", None)
-    engine = Engine(model, EngineConfig(**kw))
+    engine = make_engine(model, **kw)
     return list(engine.process(iter(frames), cuts)), engine
 
 
@@ -177,14 +176,14 @@ def test_plan_memory_keeps_whole_frames_lowers_batch_then_tiles():
 def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
     """With a budget too small for whole frames, the engine tiles; the output equals an explicit tile run."""
     frames = moving_pattern(4, 160, 112)
-    engine = Engine(tiny_model, EngineConfig(factor=2, scene_threshold=None, gpu_memory_gb=1 / 1024, batch=2))
+    engine = make_engine(tiny_model, factor=2, scene_threshold=None, gpu_memory_gb=1 / 1024, batch=2)
     monkeypatch.setattr(engine, "_budget_bytes", lambda: 1.0 * 2**20)
     monkeypatch.setattr(engine, "_probe_bytes_per_pixel", lambda: 2**20 / (72 * 72))  # 72x72 px fit
     planned = list(engine.process(iter(frames)))
     assert engine.stats.planned_tile == 72 and engine.stats.planned_batch == 1
     explicit, _ = run(tiny_model, frames, factor=2, tile=72, batch=1)
     assert len(planned) == 8 and all(np.array_equal(x, y) for x, y in zip(planned, explicit))
-    cpu = Engine(tiny_model, EngineConfig(factor=2, gpu_memory_gb=1 / 1024))
+    cpu = make_engine(tiny_model, factor=2, gpu_memory_gb=1 / 1024)
     assert cpu._budget_bytes() is None  # the budget is for CUDA memory; CPUs run unplanned
 
 
@@ -192,7 +191,7 @@ def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_memory_probe_on_cuda(tiny_model):
     frames = moving_pattern(3, 320, 256)
-    engine = Engine(tiny_model.cuda(), EngineConfig(factor=4, device="cuda", scene_threshold=None, gpu_memory_gb=1 / 1024))
+    engine = make_engine(tiny_model.cuda(), device="cuda", factor=4, scene_threshold=None, gpu_memory_gb=1 / 1024)
     out = list(engine.process(iter(frames)))
     assert len(out) == 12 and engine.stats.probe_bytes_per_pixel > 0
     assert engine.stats.planned_tile is not None and engine.stats.planned_tile < 320
@@ -208,7 +207,7 @@ def _frames(n, h=16, w=32):
 def test_frames_held_do_not_grow_with_video_length(tiny_model, batch):
     held = []
     for n in (12, 120):
-        engine = Engine(tiny_model, EngineConfig(factor=2, batch=batch, scene_threshold=0.15))
+        engine = make_engine(tiny_model, factor=2, batch=batch, scene_threshold=0.15)
         assert sum(1 for _ in engine.process(_frames(n))) == 2 * n
         held.append((engine.stats.max_frames_held, engine.stats.max_features_cached))
     assert held[0] == held[1]
@@ -219,7 +218,7 @@ def test_peak_memory_is_flat_in_video_length(tiny_model):
     """10x more frames: no higher peak of Python-tracked allocations (the numpy frames)."""
     peaks = []
     for n in (6, 60):
-        engine = Engine(tiny_model, EngineConfig(factor=2, batch=2, scene_threshold=0.15))
+        engine = make_engine(tiny_model, factor=2, batch=2, scene_threshold=0.15)
         tracemalloc.start()
         try:
             count = sum(1 for _ in engine.process(_frames(n)))

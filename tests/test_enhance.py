@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import CLIPS, decode_all, moving_pattern, packet_times, real_frames
 from vidrestore.cli import main
-from vidrestore.config import EnhanceConfig
+from vidrestore.config import EnhanceConfig, RunOptions
 from vidrestore.io import probe
 from vidrestore.pipeline import run
 
@@ -22,7 +22,8 @@ CPU = torch.device("cpu")
 
 def enhance(model, src: Path, dst: Path, **kw):
     notes: list[str] = []
-    cfg = EnhanceConfig(input=src, output=dst, **kw)
+    run_kw = {k: kw.pop(k) for k in ("batch", "tile", "ensemble") if k in kw}
+    cfg = EnhanceConfig(input=src, output=dst, run=RunOptions(**run_kw), **kw)
     summary = run(cfg, notes=notes.append, model=model, device=CPU, dtype=torch.float32)
     return summary, notes
 
@@ -235,8 +236,8 @@ def test_pipeline_frames_alive_do_not_grow_with_video_length(tiny_model, make_cl
     window, writer queue) stays the same. Every frame array is tracked with a weak reference."""
     import weakref
 
-    from vidrestore.engine import Engine
     from vidrestore.io.reader import FrameReader
+    from vidrestore.tiler import Canvas
 
     class Live:
         def __init__(self):
@@ -249,7 +250,7 @@ def test_pipeline_frames_alive_do_not_grow_with_video_length(tiny_model, make_cl
             self.most = max(self.most, len(self.refs))
 
     live = Live()
-    to_decoded, to_numpy = FrameReader._to_decoded, Engine._to_numpy
+    to_decoded, to_numpy = FrameReader._to_decoded, Canvas.split
 
     def tracked_decoded(self, *a):
         d = to_decoded(self, *a)
@@ -263,7 +264,7 @@ def test_pipeline_frames_alive_do_not_grow_with_video_length(tiny_model, make_cl
         return out
 
     monkeypatch.setattr(FrameReader, "_to_decoded", tracked_decoded)
-    monkeypatch.setattr(Engine, "_to_numpy", tracked_numpy)
+    monkeypatch.setattr(Canvas, "split", tracked_numpy)
     most = {}
     for n in (16, 160):
         live.most = 0

@@ -7,9 +7,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import moving_pattern, real_frames
+from conftest import make_engine, moving_pattern, real_frames
+from vidrestore import runtime
 from vidrestore.cli import main
-from vidrestore.engine import Engine, EngineConfig
+from vidrestore.config import RunOptions
+from vidrestore.errors import UsageError
 from vidrestore.model import build_model
 from vidrestore.model.ensemble import FlipEnsemble
 
@@ -77,17 +79,23 @@ def test_time_reversal_still_gives_the_same_inbetween(model):
 def test_unknown_pass_count_is_refused(model):
     with pytest.raises(ValueError):
         FlipEnsemble(model, 3)
-    with pytest.raises(ValueError):
-        EngineConfig(ensemble=3)
+    with pytest.raises(UsageError):
+        RunOptions(ensemble=3)
+
+
+def test_the_runtime_wraps_the_ensemble_once(model):
+    rt = runtime.load(RunOptions(ensemble=4, device="cpu"), model=model)
+    assert isinstance(rt.model, FlipEnsemble) and len(rt.model.flips) == 4 and rt.network is model
+    assert runtime.load(RunOptions(device="cpu"), model=model).model is model
 
 
 @pytest.mark.parametrize("mode", ["joint", "interp"])
 def test_engine_with_an_ensemble_matches_the_wrapped_model_and_changes_new_frames(model, mode):
     frames = real_frames("01_dog.mp4", 4, 56, 40)
     kw = dict(factor=2, mode=mode, scene_threshold=None)
-    plain = list(Engine(model, EngineConfig(**kw)).process(iter(frames)))
-    ens = list(Engine(model, EngineConfig(ensemble=2, **kw)).process(iter(frames)))
-    direct = list(Engine(FlipEnsemble(model, 2), EngineConfig(**kw)).process(iter(frames)))
+    plain = list(make_engine(model, **kw).process(iter(frames)))
+    ens = list(make_engine(model, ensemble=2, **kw).process(iter(frames)))
+    direct = list(make_engine(FlipEnsemble(model, 2), **kw).process(iter(frames)))
     assert len(ens) == len(plain) == 8
     assert all(np.array_equal(a, b) for a, b in zip(ens, direct))
     assert any(not np.array_equal(a, b) for a, b in zip(ens[1::2], plain[1::2]))
@@ -111,7 +119,7 @@ def test_enhance_cli_takes_ensemble_and_refuses_other_counts(make_clip, tmp_path
 
 def test_moving_pattern_frames_round_trip_through_a_four_pass_engine(model):
     frames = moving_pattern(3, 40, 24)
-    out = list(Engine(model, EngineConfig(factor=3, ensemble=4, scene_threshold=None)).process(iter(frames)))
+    out = list(make_engine(model, ensemble=4, factor=3, scene_threshold=None).process(iter(frames)))
     assert len(out) == 9 and all(o.shape == (24, 40, 3) and o.dtype == np.uint8 for o in out)
 
 

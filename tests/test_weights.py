@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -81,7 +82,8 @@ def test_round_trip_keeps_tensors_and_metadata(tiny_file):
     assert sha == W.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     meta = W.read_metadata(path)
-    assert config_from_json(meta[W.META_CONFIG]) == model.config
+    assert config_from_json(meta[W.META_CONFIG]) == (model.config, {})
+    assert json.loads(meta[W.META_OPTIONS]) == dataclasses.asdict(model.options)
     assert meta[W.META_FORMAT] == "1"
     assert meta[W.META_VERSION]
     assert meta["train.step"] == "123" and meta["train.data"] == "synthetic"
@@ -457,7 +459,7 @@ def test_hub_unreachable_is_a_weights_error(monkeypatch, tmp_path, weights_file)
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-def test_cli_list_verify_info_register(weights_file, tmp_path, monkeypatch, no_hub_env):
+def test_cli_list_verify_info(weights_file, tmp_path, monkeypatch, no_hub_env):
     path, sha = weights_file
     folder = tmp_path / "reg"
     reg = make_registry(folder, {
@@ -497,12 +499,8 @@ def test_cli_list_verify_info_register(weights_file, tmp_path, monkeypatch, no_h
     res = runner.invoke(main, ["weights", "download", "hf://owner/repo/x.safetensors"])
     assert res.exit_code == 5 and "offline" in res.output and "Traceback" not in res.output
 
-    res = runner.invoke(main, ["weights", "register", "new-one", str(path), "-d", "registered by test",
-                               "--hub-repo", "owner/repo"])
-    assert res.exit_code == 0, res.output
-    entry = W.load_registry(reg)["new-one"]
-    assert entry.sha256 == sha and entry.hub == W.HubLocation("owner/repo", "new-one.safetensors", None)
-    assert (folder / "new-one.safetensors").is_file()
+    res = runner.invoke(main, ["weights", "register", "new-one", str(path)])
+    assert res.exit_code == 2  # gone: the installed package's registry is never rewritten
 
 
 def test_names_sort_by_their_numbers():
@@ -513,11 +511,50 @@ def test_names_sort_by_their_numbers():
                                               "vidrestore-small-v9", "vidrestore-small-v10"]
 
 
-def test_weights_list_shows_the_bundled_versions_in_order():
-    from click.testing import CliRunner
+def test_the_package_bundles_one_weights_file_and_registers_only_what_a_user_can_get():
+    reg = W.load_registry()
+    bundled = sorted(p.name for p in W.WEIGHTS_DIR.glob("*.safetensors"))
+    assert bundled == [f"{W.DEFAULT_WEIGHTS}.safetensors"]
+    for entry in reg.values():  # bundled, or an hf:// reference, always with a checksum
+        assert entry.sha256 is not None
+        assert reg.bundled_path(entry).is_file() or entry.hub is not None
 
-    from vidrestore.cli import main
 
-    res = CliRunner().invoke(main, ["weights", "list"], terminal_width=200)
-    assert res.exit_code == 0, res.output
-    assert res.output.index("vidrestore-small-v9 ") < res.output.index("vidrestore-small-v10")
+def test_legacy_switches_in_the_config_load_as_inference_options(tmp_path, no_hub_env):
+    """A file written before 0.2.0 kept the parameter-free switches in its model config, where a missing one meant
+    off: it loads, with those fields as its inference options."""
+    from safetensors.torch import save_file
+
+    from vidrestore.model.network import LEGACY_OPTIONS, config_to_json
+
+    model = build_model("tiny")
+    legacy = json.loads(config_to_json(model.config)) | {"static_gate": 0.05, "flow_polish": 2, "refine_sharp": False}
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={W.META_CONFIG: json.dumps(legacy), W.META_FORMAT: "1"})
+    loaded = W.load_model(str(path), "cpu")
+    assert loaded.config == model.config
+    assert loaded.options == dataclasses.replace(LEGACY_OPTIONS, static_gate=0.05, flow_polish=2, refine_sharp=False)
+    assert loaded.options.coarse_levels == 0  # not set in the file: off, as it meant then
+    assert W.load_model(str(path), "cpu", options={"flow_polish": 0}).options.flow_polish == 0
+
+
+def test_registry_entry_options_apply_over_the_files(weights_file, tmp_path, no_hub_env):
+    path, sha = weights_file
+    folder = tmp_path / "reg"
+    reg = make_registry(folder, {"opt": {"file": "opt.safetensors", "sha256": sha, "config": "tiny",
+                                         "options": {"refine_sharp": False, "static_gate": 0.0}}})
+    shutil.copyfile(path, folder / "opt.safetensors")
+    m = W.load_model("opt", "cpu", registry=reg)
+    assert m.options.refine_sharp is False and m.options.static_gate == 0.0
+    assert W.load_model("opt", "cpu", registry=reg, options={"static_gate": 0.1}).options.static_gate == 0.1
+    bad = make_registry(tmp_path / "bad", {"opt": {"file": "opt.safetensors", "sha256": sha, "config": "tiny",
+                                                   "options": {"bogus": 1}}})
+    shutil.copyfile(path, tmp_path / "bad" / "opt.safetensors")
+    with pytest.raises(WeightsError, match="bogus"):
+        W.load_model("opt", "cpu", registry=bad)
+
+
+def test_the_bundled_default_runs_with_its_registered_options():
+    m = W.load_model(W.DEFAULT_WEIGHTS, "cpu")
+    assert (m.options.coarse_levels, m.options.static_gate, m.options.flow_polish, m.options.refine_sharp) == (1, 0.05, 2, False)

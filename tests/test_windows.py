@@ -8,8 +8,8 @@ import torch
 
 from conftest import moving_pattern, real_frames
 from vidrestore.config import DEFAULT_SCENE_THRESHOLD
-from vidrestore.windows import (SceneDetector, crop_to, pad_to_multiple, plan_window, scene_score, scene_thumbnail,
-                                tile_grid)
+from vidrestore.tiler import Canvas, crop_to, pad_to_multiple, tile_grid
+from vidrestore.windows import SceneDetector, plan_window, scene_score, scene_thumbnail
 
 
 def cuts_at(*idx: int):
@@ -91,3 +91,18 @@ def test_thumbnail_accepts_16_bit():
     f8 = moving_pattern(1, 64, 48)[0]
     f16 = f8.astype(np.uint16) * 257
     assert np.allclose(scene_thumbnail(f8), scene_thumbnail(f16), atol=1e-5)
+
+
+def test_canvas_pastes_tile_cores_into_host_frames():
+    """Cores pasted tile by tile give the whole quantized frame, cropped from the padding, on the host."""
+    h, w = 37, 50
+    x = torch.rand(2, 3, 40, 56)
+    tiles = tile_grid(40, 56, 24, 8, 8)
+    assert len(tiles) > 1
+    canvas = Canvas(2, h, w, np.uint8)
+    for t in tiles:
+        canvas.paste(0, x[..., t.y0:t.y0 + t.h, t.x0:t.x0 + t.w], t)
+    want = (x[..., :h, :w].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    got = np.stack(canvas.split())
+    assert got.shape == (2, h, w, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
