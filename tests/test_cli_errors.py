@@ -177,7 +177,7 @@ def test_unknown_or_unfit_container(cli, clip, tmp_path, name, pattern):
 
 def test_disk_full_is_an_output_error(cli, clip, tmp_path, monkeypatch):
     """The temp file is a link to /dev/full, so every real write fails with ENOSPC."""
-    import vidrestore.io.writer as writer
+    import vidrestore.io.files as files
 
     link = tmp_path / ".out.full.partial.mp4"
 
@@ -185,7 +185,7 @@ def test_disk_full_is_an_output_error(cli, clip, tmp_path, monkeypatch):
         link.symlink_to("/dev/full")
         return link
 
-    monkeypatch.setattr(writer, "create_temp", full_temp)
+    monkeypatch.setattr(files, "create_temp", full_temp)
     res = cli(clip, "-o", tmp_path / "out.mp4")
     assert_one_line_error(res, 4, "disk full")
     assert listing(tmp_path) == ["in.mp4"]  # the link was removed, no output

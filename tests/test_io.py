@@ -12,7 +12,7 @@ from conftest import moving_pattern
 from vidrestore.errors import InputError, OutputError, UsageError
 from vidrestore.io import probe
 from vidrestore.io.reader import FrameReader
-from vidrestore.io.writer import check_codec, check_target, choose_pix_fmt, container_format_for
+from vidrestore.io.formats import check_codec, check_target, choose_pix_fmt, container_format_for
 
 
 def test_probe_reports_exact_rate_count_duration_and_streams(make_clip):
@@ -94,7 +94,7 @@ def test_reader_close_stops_the_thread_early(make_clip):
     it = iter(reader)
     next(it)
     reader.close()
-    assert reader._thread is None
+    assert not reader._worker.alive
 
 
 @pytest.mark.parametrize("src,codec,size,expected", [

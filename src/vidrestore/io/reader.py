@@ -9,22 +9,18 @@ that ends well before its declared duration (a truncated Matroska file, for exam
 
 from __future__ import annotations
 
-import queue
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Iterator
 
+import av
 import numpy as np
 
 from vidrestore.errors import InputError
 from vidrestore.io.probe import VideoInfo, open_input
+from vidrestore.io.worker import END, Worker
 
-if TYPE_CHECKING:  # pragma: no cover
-    import av
-
-_END = object()
 # a file whose packets stop this much before its declared duration is reported as truncated
 _TRUNCATION_SLACK_S = 0.5
 _TRUNCATION_SLACK_FRACTION = 0.02
@@ -54,9 +50,7 @@ class FrameReader:
     def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8) -> None:
         self.info = info
         self.keep_raw = keep_raw
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._decode_all, "reader", queue_size, on_error=self._decode_error)
         self.frames_read = 0
         self.rgb_format = rgb_format_for(info.pix_fmt, info.bit_depth)
         tb = info.time_base
@@ -71,52 +65,24 @@ class FrameReader:
         self.close()
 
     def __iter__(self) -> Iterator[DecodedFrame]:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="vidrestore-reader", daemon=True)
-            self._thread.start()
+        if not self._worker.started:
+            self._worker.start()
         while True:
-            item = self._queue.get()
-            if item is _END:
+            item = self._worker.get()  # raises the decoding error after the frames before it
+            if item is END or item is None:
                 return
-            if isinstance(item, BaseException):
-                raise item
             self.frames_read += 1
             yield item
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
-                try:  # unblock a producer waiting on a full queue
-                    while True:
-                        self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-                self._thread.join(timeout=0.05)
-            self._thread = None
+        """Stop decoding and wait for the thread to end (emptying the queue it may wait on)."""
+        self._worker.stop()
 
-    # -- producer side ---------------------------------------------------------------------------
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            self._decode_all()
-        except BaseException as err:  # forwarded to the consumer thread
-            self._put(err if isinstance(err, InputError) else
-                      InputError(f"cannot decode {self.info.path}: {_one_line(err)}"))
-            return
-        self._put(_END)
+    # -- producer side (the reader thread) -------------------------------------------------------
+    def _decode_error(self, err: BaseException) -> InputError:
+        return err if isinstance(err, InputError) else InputError(f"cannot decode {self.info.path}: {_one_line(err)}")
 
     def _decode_all(self) -> None:
-        import av
-
         info = self.info
         path = Path(info.path)
         container = open_input(path)
@@ -143,7 +109,7 @@ class FrameReader:
                 if pending is not None:
                     nxt = frame.pts if frame is not None else None
                     dur = (nxt - pending.pts) if nxt is not None else (pending.duration or self._nominal_step)
-                    if not self._put(self._to_decoded(count, pending, max(1, int(dur)))):
+                    if not self._worker.put(self._to_decoded(count, pending, max(1, int(dur)))):
                         return False
                     count += 1
                 pending = frame
@@ -151,7 +117,7 @@ class FrameReader:
 
             try:
                 for packet in container.demux():
-                    if self._stop.is_set():
+                    if self._worker.stopping:
                         return
                     if packet.pts is not None and packet.time_base is not None:
                         end = float((packet.pts + (packet.duration or 0)) * packet.time_base)

@@ -1,0 +1,75 @@
+"""The Python API: ``load_model``, ``enhance`` (a file) and ``enhance_frames`` (an iterable of frames).
+
+    import vidrestore
+
+    model = vidrestore.load_model()                       # the bundled default, on the best device
+    vidrestore.enhance("in.mp4", "out.mp4", fps_x=8, model=model)
+    for frame in vidrestore.enhance_frames(frames, fps_x=2, mode="interp"):
+        ...                                               # HxWx3 uint8 RGB arrays, K per input frame
+
+Each goes through the same run path as the ``vidrestore`` command (:mod:`vidrestore.runtime`, the engine,
+the pipeline). Run options (``weights``, ``device``, ``precision``, ``batch``, ``ensemble``, ``tile``,
+``tile_overlap``, ``gpu_memory_gb``) are keyword arguments, as in :class:`vidrestore.config.RunOptions`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from vidrestore import pipeline, runtime
+from vidrestore.config import (DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceConfig, RunOptions,
+                               check_factor_mode)
+from vidrestore.engine import Engine, EngineConfig
+from vidrestore.model.network import VidRestoreNet
+
+
+def load_model(name: str | None = None, device: str | torch.device = "auto",
+               options: Mapping[str, Any] | None = None) -> VidRestoreNet:
+    """The network of weights ``name`` (a registered name, a .safetensors path or an hf:// reference; None:
+    the bundled default), sha256-checked, in eval mode on ``device``, with float32 parameters. ``options``
+    overrides inference options (see :class:`vidrestore.model.network.InferenceOptions`)."""
+    dev = device if isinstance(device, torch.device) else runtime.resolve_device(device)
+    rt = runtime.load(RunOptions(weights=name), device=dev, inference=options)
+    return rt.model.eval()
+
+
+def _runtime(model: torch.nn.Module | None, run: RunOptions) -> runtime.Runtime:
+    if model is None:
+        return runtime.load(run)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None and run.device == "auto" else None
+    return runtime.load(run, model=model, device=device)
+
+
+def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int = DEFAULT_FACTOR,
+            mode: str = "joint", *, model: torch.nn.Module | None = None, codec: str = DEFAULT_CODEC,
+            crf: int | None = None, preset: str | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
+            overwrite: bool = False, progress: Callable[[pipeline.Progress], None] | None = None,
+            notes: Callable[[str], None] | None = None, **run_options: Any) -> pipeline.RunSummary:
+    """Enhance the video file ``src`` into ``dst`` (``vidrestore enhance``): N input frames become N*fps_x,
+    audio and subtitles are kept, and nothing is written unless the whole job succeeds. ``model``: a network
+    from :func:`load_model`, reused across calls (else ``weights=`` or the default is loaded). Returns the
+    run's summary (frames, rates, seconds, notes). Raises :class:`vidrestore.errors.VidrestoreError`."""
+    run = RunOptions(**run_options)
+    config = EnhanceConfig(input=Path(src), output=Path(dst), factor=fps_x, mode=mode, run=run, codec=codec, crf=crf,
+                           preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
+                           scene_detect=scene_threshold is not None, overwrite=overwrite)
+    return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
+
+
+def enhance_frames(frames: Iterable[np.ndarray], fps_x: int = DEFAULT_FACTOR, mode: str = "joint", *,
+                   model: torch.nn.Module | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
+                   **run_options: Any) -> Iterator[np.ndarray]:
+    """Enhance a stream of HxWx3 uint8 (or uint16) RGB frames: yields fps_x frames per input frame, in order,
+    each the input's size and type (in ``interp`` mode the input frames themselves). Frames are pulled
+    lazily, so a long stream holds only a few frames at a time."""
+    run = RunOptions(**run_options)
+    check_factor_mode(fps_x, mode)
+    cfg = EngineConfig(factor=fps_x, mode=mode, batch=run.batch, tile=run.tile, tile_overlap=run.tile_overlap,
+                       scene_threshold=scene_threshold, gpu_memory_gb=run.gpu_memory_gb)
+    yield from Engine(_runtime(model, run), cfg).process(frames)

@@ -1,0 +1,214 @@
+"""The source's other streams in the output: audio, subtitle and data streams copied packet by
+packet (timestamps rescaled by the muxer) where the container accepts them, audio re-encoded
+(AAC, or Opus for WebM) only where it must, anything else dropped with a note; language/title
+tags and dispositions carried over. The writer's thread calls :meth:`SideStreams.follow` after
+each video frame, so the copied packets stay interleaved with the video.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+
+from vidrestore.errors import InputError
+from vidrestore.io.probe import open_input
+
+_COPY_META_KEYS = ("language", "title", "handler_name")
+_AUDIO_FALLBACKS = ("aac", "libopus", "opus", "flac", "mp3", "libmp3lame")
+_LEAD_S = 0.5  # copied packets are fed this far ahead of the last video frame
+
+
+@dataclass
+class _SideStream:
+    src: Any
+    out: Any
+    reencode: bool
+
+
+class SideStreams:
+    """``add_to(out)`` before the output's header is written, then ``follow(t)`` as the video
+    reaches ``t`` seconds, ``finish()`` after the last frame, ``close()`` on every path."""
+
+    def __init__(self, source: Path | None, video_index: int, format_name: str,
+                 note: Callable[[str], None]) -> None:
+        self._source = source
+        self._video_index = video_index
+        self._format_name = format_name
+        self._note = note
+        self._out: Any = None
+        self._src: Any = None
+        self._side: dict[int, _SideStream] = {}
+        self._iter: Any = None
+        self._held_packet: Any = None
+
+    def add_to(self, out: Any) -> None:
+        """Add an output stream to ``out`` for each source stream it can take."""
+        self._out = out
+        if self._source is None:
+            return
+        try:
+            self._src = open_input(self._source)
+        except InputError:
+            return
+        for s in self._src.streams:
+            if s.index == self._video_index:
+                continue
+            kind = s.type
+            label = f"{kind} stream #{s.index}" + (f" ({s.codec_context.name})" if s.codec_context is not None else "")
+            if kind == "video":
+                self._note(f"dropped extra {label}: only the main video stream is processed")
+                continue
+            if kind not in ("audio", "subtitle", "data", "attachment"):
+                self._note(f"dropped {label}: unknown stream type")
+                continue
+            if self._accepts_copy(s):
+                copy = out.add_stream_from_template(s)
+                _copy_stream_tags(s, copy)
+                self._side[s.index] = _SideStream(s, copy, reencode=False)
+                continue
+            if kind == "audio":
+                encoded = self._audio_encoder_for(s)
+                if encoded is not None:
+                    _copy_stream_tags(s, encoded)
+                    self._side[s.index] = _SideStream(s, encoded, reencode=True)
+                    self._note(f"re-encoded {label} to {encoded.codec_context.name}: "
+                               f"the {self._format_name} container cannot hold it as is")
+                    continue
+            self._note(f"dropped {label}: the {self._format_name} container cannot hold it")
+        if self._side:
+            self._iter = iter(self._src.demux(*[self._src.streams[i] for i in self._side]))
+        else:
+            self._src.close()
+            self._src = None
+
+    def follow(self, video_s: float) -> None:
+        """Mux the packets up to a little past ``video_s`` seconds, where the video has got to."""
+        self._mux_until(video_s + _LEAD_S)
+
+    def finish(self) -> None:
+        """Mux every packet left and flush the audio encoders."""
+        self._mux_until(None)
+
+    def close(self) -> None:
+        """Close the source (the output is the writer's). Safe to call more than once."""
+        src, self._src = self._src, None
+        if src is not None:
+            src.close()
+
+    def _accepts_copy(self, s: Any) -> bool:
+        """Can the output container take stream ``s`` copied as is? Tried on a scratch muxer in
+        memory: header, then (for data streams, which muxers often reject only then) the stream's
+        first packet, then the trailer."""
+        scratch = av.open(io.BytesIO(), mode="w", format=self._format_name)
+        try:
+            out = scratch.add_stream_from_template(s)
+            scratch.start_encoding()
+            if s.type == "data":
+                packet = self._first_packet(s.index)
+                if packet is not None:
+                    packet.stream = out
+                    scratch.mux(packet)
+            scratch.close()
+            return True
+        except (ValueError, av.error.FFmpegError, NotImplementedError, TypeError):
+            return False
+        finally:
+            try:
+                scratch.close()
+            except Exception:
+                pass
+
+    def _first_packet(self, index: int, limit: int = 2000) -> Any:
+        """The first non-empty packet of stream ``index`` among the source's first ``limit``."""
+        assert self._source is not None
+        try:
+            with av.open(str(self._source)) as c:
+                for n, packet in enumerate(c.demux()):
+                    if n >= limit:
+                        return None
+                    if packet.stream.index == index and packet.size:
+                        return packet
+        except av.error.FFmpegError:
+            return None
+        return None
+
+    def _audio_encoder_for(self, s: Any) -> Any:
+        cc = s.codec_context
+        for name in _AUDIO_FALLBACKS:
+            try:
+                codec = av.codec.Codec(name, "w")
+            except Exception:
+                continue
+            rates = list(codec.audio_rates or [])
+            rate = cc.sample_rate if not rates or cc.sample_rate in rates else (48000 if 48000 in rates else rates[-1])
+            try:
+                out = self._out.add_stream(name, rate=rate)
+            except ValueError:
+                continue
+            try:
+                out.layout = cc.layout.name if cc.layout.nb_channels <= 2 or name == "aac" else "stereo"
+            except Exception:
+                out.layout = "stereo"
+            if name == "aac":
+                out.codec_context.bit_rate = 192000
+            return out
+        return None
+
+    def _mux_until(self, until_s: float | None) -> None:
+        """Mux copied/re-encoded packets up to ``until_s`` seconds (all of them when None)."""
+        if self._iter is None:
+            return
+        while True:
+            packet = self._held_packet
+            self._held_packet = None
+            if packet is None:
+                try:
+                    packet = next(self._iter)
+                except StopIteration:
+                    self._iter = None
+                    break
+                except av.error.FFmpegError:
+                    self._iter = None  # damaged tail of a side stream: keep what we have
+                    break
+            side = self._side.get(packet.stream.index)
+            if side is None:
+                continue
+            if packet.dts is None and packet.pts is None and packet.size == 0:
+                if side.reencode:
+                    self._encode_audio(side, None)
+                continue
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if until_s is not None and ts is not None and packet.time_base is not None \
+                    and float(ts * packet.time_base) > until_s:
+                self._held_packet = packet
+                return
+            if side.reencode:
+                self._encode_audio(side, packet)
+            else:
+                packet.stream = side.out
+                self._out.mux(packet)
+        for side in self._side.values():
+            if side.reencode:
+                for p in side.out.encode(None):
+                    self._out.mux(p)
+
+    def _encode_audio(self, side: _SideStream, packet: Any) -> None:
+        frames = side.src.codec_context.decode(packet) if packet is not None else side.src.codec_context.decode(None)
+        for frame in frames:
+            for p in side.out.encode(frame):
+                self._out.mux(p)
+
+
+def _copy_stream_tags(src: Any, out: Any) -> None:
+    for k in _COPY_META_KEYS:
+        v = src.metadata.get(k)
+        if v:
+            out.metadata[k] = v
+    try:
+        out.disposition = src.disposition
+    except Exception:
+        pass

@@ -1,0 +1,49 @@
+"""The Python API: ``vidrestore.load_model``, ``vidrestore.enhance`` and ``vidrestore.enhance_frames``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vidrestore
+from conftest import moving_pattern
+from vidrestore.errors import UsageError
+from vidrestore.io.probe import probe
+
+
+def test_import_is_light_and_the_api_loads_on_first_use():
+    code = ("import sys, vidrestore; heavy = [m for m in ('torch', 'av', 'cv2') if m in sys.modules]; "
+            "assert not heavy, heavy; vidrestore.load_model; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError):
+        vidrestore.no_such_thing
+
+
+def test_load_model_gives_the_default_in_eval_mode_with_its_options():
+    model = vidrestore.load_model(device="cpu")
+    assert not model.training and model.config.name == "small"
+    assert model.options.refine_sharp is False
+    assert vidrestore.load_model(device="cpu", options={"flow_polish": 0}).options.flow_polish == 0
+
+
+def test_enhance_a_file(tiny_model, make_clip, tmp_path):
+    src = make_clip(n=5, size=(48, 32))
+    dst = tmp_path / "out.mp4"
+    summary = vidrestore.enhance(src, dst, fps_x=3, model=tiny_model, device="cpu")
+    assert summary.frames_in == 5 and summary.frames_out == 15
+    info = probe(dst)
+    assert info.frame_count == 15 and info.rate == probe(src).rate * 3
+    with pytest.raises(UsageError):
+        vidrestore.enhance(src, dst, fps_x=2, model=tiny_model)  # exists: no overwrite without asking
+
+
+def test_enhance_frames_streams_k_frames_per_input(tiny_model):
+    frames = moving_pattern(4, 40, 24)
+    out = list(vidrestore.enhance_frames(iter(frames), fps_x=2, mode="interp", model=tiny_model, device="cpu"))
+    assert len(out) == 8 and all(o.shape == (24, 40, 3) and o.dtype == np.uint8 for o in out)
+    assert all(out[2 * j] is frames[j] for j in range(4))  # interp keeps the input frames
+    with pytest.raises(UsageError):
+        list(vidrestore.enhance_frames(frames, fps_x=99, model=tiny_model))
