@@ -513,6 +513,7 @@ def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
     """Encode N*K frames alone with the pipeline's writer and its output settings (codec, pixel
     format, rate, time base) for this clip; the frames continue the clip's pan at the output rate."""
     from vidrestore import pipeline
+    from vidrestore.io import files
     from vidrestore.io import writer as w
 
     p = pipeline.plan(_enhance_config(clip, output, cfg))
@@ -522,7 +523,7 @@ def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
         raise UsageError(f"{clip}: output rate {p.rate_out} does not fit the time base {p.time_base_out}")
     count = cfg.frames * k
     at = texture_pan(cfg.width, cfg.height, 3.0 * cfg.frames, cfg.seed)
-    spec = w.WriterSpec(target=output, temp=w.create_temp(output), format_name=p.format_name, codec=cfg.codec,
+    spec = w.WriterSpec(target=output, temp=files.create_temp(output), format_name=p.format_name, codec=cfg.codec,
                         pix_fmt=p.pix_fmt, width=cfg.width, height=cfg.height, rate=p.rate_out,
                         time_base=p.time_base_out)
     writer = w.VideoWriter(spec)
