@@ -10,7 +10,7 @@ import pytest
 
 import vidrestore
 from conftest import moving_pattern
-from vidrestore.errors import UsageError
+from vidrestore.errors import OutputError, UsageError
 from vidrestore.io.probe import probe
 
 
@@ -36,7 +36,7 @@ def test_enhance_a_file(tiny_model, make_clip, tmp_path):
     assert summary.frames_in == 5 and summary.frames_out == 15
     info = probe(dst)
     assert info.frame_count == 15 and info.rate == probe(src).rate * 3
-    with pytest.raises(UsageError):
+    with pytest.raises(OutputError, match="output exists"):
         vidrestore.enhance(src, dst, fps_x=2, model=tiny_model)  # exists: no overwrite without asking
 
 
