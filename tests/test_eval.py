@@ -325,18 +325,21 @@ def test_joint_protocol_feeds_blurred_inputs_to_every_method(tmp_path):
 def test_model_is_scored_through_the_engine(tiny_weights, tmp_path):
     import torch
 
+    from vidrestore import runtime
+    from vidrestore.config import RunOptions
     from vidrestore.engine import Engine, EngineConfig
     from vidrestore.evaluate.runner import EvalConfig, ModelMethod, prepare_source, score_method
     from vidrestore.evaluate.sources import SourceClip
     from vidrestore.weights import load_model
 
     frames = _pan(11)
-    cfg = EvalConfig(protocol="joint", stride=4, exposure=3, methods=("model",), weights=str(tiny_weights),
-                     device="cpu")
+    cfg = EvalConfig(protocol="joint", stride=4, exposure=3, methods=("model",),
+                     run=RunOptions(weights=str(tiny_weights), device="cpu"))
     clip, _ = prepare_source(SourceClip("c", tuple(frames)), cfg)
     scores, _, kept = score_method(ModelMethod(cfg).run, clip, keep=range(clip.num_outputs))
-    model = load_model(str(tiny_weights), torch.device("cpu"))
-    engine = Engine(model, EngineConfig(factor=4, mode="joint", device="cpu", dtype=torch.float32))
+    cpu = torch.device("cpu")
+    rt = runtime.Runtime(load_model(str(tiny_weights), cpu), cpu, torch.float32, str(tiny_weights))
+    engine = Engine(rt, EngineConfig(factor=4, mode="joint"))
     direct = list(engine.process(list(clip.inputs), cuts=[False] * len(clip.inputs)))
     assert len(direct) == len(kept) == clip.num_outputs
     assert all(np.array_equal(direct[i], kept[i]) for i in range(len(direct)))
@@ -362,6 +365,11 @@ def test_cli_synthetic_json_and_saved_frames(tiny_weights, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["settings"]["protocol"] == "joint" and data["settings"]["exposure"] == 3
+    # the run options sit among the settings, as before they were shared: what was loaded, where, how
+    s = data["settings"]
+    assert (s["weights"], s["device"], s["dtype"], s["batch"], s["ensemble"], s["tile"]) == (
+        str(tiny_weights), "cpu", "float32", 1, 1, None)
+    assert "run" not in s and len(s["weights_sha256"]) == 64
     assert list(data["methods"]) == ["model", "repeat", "blend", "dis-flow", "minterpolate"]
     assert [c["name"] for c in data["clips"]] == ["synthetic-000", "synthetic-001"]
     for name, m in data["methods"].items():

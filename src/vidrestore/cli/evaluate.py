@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from vidrestore.config import ENSEMBLE_HELP
+from vidrestore.cli.options import run_options, run_options_from
 from vidrestore.errors import UsageError
 
 _PROTOCOLS = ("joint", "interp", "deblur")
@@ -114,14 +114,9 @@ def render_table(report: dict, per_clip: bool):
               help="Source frames averaged into each blurry input (odd, <= stride) [default: largest odd < stride].")
 @click.option("--methods", default=None,
               help="Comma-separated: model, repeat, blend, dis-flow, minterpolate, or 'all' [default: all].")
-@click.option("--weights", default=None, help="Weights: registered name, .safetensors path or hf:// spec.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
+@run_options
 @click.option("--model-mode", type=click.Choice(_MODES), default=None,
               help="Run the model in this mode instead of the protocol's.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
-@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
-@click.option("--tile", type=int, default=None, help="Tile side in pixels (default: whole frames).")
 @click.option("--max-frames", type=int, default=None, help="Use at most this many source frames per clip.")
 @click.option("--resize", default=None, metavar="WxH", help="Resize source frames (synthetic: render size, default 128x128).")
 @click.option("--count", "count", type=int, default=16, show_default=True, help="Synthetic samples.")
@@ -131,8 +126,8 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--crop", type=int, default=256, show_default=True, help="Crop size of --save-frames.")
 @click.option("--per-clip", is_flag=True, help="Also print a per-clip table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
-def eval_cmd(source, synthetic, protocol, stride, exposure, methods, weights, device, precision, model_mode,
-             batch, ensemble, tile, max_frames, resize, count, seed, save_frames, crop, per_clip, as_json) -> None:
+def eval_cmd(source, synthetic, protocol, stride, exposure, methods, model_mode, max_frames, resize, count, seed,
+             save_frames, crop, per_clip, as_json, **run_kwargs) -> None:
     """Score the model and classical baselines against sharp ground truth.
 
     SOURCE is sharp footage: a video file, a folder of frames, or a folder of videos / frame folders.
@@ -155,9 +150,8 @@ def eval_cmd(source, synthetic, protocol, stride, exposure, methods, weights, de
         exposure = 1 if protocol == "interp" else default_exposure(stride)
     cfg = EvalConfig(
         protocol=protocol, stride=stride, exposure=exposure, methods=parse_methods(methods, protocol),
-        weights=weights, device=device, precision=precision, model_mode=model_mode, batch=batch, ensemble=ensemble, tile=tile,
-        max_frames=max_frames, resize=parse_size(resize), synthetic_count=count, seed=seed,
-        save_frames=save_frames, crop=crop,
+        run=run_options_from(run_kwargs), model_mode=model_mode, max_frames=max_frames, resize=parse_size(resize),
+        synthetic_count=count, seed=seed, save_frames=save_frames, crop=crop,
     )
     err = Console(stderr=True, highlight=False)
     clips = synthetic_clips(cfg) if synthetic else (c for c, _ in iter_source_clips(source, cfg))

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
 
-from vidrestore.config import check_ensemble
+from vidrestore import runtime
+from vidrestore.config import RunOptions
+from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import ProcessingError, UsageError
+from vidrestore.evaluate import flat_settings
 from vidrestore.evaluate import metrics as M
 from vidrestore.evaluate.baselines import BASELINES, run_baseline
 from vidrestore.evaluate.protocols import (
@@ -30,9 +34,7 @@ from vidrestore.evaluate.protocols import (
     window_targets,
 )
 from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_clip
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from vidrestore.weights import resolve_weights, sha256_file
 
 METHODS = ("model", *BASELINES)
 DEFAULT_SYNTHETIC_SIZE = (128, 128)
@@ -48,13 +50,8 @@ class EvalConfig:
     stride: int = 8
     exposure: int = 7
     methods: tuple[str, ...] = METHODS
-    weights: str | None = None  # None: vidrestore.weights.DEFAULT_WEIGHTS
-    device: str = "auto"
-    precision: str = "auto"
+    run: RunOptions = RunOptions()  # how the model runs (weights, device, precision, batch, ensemble, tiles)
     model_mode: str | None = None  # None: the protocol's mode
-    batch: int = 1
-    ensemble: int = 1  # passes over mirrored windows, averaged (1, 2 or 4)
-    tile: int | None = None
     max_frames: int | None = None
     resize: tuple[int, int] | None = None  # (W, H)
     synthetic_count: int = 16
@@ -75,9 +72,6 @@ class EvalConfig:
             raise UsageError(f"--model-mode {self.model_mode!r}: expected one of {', '.join(MODES)}")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"--max-frames {self.max_frames}: must be at least 1")
-        if self.batch < 1:
-            raise UsageError(f"--batch {self.batch}: must be at least 1")
-        check_ensemble(self.ensemble)
         if self.synthetic_count < 1:
             raise UsageError(f"--count {self.synthetic_count}: must be at least 1")
         if self.crop < 16:
@@ -120,7 +114,7 @@ def prepare_source(clip: SourceClip, cfg: EvalConfig) -> tuple[PreparedClip, Pla
     return prepared, plan
 
 
-def tensor_to_u8(x: "torch.Tensor") -> np.ndarray:
+def tensor_to_u8(x: torch.Tensor) -> np.ndarray:
     """[3,H,W] float in [0,1] -> HxWx3 uint8 (rounded; the form the baselines and metrics take)."""
     return np.ascontiguousarray((x.clamp(0, 1) * 255).round().to("cpu").byte().permute(1, 2, 0).numpy())
 
@@ -157,39 +151,29 @@ def synthetic_clips(cfg: EvalConfig) -> Iterator[PreparedClip]:
 
 
 class ModelMethod:
-    """The network, run through the same Engine as ``enhance``. Built on first use."""
+    """The network, set up by :func:`vidrestore.runtime.load` and run through the same Engine as ``enhance``.
+    Loaded on first use."""
 
     def __init__(self, cfg: EvalConfig) -> None:
         self.cfg = cfg
-        self._engines: dict[tuple[int, str], object] = {}
-        self._model = None
-        self.device: "torch.device | None" = None
-        self.dtype: "torch.dtype | None" = None
-        self.weights_name: str | None = None
+        self._engines: dict[tuple[int, str], Engine] = {}
+        self.runtime: runtime.Runtime | None = None
         self.weights_sha256: str | None = None
 
-    def load(self) -> None:
+    def load(self) -> runtime.Runtime:
         """Resolve the device and precision and load the weights (once)."""
-        if self._model is not None:
-            return
-        from vidrestore.device import resolve_device, resolve_dtype
-        from vidrestore.weights import DEFAULT_WEIGHTS, load_model, resolve_weights, sha256_file
+        if self.runtime is None:
+            self.runtime = runtime.load(self.cfg.run)
+            self.weights_sha256 = sha256_file(resolve_weights(self.runtime.label))
+        return self.runtime
 
-        self.device = resolve_device(self.cfg.device)
-        self.dtype = resolve_dtype(self.cfg.precision, self.device)
-        self.weights_name = self.cfg.weights or DEFAULT_WEIGHTS
-        self._model = load_model(self.weights_name, self.device)
-        self.weights_sha256 = sha256_file(resolve_weights(self.weights_name))
-
-    def engine(self, factor: int, mode: str):
-        from vidrestore.engine import Engine, EngineConfig
-
-        self.load()
+    def engine(self, factor: int, mode: str) -> Engine:
+        rt = self.load()
         key = (factor, mode)
         if key not in self._engines:
-            ecfg = EngineConfig(factor=factor, mode=mode, device=self.device, dtype=self.dtype,
-                                batch=self.cfg.batch, tile=self.cfg.tile, ensemble=self.cfg.ensemble)
-            self._engines[key] = Engine(self._model, ecfg)
+            r = self.cfg.run
+            self._engines[key] = Engine(rt, EngineConfig(factor=factor, mode=mode, batch=r.batch, tile=r.tile,
+                                                         tile_overlap=r.tile_overlap, gpu_memory_gb=r.gpu_memory_gb))
         return self._engines[key]
 
     def run(self, inputs: Sequence[np.ndarray], factor: int) -> Iterator[np.ndarray]:
@@ -369,16 +353,16 @@ def evaluate(
         raise UsageError("nothing to evaluate")
     all_settings = dict(settings or {})
     all_settings.update(run_settings(cfg))
-    if model is not None and model.device is not None:
-        all_settings["device"] = str(model.device)
-        all_settings["dtype"] = str(model.dtype).replace("torch.", "")
-        all_settings["weights"] = model.weights_name
+    if model is not None and model.runtime is not None:
+        all_settings["device"] = str(model.runtime.device)
+        all_settings["dtype"] = model.runtime.dtype_name
+        all_settings["weights"] = model.runtime.label
         all_settings["weights_sha256"] = model.weights_sha256
     return EvalReport(all_settings, results, clip_info, saved)
 
 
 def run_settings(cfg: EvalConfig) -> dict:
-    d = asdict(cfg)
+    d = flat_settings(cfg)
     d["methods"] = list(cfg.methods)
     d["resize"] = f"{cfg.resize[0]}x{cfg.resize[1]}" if cfg.resize else None
     d["save_frames"] = str(cfg.save_frames) if cfg.save_frames is not None else None
