@@ -1,4 +1,4 @@
-"""``vidrestore bench``: model and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
+"""``vidrestore bench``: engine and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
 
 torch and PyAV are imported only inside the command.
 """
@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from vidrestore.config import ENSEMBLE_HELP
+from vidrestore.cli.options import run_options, run_options_from
+from vidrestore.config import MODES
 from vidrestore.errors import UsageError
 
 
@@ -29,11 +30,9 @@ def render(report: dict):
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("part", "fps out", "ms/frame in", "s", "GPU MB", "RSS MB"):
         t.add_column(col, justify="left" if col == "part" else "right", no_wrap=True)
-    f, e = m["forward"], m["engine"]
-    t.add_row("network", _num(f["output_fps"]), _num(f["ms_per_input_frame"]), _num(f["seconds"], ".2f"),
+    e = m["engine"]
+    t.add_row("engine", _num(e["output_fps"]), _num(e["ms_per_input_frame"]), _num(e["seconds"], ".2f"),
               _num(m["cuda_peak_allocated_mb"], ".0f"), _num(m["peak_rss_mb"], ".0f"))
-    t.add_row("engine", _num(e["output_fps"]), _num(e["ms_per_input_frame"]),
-              _num(e["seconds"], ".2f"), "", "")
     p = report.get("pipeline")
     if p:
         t.add_row("enhance", _num(p["output_fps"]), _num(p["ms_per_input_frame"]),
@@ -45,7 +44,7 @@ def render(report: dict):
     if mi:
         t.add_row("minterpolate", _num(mi["output_fps"]), _num(1e3 * mi["seconds"] / s["frames"]),
                   _num(mi["seconds"], ".2f"), "", "")
-    t.caption = (f"network: the model alone; engine: uint8 frames in and out; enhance: decode + model + encode; "
+    t.caption = (f"engine: the model as enhance runs it, uint8 frames in and out; enhance: decode + model + encode; "
                  f"minterpolate: ffmpeg mci, decode + filter + encode. "
                  f"{m['gmacs_per_output_frame']:.3g} GMACs per output frame "
                  f"({m['encode_gmacs_per_frame']:.3g} encode + {m['restore_gmacs_per_window']:.3g} restore per input frame)")
@@ -62,24 +61,16 @@ def render(report: dict):
 @click.command("bench")
 @click.option("--resolution", default="1280x720", show_default=True, metavar="WxH", help="Frame size.")
 @click.option("--fps-x", "factor", type=int, default=2, show_default=True, help="Frame-rate multiplier K.")
-@click.option("--mode", type=click.Choice(["joint", "deblur", "interp"]), default="joint", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
-@click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP)
-@click.option("--tile", type=int, default=None, help="Tile side in pixels (default: whole frames).")
-@click.option("--gpu-memory", "gpu_memory", type=float, default=None, metavar="GB",
-              help="CUDA memory a forward pass may use (default: automatic, as in enhance); 0: no limit.")
-@click.option("--weights", default=None, help="Weights to load (default: the default weights).")
+@click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True)
+@run_options
 @click.option("--size", default=None, help="Use random weights of this model config instead (default, small, tiny).")
 @click.option("--frames", type=int, default=32, show_default=True, help="Input frames timed, and length of the clip.")
 @click.option("--warmup", type=int, default=4, show_default=True, help="Input frames run before timing.")
 @click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")
 @click.option("--no-minterpolate", is_flag=True, help="Skip ffmpeg minterpolate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def bench(resolution, factor, mode, device, precision, batch, ensemble, tile, gpu_memory, weights, size, frames, warmup,
-          no_pipeline, no_minterpolate, as_json) -> None:
-    """Measure model and end-to-end throughput and memory, next to ffmpeg minterpolate.
+def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minterpolate, as_json, **run_kwargs) -> None:
+    """Measure engine and end-to-end throughput and memory, next to ffmpeg minterpolate.
 
     \b
     Examples:
@@ -88,15 +79,14 @@ def bench(resolution, factor, mode, device, precision, batch, ensemble, tile, gp
     """
     from rich.console import Console
 
-    from vidrestore.bench import BenchConfig, run_bench
+    from vidrestore.evaluate.bench import BenchConfig, run_bench
     from vidrestore.evaluate.sources import parse_size
 
     parsed = parse_size(resolution)
     if parsed is None:  # pragma: no cover - click always passes a string
         raise UsageError("--resolution: expected WxH")
-    cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, device=device,
-                      precision=precision, batch=batch, ensemble=ensemble, tile=tile, gpu_memory_gb=gpu_memory, weights=weights, size=size, frames=frames,
-                      warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate)
+    cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, run=run_options_from(run_kwargs),
+                      size=size, frames=frames, warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate)
     err = Console(stderr=True, highlight=False)
     with err.status("benchmarking") as status:
         report = run_bench(cfg, log=lambda msg: status.update(msg))

@@ -1,17 +1,17 @@
-"""``vidrestore bench``: model and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
+"""``vidrestore bench``: engine and end-to-end throughput, memory, and ffmpeg minterpolate for scale.
 
-Parts of one run:
+It times the code ``enhance`` runs, not a copy of it. Parts of one run:
 
-(a) model: the network on the device at the chosen size, factor, mode, precision and batch, after a
-    warm-up, with the device synchronised before every clock reading. Two numbers: ``forward``
-    (encode one new frame + restore one window per input frame, on device tensors, ``batch`` windows
-    per call: the network alone) and ``engine`` (the same frames through :class:`vidrestore.engine.Engine`
-    as uint8 arrays in and out: batching, feature cache, padding, transfers). Parameter count and
-    multiply-accumulates per output frame, counted with ``torch.utils.flop_counter.FlopCounterMode``
-    (MACs = FLOPs / 2) on one window: (encoder on one frame + one window's restore) / K.
-(b) pipeline: ``enhance`` in-process on a generated clip of the same size (decode + model + encode),
-    and where the time goes: decode (the pipeline's reader), model (the engine on the decoded frames)
-    and encode (the pipeline's writer, N*K frames) each timed alone on the same clip.
+(a) engine: the model set up by :func:`vidrestore.runtime.load` (device, precision, autocast, the flip
+    ensemble), run by :class:`vidrestore.engine.Engine` on uint8 frames in and out at the chosen size,
+    factor, mode and batch (batching, feature cache, padding, tiles, transfers), after a warm-up, with
+    the device synchronised before every clock reading. Parameter count and multiply-accumulates per
+    output frame, counted with ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2) on one
+    window of the engine's tiles: (encoder on one frame + one window's restore) / K.
+(b) pipeline: :func:`vidrestore.pipeline.run` (``enhance``) in-process on a generated clip of the same
+    size with the same loaded model (decode + model + encode), and where the time goes: decode (the
+    pipeline's reader), model (the engine on the decoded frames) and encode (the pipeline's writer,
+    N*K frames) each timed alone on the same clip.
 (c) memory: peak CUDA memory allocated per part (CUDA only) and the process's peak RSS; during the
     pipeline run the current RSS is sampled, and the peaks of the run's first and second halves are
     compared (memory flat in the video's length: the second half holds no more than the first).
@@ -29,17 +29,31 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
+import av
+import cv2
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from vidrestore import pipeline, runtime
+from vidrestore.config import DEFAULT_TILE_OVERLAP, EnhanceConfig, RunOptions, check_factor_mode, effective_factor
+from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import UsageError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from vidrestore.evaluate import flat_settings
+from vidrestore.evaluate.baselines import minterpolate_graph
+from vidrestore.io import files
+from vidrestore.io import writer as w
+from vidrestore.io.probe import probe
+from vidrestore.io.reader import FrameReader
+from vidrestore.model.network import CONFIGS, build_model
+from vidrestore.plan import plan
+from vidrestore.runtime import Runtime
+from vidrestore.tiler import padded_size, tile_grid
 
 CLIP_RATE = 30
 Log = Callable[[str], None]
@@ -51,15 +65,9 @@ class BenchConfig:
     height: int = 720
     factor: int = 2
     mode: str = "joint"
-    device: str = "auto"
-    precision: str = "auto"
-    batch: int = 1
-    ensemble: int = 1  # passes over mirrored windows, averaged (1, 2 or 4)
-    tile: int | None = None
-    gpu_memory_gb: float | None = None  # CUDA memory per forward (None: the engine's automatic budget)
-    weights: str | None = None  # a weights spec; None with size=None: the default weights
+    run: RunOptions = RunOptions()  # run.weights None with size None: the default weights
     size: str | None = None  # a model config name: random weights (fine for speed)
-    frames: int = 32  # input frames timed (model) and length of the generated clip (pipeline)
+    frames: int = 32  # input frames timed (engine) and length of the generated clip (pipeline)
     warmup: int = 4  # input frames run before timing
     codec: str = "libx264"
     pipeline: bool = True
@@ -67,33 +75,29 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from vidrestore.config import check_run_options
-
         if self.width < 16 or self.height < 16:
             raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
         if self.width % 2 or self.height % 2:
             raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even (for the encoder)")
-        check_run_options(self.factor, self.mode, self.batch, self.ensemble)
+        check_factor_mode(self.factor, self.mode)
         if self.frames < 2:
             raise UsageError(f"--frames {self.frames}: must be at least 2")
         if self.warmup < 0:
             raise UsageError(f"--warmup {self.warmup}: must not be negative")
-        if self.weights is not None and self.size is not None:
+        if self.run.weights is not None and self.size is not None:
             raise UsageError("give --weights or --size, not both")
-        if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
-            raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
+        if self.size is not None and self.size not in CONFIGS:
+            raise UsageError(f"--size {self.size!r}: expected one of {', '.join(CONFIGS)}")
 
     @property
     def effective_factor(self) -> int:
-        return 1 if self.mode == "deblur" else self.factor
+        return effective_factor(self.mode, self.factor)
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def synchronize(device: "torch.device") -> None:
-    import torch
-
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -160,16 +164,12 @@ class RssSampler:
         return max(first), max(second)
 
 
-def _reset_cuda_peak(device: "torch.device") -> None:
-    import torch
-
+def _reset_cuda_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _cuda_peak_mb(device: "torch.device") -> float | None:
-    import torch
-
+def _cuda_peak_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**20
@@ -178,8 +178,6 @@ def _cuda_peak_mb(device: "torch.device") -> float | None:
 def texture_pan(width: int, height: int, travel: float, seed: int = 0) -> Callable[[float], np.ndarray]:
     """A smooth random texture big enough to pan ``travel`` pixels diagonally; returns ``at(offset)``,
     the HxWx3 uint8 view at that (rounded) offset."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     margin = int(np.ceil(travel)) + 2
     small = rng.integers(0, 256, ((height + margin) // 8 + 2, (width + margin) // 8 + 2, 3)).astype(np.uint8)
@@ -203,8 +201,6 @@ def moving_texture(width: int, height: int, count: int, seed: int = 0, speed: fl
 
 def write_clip(path: Path, width: int, height: int, count: int, codec: str = "libx264", seed: int = 0) -> Path:
     """Encode the moving texture as a short video (the bench's input clip)."""
-    import av
-
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=CLIP_RATE)
         stream.width, stream.height = width, height
@@ -217,10 +213,7 @@ def write_clip(path: Path, width: int, height: int, count: int, codec: str = "li
     return path
 
 
-def hardware_info(device: "torch.device") -> dict[str, Any]:
-    import av
-    import torch
-
+def hardware_info(device: torch.device) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -256,52 +249,29 @@ def hardware_info(device: "torch.device") -> dict[str, Any]:
     return info
 
 
-# ---------------------------------------------------------------- (a) model
+# ---------------------------------------------------------------- (a) engine
 
 
-def load_bench_model(cfg: BenchConfig, device: "torch.device"):
-    """(model, label): random weights of a named config, or loaded weights."""
-    import torch
-
+def load_bench_runtime(cfg: BenchConfig) -> Runtime:
+    """The model as ``enhance`` sets it up: random weights of a named config (``size``), or loaded weights."""
+    model = None
     if cfg.size is not None:
-        from vidrestore.model.network import CONFIGS, build_model
-
-        if cfg.size not in CONFIGS:
-            raise UsageError(f"--size {cfg.size!r}: expected one of {', '.join(CONFIGS)}")
         torch.manual_seed(cfg.seed)
-        return build_model(cfg.size).to(device).eval(), f"random {cfg.size}"
-    from vidrestore.weights import DEFAULT_WEIGHTS, load_model
-
-    spec = cfg.weights or DEFAULT_WEIGHTS
-    return load_model(spec, device), spec
+        model = build_model(cfg.size).eval()
+    return runtime.load(cfg.run, model=model)
 
 
-def _frame_tiles(model, height: int, width: int, tile: int | None) -> list:
-    """The engine's tiles of a padded frame of this size (one whole-frame tile without ``tile``)."""
-    from vidrestore.config import DEFAULT_TILE_OVERLAP
-    from vidrestore.windows import padded_size, tile_grid
-
-    mult = int(getattr(model.config, "multiple", 8))
-    return tile_grid(*padded_size(height, width, mult), tile, DEFAULT_TILE_OVERLAP, mult)
-
-
-def count_macs(model, height: int, width: int, factor: int, mode: str, device: "torch.device",
-               tile: int | None = None) -> dict[str, float]:
+def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mode: str, device: torch.device,
+               tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> dict[str, float]:
     """Multiply-accumulates of one input frame's work at this size: the encoder on one frame plus one
     window's restore (K-1 new frames, plus the key frame unless interp), per output frame = / K.
     With ``tile``, one tile (with its overlap) is counted and multiplied by the tiles per frame."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from vidrestore.windows import padded_size
-
     mult = int(getattr(model.config, "multiple", 8))
     hp, wp = padded_size(height, width, mult)
-    tiles = _frame_tiles(model, height, width, tile)
+    tiles = tile_grid(hp, wp, tile, tile_overlap, mult)
     n_tiles = len(tiles)
-    dtype = next(model.parameters()).dtype
-    x = torch.rand(1, 3, tiles[0].h, tiles[0].w, device=device, dtype=dtype)
-    k = 1 if mode == "deblur" else factor
+    x = torch.rand(1, 3, tiles[0].h, tiles[0].w, device=device, dtype=runtime.param_dtype(model))
+    k = effective_factor(mode, factor)
     times = torch.arange(1, k, device=device, dtype=torch.float32) / k
     with torch.inference_mode():
         feats = model.encode(x)
@@ -321,76 +291,24 @@ def count_macs(model, height: int, width: int, factor: int, mode: str, device: "
     }
 
 
-def time_forward(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.dtype") -> dict[str, float]:
-    """The network alone on device tensors: per call, encode ``batch`` new frames and restore ``batch``
-    windows (the steady state of the engine, where each frame is encoded once). With ``--tile``, the
-    items are tiles (with their overlap) and each input frame takes as many items as it has tiles."""
-    import torch
-
-    tiles = _frame_tiles(model, cfg.height, cfg.width, cfg.tile)
-    hp, wp = tiles[0].h, tiles[0].w
-    k = cfg.effective_factor
-    b = cfg.batch
-    pdtype = next(model.parameters()).dtype
-    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    frames = [torch.rand(b, 3, hp, wp, generator=g).to(device=device, dtype=pdtype) for _ in range(4)]
-    times = torch.arange(1, k, device=device, dtype=torch.float32) / k
-    use_autocast = dtype != torch.float32 and pdtype == torch.float32
-    calls = max(1, -(-cfg.frames * len(tiles) // b))
-    warm = max(1, -(-cfg.warmup * len(tiles) // b))
-    with_key = cfg.mode != "interp"
-    sharp = cfg.mode == "interp"
-
-    def ctx():
-        return torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
-
-    with torch.inference_mode(), ctx():
-        feats = [model.encode(f) for f in frames[:3]]
-
-    def step() -> None:
-        # the steady state: each window brings one new frame to encode, then one restore
-        with torch.inference_mode(), ctx():
-            new = model.encode(frames[3])
-            model.restore(frames, [*feats, new], times, with_key=with_key, sharp=sharp)
-
-    for _ in range(warm):
-        step()
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        step()
-    synchronize(device)
-    dt = time.perf_counter() - t0
-    n_in = calls * b / len(tiles)
-    return {
-        "tiles_per_frame": len(tiles),
-        "input_frames": n_in,
-        "seconds": dt,
-        "ms_per_input_frame": 1e3 * dt / n_in,
-        "output_fps": n_in * k / dt,
-    }
-
-
-def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.dtype",
-                frames: list[np.ndarray] | None = None) -> dict[str, float]:
-    """The same network through the Engine: uint8 frames in and out, as ``enhance`` runs it."""
-    from vidrestore.engine import Engine, EngineConfig
-
-    ecfg = EngineConfig(factor=cfg.factor, mode=cfg.mode, device=device, dtype=dtype, batch=cfg.batch, tile=cfg.tile,
-                        gpu_memory_gb=cfg.gpu_memory_gb, ensemble=cfg.ensemble)
-    engine = Engine(model, ecfg)
+def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The model through :class:`~vidrestore.engine.Engine`: uint8 frames in and out, as ``enhance`` runs it."""
+    r = cfg.run
+    engine = Engine(rt, EngineConfig(factor=cfg.factor, mode=cfg.mode, batch=r.batch, tile=r.tile,
+                                     tile_overlap=r.tile_overlap, scene_threshold=None,
+                                     gpu_memory_gb=r.gpu_memory_gb))
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
     if cfg.warmup:
         warm = frames[: max(2, min(cfg.warmup, len(frames)))]
         for _ in engine.process(warm, cuts=[False] * len(warm)):
             pass
-    synchronize(device)
+    synchronize(rt.device)
     t0 = time.perf_counter()
     outputs = 0
     for _ in engine.process(frames, cuts=[False] * len(frames)):
         outputs += 1
-    synchronize(device)
+    synchronize(rt.device)
     dt = time.perf_counter() - t0
     return {
         "input_frames": len(frames),
@@ -398,8 +316,10 @@ def time_engine(model, cfg: BenchConfig, device: "torch.device", dtype: "torch.d
         "seconds": dt,
         "ms_per_input_frame": 1e3 * dt / len(frames),
         "output_fps": outputs / dt,
-        "tile": engine.stats.planned_tile if engine.stats.planned_tile is not None else cfg.tile,
-        "items_per_forward": engine.stats.planned_batch or cfg.batch,
+        "tile": engine.stats.planned_tile if engine.stats.planned_tile is not None else r.tile,
+        "items_per_forward": engine.stats.planned_batch or r.batch,
+        "encoded_items": engine.stats.encoded_frames,  # frame tiles through the encoder (each once)
+        "forward_calls": engine.stats.forward_calls,
     }
 
 
@@ -412,10 +332,6 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
     Like ``enhance``, it writes N*factor frames: the filter lags its input, so copies of the last
     frame are pushed at the end to flush the final interval (which then holds that frame, as
     ``enhance`` does at a video's end)."""
-    import av
-
-    from vidrestore.evaluate.baselines import minterpolate_graph
-
     t0 = time.perf_counter()
     out_frames = 0
     limit: int | None = None
@@ -477,31 +393,21 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
 # ---------------------------------------------------------------- (b) pipeline
 
 
-def _enhance_config(clip: Path, output: Path, cfg: BenchConfig):
-    from vidrestore.config import EnhanceConfig
-
-    return EnhanceConfig(input=clip, output=output, factor=cfg.factor, mode=cfg.mode, weights=cfg.weights,
-                         device=cfg.device, precision=cfg.precision, batch=cfg.batch, tile=cfg.tile,
-                         gpu_memory_gb=cfg.gpu_memory_gb, ensemble=cfg.ensemble,
+def _enhance_config(clip: Path, output: Path, cfg: BenchConfig) -> EnhanceConfig:
+    return EnhanceConfig(input=clip, output=output, factor=cfg.factor, mode=cfg.mode, run=cfg.run,
                          codec=cfg.codec, scene_detect=False, overwrite=True)
 
 
-def run_pipeline(clip: Path, output: Path, cfg: BenchConfig, model, device: "torch.device",
-                 dtype: "torch.dtype") -> dict[str, Any]:
-    """``enhance`` in-process on ``clip`` (the model already loaded is handed to it)."""
-    from vidrestore import pipeline
-
+def run_pipeline(clip: Path, output: Path, cfg: BenchConfig, rt: Runtime) -> dict[str, Any]:
+    """``enhance`` in-process on ``clip``, with the model already loaded."""
     t0 = time.perf_counter()
-    summary = pipeline.run(_enhance_config(clip, output, cfg), model=model, device=device, dtype=dtype)
+    summary = pipeline.run(_enhance_config(clip, output, cfg), loaded=rt)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "summary": summary}
 
 
 def time_decode(clip: Path) -> tuple[float, list[np.ndarray]]:
     """Decode the clip alone with the pipeline's reader; returns the seconds and the frames."""
-    from vidrestore.io.probe import probe
-    from vidrestore.io.reader import FrameReader
-
     info = probe(clip)
     t0 = time.perf_counter()
     with FrameReader(info) as reader:
@@ -512,11 +418,7 @@ def time_decode(clip: Path) -> tuple[float, list[np.ndarray]]:
 def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
     """Encode N*K frames alone with the pipeline's writer and its output settings (codec, pixel
     format, rate, time base) for this clip; the frames continue the clip's pan at the output rate."""
-    from vidrestore import pipeline
-    from vidrestore.io import files
-    from vidrestore.io import writer as w
-
-    p = pipeline.plan(_enhance_config(clip, output, cfg))
+    p = plan(_enhance_config(clip, output, cfg))
     k = p.factor
     step = Fraction(1) / (p.rate_out * p.time_base_out)
     if step.denominator != 1:
@@ -543,33 +445,26 @@ def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
 
 
 def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
-    from vidrestore.device import resolve_device, resolve_dtype
-
     say = log or (lambda _msg: None)
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.precision, device)
-    report: dict[str, Any] = {"settings": {**asdict(cfg), "resolution": f"{cfg.width}x{cfg.height}",
-                                           "effective_factor": cfg.effective_factor, "dtype": str(dtype).replace("torch.", "")}}
+    say("loading the model")
+    rt = load_bench_runtime(cfg)
+    device = rt.device
+    report: dict[str, Any] = {"settings": {**flat_settings(cfg), "resolution": f"{cfg.width}x{cfg.height}",
+                                           "effective_factor": cfg.effective_factor, "dtype": rt.dtype_name}}
     report["hardware"] = hardware_info(device)
 
-    say("loading the model")
-    model, label = load_bench_model(cfg, device)
-    params = sum(p.numel() for p in model.parameters())
-    model_part: dict[str, Any] = {"model": label, "config": model.config.name, "parameters": params}
-    net = model
-    if cfg.ensemble > 1:  # the network alone as the engine runs it: every pass over mirrored windows
-        from vidrestore.model.ensemble import FlipEnsemble
-
-        net = FlipEnsemble(model, cfg.ensemble)
-    say("counting multiply-accumulates")
-    model_part.update(count_macs(net, cfg.height, cfg.width, cfg.factor, cfg.mode, device, cfg.tile))
+    params = sum(p.numel() for p in rt.network.parameters())
+    label = f"random {cfg.size}" if cfg.size is not None else rt.label
+    model_part: dict[str, Any] = {"model": label, "config": rt.network.config.name, "parameters": params}
     _reset_cuda_peak(device)
-    say("timing the network")
-    model_part["forward"] = time_forward(net, cfg, device, dtype)
     say("timing the engine")
-    model_part["engine"] = time_engine(model, cfg, device, dtype)
+    engine = time_engine(rt, cfg)
     model_part["cuda_peak_allocated_mb"] = _cuda_peak_mb(device)
     model_part["peak_rss_mb"] = peak_rss_mb()
+    say("counting multiply-accumulates")  # on the tiles the engine ran
+    model_part.update(count_macs(rt.model, cfg.height, cfg.width, cfg.factor, cfg.mode, device, engine["tile"],
+                                 cfg.run.tile_overlap))
+    model_part["engine"] = engine
     report["model"] = model_part
 
     if cfg.pipeline or cfg.minterpolate:
@@ -582,7 +477,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
                 _reset_cuda_peak(device)
                 say("running enhance on the clip")
                 with RssSampler() as rss:
-                    run = run_pipeline(clip, tmpdir / "out.mp4", cfg, model, device, dtype)
+                    run = run_pipeline(clip, tmpdir / "out.mp4", cfg, rt)
                 halves = rss.halves()
                 summary = run["summary"]
                 ours = run["seconds"]
@@ -599,7 +494,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
                 }
                 say("timing decode, model and encode alone")
                 decode_s, decoded = time_decode(clip)
-                model_s = time_engine(model, cfg, device, dtype, decoded)["seconds"]
+                model_s = time_engine(rt, cfg, decoded)["seconds"]
                 del decoded
                 encode_s = time_encode(clip, tmpdir / "encode-only.mp4", cfg)
                 pipe["stages_s"] = {"decode": decode_s, "model": model_s, "encode": encode_s}
@@ -620,6 +515,7 @@ __all__ = [
     "BenchConfig",
     "count_macs",
     "hardware_info",
+    "load_bench_runtime",
     "minterpolate_file",
     "moving_texture",
     "texture_pan",
@@ -627,5 +523,6 @@ __all__ = [
     "current_rss_mb",
     "RssSampler",
     "run_bench",
+    "time_engine",
     "write_clip",
 ]
