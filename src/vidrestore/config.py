@@ -85,6 +85,8 @@ class RunOptions:
             raise UsageError(f"--tile {self.tile}: must be at least 16 pixels")
         if self.tile_overlap < 0:
             raise UsageError(f"tile overlap {self.tile_overlap}: must not be negative")
+        if self.tile is not None and self.tile <= self.tile_overlap:
+            raise UsageError(f"--tile {self.tile}: must be larger than the tile overlap ({self.tile_overlap})")
         if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
             raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
 

@@ -4,42 +4,34 @@ from __future__ import annotations
 
 
 class VidrestoreError(Exception):
-    """Base class. ``exit_code`` is what the CLI exits with."""
+    """Base class. ``exit_code`` is what the CLI exits with; a subclass sets it with ``code=``."""
 
     exit_code = 1
 
+    def __init_subclass__(cls, code: int = 1, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = code
 
-class UsageError(VidrestoreError):
+
+class UsageError(VidrestoreError, code=2):
     """Bad arguments: out-of-range values, unknown codec or container, same input and output."""
 
-    exit_code = 2
 
-
-class InputError(VidrestoreError):
+class InputError(VidrestoreError, code=3):
     """The input cannot be read: missing, not a video, no frames, corrupt part-way."""
 
-    exit_code = 3
 
-
-class OutputError(VidrestoreError):
+class OutputError(VidrestoreError, code=4):
     """The output cannot be written: exists, directory not writable, disk full."""
 
-    exit_code = 4
 
-
-class WeightsError(VidrestoreError):
+class WeightsError(VidrestoreError, code=5):
     """Weights missing, corrupt, or not matching the registry's checksum."""
 
-    exit_code = 5
 
-
-class ProcessingError(VidrestoreError):
+class ProcessingError(VidrestoreError, code=6):
     """A failure while running the model or the encoder (out of memory that retries could not fix, ...)."""
 
-    exit_code = 6
 
-
-class Interrupted(VidrestoreError):
+class Interrupted(VidrestoreError, code=130):
     """Ctrl-C: stopped by the user, nothing was written."""
-
-    exit_code = 130

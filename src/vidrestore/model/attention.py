@@ -90,13 +90,8 @@ class AdaptiveLatentAttention(nn.Module):
         s = self.self_term(x) if self_x is None else self_x
         return s + self.cross_term(x, neighbours)
 
-    def pair(
-        self,
-        x0: torch.Tensor,
-        x1: torch.Tensor,
-        self_x0: torch.Tensor | None = None,
-        self_x1: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def pair(self, x0: torch.Tensor, x1: torch.Tensor, self_x0: torch.Tensor | None = None,
+             self_x1: torch.Tensor | None = None) -> torch.Tensor:
         s0 = self.self_term(x0) if self_x0 is None else self_x0
         s1 = self.self_term(x1) if self_x1 is None else self_x1
         return s0 + self.cross_term(x0, [x1]) + s1 + self.cross_term(x1, [x0])

@@ -468,11 +468,7 @@ class VidRestoreNet(nn.Module):
             flows = [resize_flow(fl, size2) for fl in flows]
             logits = [F.interpolate(lg, size=size2, mode="bilinear", align_corners=False) for lg in logits]
             wf2 = [backward_warp(pair.f2_reps[s], flows[s]) for s in (0, 1)]
-            for s in (0, 1):
-                tau_map = taus[s].expand(-1, 1, *size2)
-                d, dl = self.fine_flow(wf2[s], wf2[1 - s], ctxs[s], flows[s], tau_map)
-                flows[s] = flows[s] + d
-                logits[s] = logits[s] + dl
+            _refine(self.fine_flow, flows, logits, taus, size2, lambda s: (wf2[s], wf2[1 - s], ctxs[s], flows[s]))
             record(flows)
 
         if self.half_flow is not None:
@@ -483,11 +479,7 @@ class VidRestoreNet(nn.Module):
             halves = [rep(torch.cat((e[0], F.avg_pool2d(im, 2)), dim=1)) for e, im in zip(pair.enc, pair.imgs)]
             wh = [backward_warp(halves[s], flows[s]) for s in (0, 1)]
             logit_diffs = [logits[0] - logits[1], logits[1] - logits[0]]
-            for s in (0, 1):
-                tau_map = taus[s].expand(-1, 1, *size1)
-                d, dl = self.half_flow(wh[s], wh[1 - s], flows[s], logit_diffs[s], tau_map)
-                flows[s] = flows[s] + d
-                logits[s] = logits[s] + dl
+            _refine(self.half_flow, flows, logits, taus, size1, lambda s: (wh[s], wh[1 - s], flows[s], logit_diffs[s]))
             record(flows)
         return flows, logits, ctxs, stages
 
@@ -538,6 +530,17 @@ class VidRestoreNet(nn.Module):
             g = g.detach()
             inter = inter + g * (rep(0.5 * (f0 + f1)) - inter)
         return inter.reshape(f0.shape[0], pair.n_t, 3, h, w)
+
+
+def _refine(stage: nn.Module, flows: list[torch.Tensor], logits: list[torch.Tensor], taus: tuple[torch.Tensor, ...],
+            size, inputs) -> None:
+    """One coarse-to-fine step, side 0 then side 1: ``stage(*inputs(s), tau map)`` corrects that side's flow
+    and blend logit in place (``inputs`` sees side 0's correction when side 1 runs, as the stage is
+    shared)."""
+    for s in (0, 1):
+        d, dl = stage(*inputs(s), taus[s].expand(-1, 1, *size))
+        flows[s] = flows[s] + d
+        logits[s] = logits[s] + dl
 
 
 class _Pair:
