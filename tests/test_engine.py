@@ -160,7 +160,7 @@ def test_out_of_memory_halves_the_batch_then_gives_a_clear_error(tiny_model):
 
 
 def test_plan_memory_keeps_whole_frames_lowers_batch_then_tiles():
-    from vidrestore.engine import plan_memory
+    from vidrestore.memory import plan_memory
 
     # 100 bytes per pixel, 1280x720 frames: 92 MB per item
     assert plan_memory(720, 1280, 100.0, 1e9, 4, 8) == (4, None)  # 4 items fit

@@ -12,13 +12,13 @@ Used by the ``enhance`` pipeline and by ``vidrestore eval`` (the same code path 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from vidrestore import memory
 from vidrestore.config import DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES, effective_factor
 from vidrestore.errors import ProcessingError
 from vidrestore.frames import to_tensor
@@ -28,10 +28,6 @@ from vidrestore.windows import SceneDetector, Window, plan_window
 
 Features = Sequence[torch.Tensor]
 
-_OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
-    {getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)} - {None}
-)  # type: ignore[arg-type]
-_MIN_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -96,29 +92,6 @@ class EngineStats:
 def _batch(parts: list[torch.Tensor]) -> torch.Tensor:
     """Concatenate along the batch; a single part is used as is (no copy)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def plan_memory(height: int, width: int, bytes_per_pixel: float, budget_bytes: float, batch: int,
-                multiple: int, min_tile: int = 64) -> tuple[int, int | None]:
-    """(items per forward, tile side or None) so that one forward stays within ``budget_bytes``.
-
-    A forward over ``n`` items of ``a`` pixels uses about ``n * a * bytes_per_pixel``. Whole frames
-    are kept if one fits (with the batch lowered as needed); otherwise the largest square tile side
-    (a multiple of ``multiple``, at least ``min_tile``) that fits, one tile per forward if need be.
-    """
-    if batch < 1 or bytes_per_pixel <= 0 or budget_bytes <= 0:
-        raise ValueError("plan_memory: batch, bytes per pixel and budget must be positive")
-    whole = bytes_per_pixel * height * width
-    if whole <= budget_bytes:
-        return max(1, min(batch, int(budget_bytes // whole))), None
-    side = int(math.sqrt(budget_bytes / bytes_per_pixel)) // multiple * multiple
-    side = max(side, -(-min_tile // multiple) * multiple)
-    per_tile = bytes_per_pixel * min(side, height) * min(side, width)
-    return max(1, min(batch, int(budget_bytes // per_tile))), side
-
-
-class _Retry(Exception):
-    """Raised inside a batch after the engine shrank its batch or tiles; the batch reruns."""
 
 
 class Engine:
@@ -264,34 +237,12 @@ class Engine:
     # running the model
     # ------------------------------------------------------------------------------------------
     def _budget_bytes(self) -> float | None:
-        gb = self.cfg.gpu_memory_gb
-        if self.device.type != "cuda":
-            return None
-        if gb is not None:
-            return gb * 2**30 if gb > 0 else None
-        free, _total = torch.cuda.mem_get_info(self.device)
-        return float(min(8 * 2**30, free / 2))
+        return memory.budget_bytes(self.device, self.cfg.gpu_memory_gb)
 
     def _probe_bytes_per_pixel(self) -> float:
-        """Peak device memory of encoding 4 frames and one window's restore on a small crop, per pixel."""
         assert self._size is not None
-        hp, wp = padded_size(*self._size, self.multiple)
-        side = max(self.multiple, min(256, hp, wp) // self.multiple * self.multiple)
-        sh, sw = min(side, hp), min(side, wp)
-        n_t = self.factor - 1
-        times = torch.arange(1, n_t + 1, device=self.device, dtype=torch.float32) / self.factor
-        x = torch.rand((1, 3, sh, sw), device=self.device).to(self.param_dtype)
-        torch.cuda.synchronize(self.device)
-        torch.cuda.reset_peak_memory_stats(self.device)
-        base = torch.cuda.memory_allocated(self.device)
-        with torch.inference_mode(), self.runtime.autocast():
-            frames = [x + 0.01 * i for i in range(4)]
-            feats = [self.model.encode(f) for f in frames]
-            self.model.restore(frames, feats, times, with_key=self.cfg.mode != "interp",
-                               sharp=self.cfg.mode == "interp")
-        torch.cuda.synchronize(self.device)
-        peak = torch.cuda.max_memory_allocated(self.device) - base
-        return peak / float(sh * sw)
+        return memory.probe_bytes_per_pixel(self.runtime, padded_size(*self._size, self.multiple), self.multiple,
+                                            self.factor, self.cfg.mode)
 
     def _plan(self) -> None:
         """Fit batch and tiles to the memory budget, once per frame size (only without an explicit tile)."""
@@ -305,14 +256,17 @@ class Engine:
             return
         bpp = self._probe_bytes_per_pixel()
         hp, wp = padded_size(*self._size, self.multiple)
-        chunk, tile = plan_memory(hp, wp, bpp, budget, self.cfg.batch, self.multiple, _MIN_TILE)
+        chunk, tile = memory.plan_memory(hp, wp, bpp, budget, self.cfg.batch, self.multiple, memory.MIN_TILE)
         self.stats.probe_bytes_per_pixel = bpp
         self.stats.planned_batch, self.stats.planned_tile = chunk, tile
         self._chunk = chunk
+        self._set_tile(tile)
+
+    def _set_tile(self, tile: int | None) -> None:
         if tile != self._tile:
             self._tile = tile
             self._tiles = None
-            self._feats.clear()
+            self._feats.clear()  # cached per tile: the tiles changed
 
     def _run(self, windows: list[Window]) -> list[np.ndarray]:
         self._plan()
@@ -320,28 +274,15 @@ class Engine:
             try:
                 with torch.inference_mode(), self.runtime.autocast():
                     return self._run_once(windows)
-            except _OOM_ERRORS as err:  # type: ignore[misc]
+            except memory.OOM_ERRORS as err:  # type: ignore[misc]
                 self._shrink_after_oom(err)
 
     def _shrink_after_oom(self, err: BaseException) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        self.stats.oom_retries += 1
-        if self._chunk > 1:
-            self._chunk //= 2
-            return
         assert self._size is not None
-        hp, wp = padded_size(*self._size, self.multiple)
-        current = self._tile or max(hp, wp)
-        smaller = (current // 2) // self.multiple * self.multiple
-        if smaller >= max(_MIN_TILE, 2 * self.multiple):
-            self._tile = smaller
-            self._tiles = None
-            self._feats.clear()  # cached per tile: the tiles changed
-            return
-        raise ProcessingError(
-            f"out of memory on {self.device} even with batch 1 and {current}px tiles; "
-            "try --precision fp16/bf16 or --device cpu") from err
+        self.stats.oom_retries += 1
+        self._chunk, tile = memory.shrink_after_oom(self.device, err, self._chunk, self._tile,
+                                                    padded_size(*self._size, self.multiple), self.multiple)
+        self._set_tile(tile)
 
     def _run_once(self, windows: list[Window]) -> list[np.ndarray]:
         k = self.factor
