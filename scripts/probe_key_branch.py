@@ -23,7 +23,7 @@ import time
 import torch
 
 from vidrestore.train.losses import image_loss, psnr
-from vidrestore.train.scenes import SceneConfig, render_batch, validation_set
+from vidrestore.synth.scenes import SceneConfig, render_batch, validation_set
 from vidrestore.weights import load_model
 
 

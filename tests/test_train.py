@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from vidrestore.errors import InputError, UsageError
-from vidrestore.train import scenes as S
-from vidrestore.train.data import ClipSampler, VideoSampler, adobe_window, decode_video, interp_window
+from vidrestore.synth import scenes as S
+from vidrestore.synth.footage import decode_video
+from vidrestore.train.data import ClipSampler, VideoSampler, adobe_window, interp_window
 from vidrestore.train.losses import charbonnier, laplacian_loss, psnr, restoration_loss
 
 
@@ -162,7 +163,7 @@ def test_exposure_window_subframes():
 def test_random_times_and_textures_from_folder(tmp_path):
     import cv2
 
-    from vidrestore.train.textures import TextureBank
+    from vidrestore.synth.textures import TextureBank
 
     img = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), img)

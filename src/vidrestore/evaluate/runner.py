@@ -34,6 +34,7 @@ from vidrestore.evaluate.protocols import (
     window_targets,
 )
 from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_clip
+from vidrestore.synth.scenes import validation_set
 from vidrestore.weights import resolve_weights, sha256_file
 
 METHODS = ("model", *BASELINES)
@@ -122,8 +123,6 @@ def tensor_to_u8(x: torch.Tensor) -> np.ndarray:
 def synthetic_clips(cfg: EvalConfig) -> Iterator[PreparedClip]:
     """The fixed-seed held-out synthetic set: each sample is a 4-frame clip F(i-1..i+2) whose key frame
     F(i) (and, for joint/interp, the frames between F(i) and F(i+1)) have exact ground truth."""
-    from vidrestore.train.scenes import validation_set
-
     w, h = cfg.resize or DEFAULT_SYNTHETIC_SIZE
     if cfg.protocol == "interp":
         exposure = 0.0  # sharp inputs

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vidrestore.errors import UsageError
-from vidrestore.train.textures import TextureBank, random_textures
+from vidrestore.synth.textures import TextureBank, random_textures
 
 INPUT_TIMES = (-1.0, 0.0, 1.0, 2.0)
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # spreads validation motion levels evenly over [0, 1)

@@ -10,13 +10,12 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import torch
 import torch.nn.functional as F
 
 from vidrestore.errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+from vidrestore.synth.footage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_video
 
 N_PROCEDURAL_KINDS = 5  # noise, stripes, checkers, gradient, blobs
 
@@ -152,8 +151,6 @@ def procedural(n: int, h: int, w: int, generator: torch.Generator, device: torch
 
 
 def _load_image(path: Path) -> torch.Tensor:
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"cannot read image {path}")
@@ -164,8 +161,6 @@ def _load_image(path: Path) -> torch.Tensor:
 def _load_video_frames(path: Path, count: int, max_side: int, skip_frames: int = 0) -> list[torch.Tensor]:
     """About ``count`` frames spread over the video after its first ``skip_frames``, downscaled so the
     longer side is <= max_side."""
-    from vidrestore.train.data import decode_video
-
     frames = decode_video(path, max_side=max_side, max_frames=None, keep_every=None, sample_count=count,
                           skip_frames=skip_frames)
     return [f.permute(2, 0, 1).contiguous() for f in frames]

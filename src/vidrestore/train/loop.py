@@ -22,7 +22,7 @@ from vidrestore.errors import Interrupted, ProcessingError, UsageError
 from vidrestore.model.network import window_features
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, read_state, save_checkpoint
 from vidrestore.train.losses import LossConfig, psnr, restoration_loss
-from vidrestore.train.scenes import Sample, SceneConfig, default_times, render_batch, validation_set
+from vidrestore.synth.scenes import Sample, SceneConfig, default_times, render_batch, validation_set
 
 SOURCES = ("synthetic", "clips", "videos")
 
@@ -235,7 +235,7 @@ class DataMix:
     """Draws each batch from one source, chosen by the mix weights."""
 
     def __init__(self, cfg: TrainConfig, crop: int, device: torch.device, log: RunLog):
-        from vidrestore.train.textures import TextureBank
+        from vidrestore.synth.textures import TextureBank
 
         self.cfg, self.crop, self.device = cfg, crop, device
         self.weights = cfg.mix()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vidrestore.model.warp import backward_warp
-from vidrestore.train.scenes import Sample
+from vidrestore.synth.scenes import Sample
 
 # a teacher flow is kept where the warped input matches the true frame to this mean absolute error
 # (per pixel, mean over the colour channels, after a 5x5 box filter; images in [0, 1])
