@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidrestore.evaluate.baselines import _dis_between, dis_flow
+from vidrestore.flow import dis_flow, dis_interpolate
 from vidrestore.weights import load_model
 
 BINS = (("still <2px", 0.0, 2.0), ("2-6px", 2.0, 6.0), ("6-12px", 6.0, 12.0), (">=12px", 12.0, math.inf))
@@ -75,7 +75,7 @@ def _error_report(model: torch.nn.Module, clip: Path, every: int) -> None:
             _, inter = model(x, torch.tensor([0.5]))
         outs = {
             "model": (inter[0, 0, :, :h, :w].clamp(0, 1) * 255).round().permute(1, 2, 0).double().numpy(),
-            "dis": _dis_between(window[1], window[2], [0.5])[0].astype(np.float64),
+            "dis": dis_interpolate(window[1], window[2], [0.5])[0].astype(np.float64),
             "blend": np.round((window[1].astype(np.float64) + window[2]) / 2),
         }
         motion = np.linalg.norm(dis_flow(truth, window[1]), axis=-1)
@@ -119,7 +119,7 @@ def main() -> None:
                 _, inter, stages = model(x, torch.tensor([0.5]), with_flows=True)
             out = (inter[0, 0, :, :h, : truth.shape[1]].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             psnr_model.append(_psnr(out, truth))
-            psnr_dis.append(_psnr(_dis_between(window[1], window[2], [0.5])[0], truth))
+            psnr_dis.append(_psnr(dis_interpolate(window[1], window[2], [0.5])[0], truth))
             ref = torch.from_numpy(dis_flow(truth, window[1])).permute(2, 0, 1)[None].float()
             ref = F.pad(ref, (0, x.shape[-1] - ref.shape[-1], 0, x.shape[-2] - ref.shape[-2]), mode="replicate")
             grid = stages[0].shape[-2:]

@@ -9,7 +9,8 @@ after the last input, where there is nothing to interpolate towards, the last in
 * ``blend``: (1 - t) * input j + t * input j+1.
 * ``dis-flow``: OpenCV DIS optical flow (preset medium) on grey levels, both ways between the two
   inputs; each input is backward-warped to time t with its flow scaled by t (from input j) or
-  1 - t (from input j+1), and the two warps are blended with weights 1 - t and t.
+  1 - t (from input j+1), and the two warps are blended with weights 1 - t and t
+  (:func:`vidrestore.flow.dis_interpolate`).
 * ``minterpolate``: ffmpeg's motion-compensated interpolation (``minterpolate=fps=K*r:mi_mode=mci``)
   through PyAV's filter graph, on yuv444p (RGB -> YUV -> RGB costs about 1-2 levels); each output
   frame is placed by its timestamp, so output k between inputs j and j+1 is the filter's frame at
@@ -24,15 +25,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from vidrestore.errors import ProcessingError, UsageError
+from vidrestore.flow import dis_interpolate, round_u8
 
 BASELINES = ("repeat", "blend", "dis-flow", "minterpolate")
 
 # the input rate given to minterpolate; only the ratio of rates matters
 _MI_RATE = 30
-
-
-def _round_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def _check_inputs(inputs: Sequence[np.ndarray], factor: int) -> None:
@@ -70,41 +68,7 @@ def _repeat_between(a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> lis
 
 def _blend_between(a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> list[np.ndarray]:
     fa, fb = a.astype(np.float32), b.astype(np.float32)
-    return [_round_u8((1.0 - t) * fa + t * fb) for t in times]
-
-
-def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """DIS (preset medium) flow from RGB frame ``a`` to ``b``: a(x) ~ b(x + flow(x)), HxWx2 float32."""
-    import cv2
-
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-    return dis.calc(ga, gb, None)
-
-
-def backward_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """out(x) = img(x + flow(x)) with bilinear sampling and replicated borders (float32 result)."""
-    import cv2
-
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    map_x = xs + flow[..., 0]
-    map_y = ys + flow[..., 1]
-    return cv2.remap(
-        img.astype(np.float32), map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-
-
-def _dis_between(a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> list[np.ndarray]:
-    f_ab = dis_flow(a, b)  # a(x) ~ b(x + f_ab(x)): motion of the pixel at x from time 0 to 1
-    f_ba = dis_flow(b, a)  # b(x) ~ a(x + f_ba(x)): motion of the pixel at x from time 1 to 0
-    out = []
-    for t in times:
-        from_a = backward_warp(a, t * f_ba)  # frame t at x ~ a(x + t * f_ba(x))
-        from_b = backward_warp(b, (1.0 - t) * f_ab)  # frame t at x ~ b(x + (1-t) * f_ab(x))
-        out.append(_round_u8((1.0 - t) * from_a + t * from_b))
-    return out
+    return [round_u8((1.0 - t) * fa + t * fb) for t in times]
 
 
 def minterpolate_graph(width: int, height: int, factor: int, rate: int = _MI_RATE):
@@ -207,10 +171,10 @@ def run_baseline(name: str, inputs: Sequence[np.ndarray], factor: int) -> Iterat
     if name == "blend":
         return _pairwise(inputs, factor, _blend_between)
     if name == "dis-flow":
-        return _pairwise(inputs, factor, _dis_between)
+        return _pairwise(inputs, factor, dis_interpolate)
     if name == "minterpolate":
         return _minterpolate(inputs, factor)
     raise UsageError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINES)}")
 
 
-__all__ = ["BASELINES", "backward_warp", "dis_flow", "minterpolate_graph", "minterpolate_raw", "run_baseline"]
+__all__ = ["BASELINES", "minterpolate_graph", "minterpolate_raw", "run_baseline"]

@@ -34,6 +34,7 @@ from vidrestore.evaluate.protocols import (
     window_targets,
 )
 from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_clip
+from vidrestore.frames import quantize
 from vidrestore.synth.scenes import validation_set
 from vidrestore.weights import resolve_weights, sha256_file
 
@@ -117,7 +118,7 @@ def prepare_source(clip: SourceClip, cfg: EvalConfig) -> tuple[PreparedClip, Pla
 
 def tensor_to_u8(x: torch.Tensor) -> np.ndarray:
     """[3,H,W] float in [0,1] -> HxWx3 uint8 (rounded; the form the baselines and metrics take)."""
-    return np.ascontiguousarray((x.clamp(0, 1) * 255).round().to("cpu").byte().permute(1, 2, 0).numpy())
+    return quantize(x[None])[0]
 
 
 def synthetic_clips(cfg: EvalConfig) -> Iterator[PreparedClip]:

@@ -1,10 +1,10 @@
 """Teacher flows for real-footage training samples: classical optical flow from the true in-between frame.
 
 Sharp ordinary-rate footage (``--clips``) has no exact flows, but an interpolation sample does hold the
-real frame at every target time. Classical DIS flow (OpenCV) from that frame to F(i) and to F(i+1)
-estimates exactly what the network's flow stages predict, the backward flows from time t to both
-inputs, and over half the motion of the whole interval, where DIS is at its most reliable. RIFE's
-privileged teacher uses the true frame the same way; here the teacher is not a network, so nothing
+real frame at every target time. Classical DIS flow (OpenCV, :mod:`vidrestore.flow`) from that frame to
+F(i) and to F(i+1) estimates exactly what the network's flow stages predict, the backward flows from time
+t to both inputs, and over half the motion of the whole interval, where DIS is at its most reliable.
+RIFE's privileged teacher uses the true frame the same way; here the teacher is not a network, so nothing
 pretrained is involved.
 
 Where warping the input by the teacher's flow does not reproduce the true frame (occlusions, DIS
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidrestore.flow import dis_flow
+from vidrestore.frames import quantize
 from vidrestore.model.warp import backward_warp
 from vidrestore.synth.scenes import Sample
 
@@ -38,19 +40,15 @@ def teacher_flows(sample: Sample) -> torch.Tensor:
     """[B, T, 2, 2, H, W]: per target time, DIS flow from the true frame to F(i) (side 0) and to F(i+1)
     (side 1), in pixels, x then y, with NaN where the photometric check fails. The layout of
     ``Sample.flows``, so the flow loss takes it as is."""
-    from vidrestore.evaluate.baselines import dis_flow
-    from vidrestore.evaluate.runner import tensor_to_u8
-
     b, n_t = sample.inter.shape[:2]
     out = torch.empty((b, n_t, 2, 2, *sample.inter.shape[-2:]), dtype=torch.float32, device=sample.inter.device)
     for i in range(b):
         ends = (sample.inputs[i, 1], sample.inputs[i, 2])
-        ends_u8 = [tensor_to_u8(e) for e in ends]
+        ends_u8 = quantize(torch.stack(ends))  # the uint8 frames DIS takes, as video would hold them
+        mids_u8 = quantize(sample.inter[i])
         for j in range(n_t):
-            mid = sample.inter[i, j]
-            mid_u8 = tensor_to_u8(mid)
             for side in (0, 1):
-                out[i, j, side] = _checked(dis_flow(mid_u8, ends_u8[side]), ends[side], mid)
+                out[i, j, side] = _checked(dis_flow(mids_u8[j], ends_u8[side]), ends[side], sample.inter[i, j])
     return out
 
 
