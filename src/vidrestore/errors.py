@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(err: BaseException) -> str:
+    """An OS or library error's own message on one line (its ``strerror`` where it has one)."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())
+
+
 class VidrestoreError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with; a subclass sets it with ``code=``."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 
 # ------------------------------------------------------------------------------------------------
@@ -21,8 +22,6 @@ HIST_BINS = 32
 
 def scene_thumbnail(frame: np.ndarray) -> np.ndarray:
     """A small grey float32 image in [0, 1] of an HxWx3 RGB uint8/uint16 frame."""
-    import cv2
-
     scale = 255.0 if frame.dtype == np.uint8 else float(np.iinfo(frame.dtype).max) if frame.dtype.kind == "u" else 1.0
     img = frame.astype(np.float32) / scale if frame.dtype != np.float32 else frame
     grey = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114

@@ -12,12 +12,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import av
+import av.container
+from av.video import reformatter
 
 from vidrestore.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import av.container
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,6 @@ _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
 
 def _enum_name(enum: str, value: int) -> str:
     try:
-        from av.video import reformatter
-
         return getattr(reformatter, enum)(value).name.lower()
     except Exception:
         return str(value)
@@ -118,10 +117,8 @@ def check_readable(path: Path) -> None:
         raise InputError(f"cannot read input {path}: {err.strerror or err}") from None
 
 
-def open_input(path: str | os.PathLike[str]) -> "av.container.InputContainer":
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     """Open ``path`` for demuxing; InputError (one line) for missing, unreadable or non-video files."""
-    import av
-
     p = Path(path)
     check_readable(p)
     if p.stat().st_size == 0:
@@ -144,7 +141,7 @@ def _short(err: BaseException) -> str:
     return str(msg).split(":")[0].strip() or type(err).__name__
 
 
-def main_video_stream(container: "av.container.InputContainer"):
+def main_video_stream(container: av.container.InputContainer):
     """The video stream to process: the first that is not a cover picture."""
     for s in container.streams.video:
         if not (int(s.disposition) & int(getattr(type(s.disposition), "attached_pic", 0) or 0)):
@@ -153,8 +150,6 @@ def main_video_stream(container: "av.container.InputContainer"):
 
 
 def pix_fmt_depth(pix_fmt: str) -> int:
-    import av
-
     try:
         return max(c.bits for c in av.VideoFormat(pix_fmt).components)
     except Exception:
@@ -205,8 +200,6 @@ def _rate_str(rate: Fraction) -> str:
 def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
     """Describe ``path``. With ``scan`` the video packets are read (not decoded) for the exact frame
     count, duration and CFR/VFR; without it only header values are used (count may be estimated)."""
-    import av
-
     p = Path(path)
     container = open_input(p)
     try:
@@ -270,8 +263,6 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
 def _first_frame_display(path: Path, index: int) -> tuple[int, tuple[int, ...] | None]:
     """(rotation in degrees, the raw 3x3 display matrix) from the first decoded frame: FFmpeg
     exports the container's display matrix as frame side data; PyAV has no stream-level getter."""
-    import av
-
     try:
         with av.open(str(path)) as c:
             for frame in c.decode(c.streams[index]):

@@ -17,7 +17,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from vidrestore.errors import InputError
+from vidrestore.errors import InputError, one_line
 from vidrestore.io.probe import VideoInfo, open_input
 from vidrestore.io.worker import END, Worker
 
@@ -80,7 +80,7 @@ class FrameReader:
 
     # -- producer side (the reader thread) -------------------------------------------------------
     def _decode_error(self, err: BaseException) -> InputError:
-        return err if isinstance(err, InputError) else InputError(f"cannot decode {self.info.path}: {_one_line(err)}")
+        return err if isinstance(err, InputError) else InputError(f"cannot decode {self.info.path}: {one_line(err)}")
 
     def _decode_all(self) -> None:
         info = self.info
@@ -136,9 +136,9 @@ class FrameReader:
             except av.error.FFmpegError as err:
                 where = count + (1 if pending is not None else 0)
                 if where == 0:
-                    raise InputError(f"no decodable video frames in {path} ({_one_line(err)})") from None
+                    raise InputError(f"no decodable video frames in {path} ({one_line(err)})") from None
                 raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
-                                 f"of {path} ({_one_line(err)})") from None
+                                 f"of {path} ({one_line(err)})") from None
             total = count + (1 if pending is not None else 0)
             if total == 0:
                 raise InputError(f"no decodable video frames in {path}")
@@ -165,7 +165,3 @@ class FrameReader:
         return DecodedFrame(index=index, pts=int(frame.pts), duration=duration, rgb=rgb,
                             raw=frame if self.keep_raw else None)
 
-
-def _one_line(err: BaseException) -> str:
-    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return " ".join(str(text).split())

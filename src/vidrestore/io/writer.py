@@ -24,7 +24,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidrestore.errors import InputError, OutputError, ProcessingError, UsageError
+from vidrestore.errors import InputError, OutputError, ProcessingError, UsageError, one_line
 from vidrestore.io.files import is_disk_full, remove_temp
 from vidrestore.io.formats import codec_defaults, output_colour
 from vidrestore.io.probe import ColourInfo
@@ -98,7 +98,7 @@ class VideoWriter:
                     raise OutputError(f"disk full while writing {spec.target}") from None
                 what = f"--preset {spec.preset!r} / " if spec.preset else ""
                 hint = "; is an NVIDIA GPU with a recent driver present?" if spec.codec.endswith("_nvenc") else ""
-                raise UsageError(f"could not start the {spec.codec} encoder ({what}{_one_line(err)}){hint}") from None
+                raise UsageError(f"could not start the {spec.codec} encoder ({what}{one_line(err)}){hint}") from None
         except BaseException:
             self._close_quietly()
             raise
@@ -208,8 +208,8 @@ class VideoWriter:
             return OutputError(f"disk full while writing {self.spec.target}")
         if isinstance(err, OSError) and getattr(err, "errno", None) in (errno.EIO, errno.EACCES, errno.EROFS,
                                                                          errno.EPERM):
-            return OutputError(f"cannot write {self.spec.target}: {_one_line(err)}")
-        return ProcessingError(f"encoding failed at output frame {self.frames_written}: {_one_line(err)}")
+            return OutputError(f"cannot write {self.spec.target}: {one_line(err)}")
+        return ProcessingError(f"encoding failed at output frame {self.frames_written}: {one_line(err)}")
 
     def _to_video_frame(self, frame: Any) -> Any:
         spec = self.spec
@@ -253,7 +253,3 @@ class VideoWriter:
         self._out = None
         self._side.close()
 
-
-def _one_line(err: BaseException) -> str:
-    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return " ".join(str(text).split())

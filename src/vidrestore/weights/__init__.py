@@ -14,6 +14,7 @@ is read (never pickle). torch, safetensors and huggingface_hub are imported only
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+from vidrestore._version import __version__
 from vidrestore.errors import WeightsError
 from vidrestore.weights._files import (
     FORMAT_VERSION,
@@ -324,9 +326,6 @@ def save_weights(
 ) -> str:
     """Write a model's state dict as safetensors (atomically) with its config and version in the
     metadata; returns the file's sha256."""
-    import hashlib
-
-    from vidrestore._version import __version__
     from vidrestore.model.network import config_to_json, options_to_json
 
     extra = dict(extra_metadata or {})

@@ -133,9 +133,6 @@ def tensors_to_bytes(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[st
     """safetensors bytes with a canonical header (keys sorted), so the same tensors and metadata always
     give the same bytes and sha256 (the library writes its header's keys in hash-map order, which
     changes from one process to the next)."""
-    import json
-    import struct
-
     from safetensors.torch import save
 
     raw = save(dict(tensors), metadata=dict(metadata))

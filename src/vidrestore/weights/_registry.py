@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from vidrestore.errors import WeightsError
+from vidrestore.weights._files import write_atomic
 
 REGISTRY_FORMAT = 1
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -179,8 +180,6 @@ def parse_registry(path: str | os.PathLike[str]) -> Registry:
 
 def write_registry(path: str | os.PathLike[str], entries: Mapping[str, WeightsEntry]) -> None:
     """Write a registry file atomically, entries sorted by name."""
-    from vidrestore.weights._files import write_atomic
-
     doc = {
         "format": REGISTRY_FORMAT,
         "weights": {name: entries[name].to_json() for name in sorted(entries)},
