@@ -327,12 +327,12 @@ def test_tiny_model_overfits_a_batch():
 
 
 def _small_cfg(out: Path, **kw):
-    from vidrestore.train.loop import TrainConfig
+    from vidrestore.train.config import train_config
 
-    base = dict(out=str(out), model="tiny", steps=3, batch=2, crop=32, warmup=2, val_count=1, val_size=32,
+    base = dict(out=str(out), size="tiny", steps=3, batch=2, crop=32, warmup=2, val_count=1, val_size=32,
                 val_every=2, ckpt_every=2, log_every=1, device="cpu", precision="fp32", factor=4, subframes=8)
     base.update(kw)
-    return TrainConfig(**base)
+    return train_config(base)
 
 
 def test_train_checkpoint_resume_export(tmp_path):
@@ -390,14 +390,14 @@ def test_train_init_starts_from_given_weights(tmp_path):
     with pytest.raises(UsageError):  # a file of another size is refused
         train(_small_cfg(tmp_path / "d", steps=1, model="small", init=first.export_path), echo=lambda _: None)
     # a file that skips the refiner for sharp inputs (v11 style) starts a run too; training runs the refiner
-    from vidrestore.model.network import with_config
+    from vidrestore.model.network import with_options
     from vidrestore.weights import save_weights
 
     skip = tmp_path / "skip.safetensors"
-    save_weights(with_config(model_from_file(first.export_path), refine_sharp=False), skip)
+    save_weights(with_options(model_from_file(first.export_path), refine_sharp=False), skip)
     lines.clear()
     third = train(_small_cfg(tmp_path / "e", steps=1, init=str(skip), lr=1e-9), echo=lines.append)
-    assert model_from_file(third.export_path).config.refine_sharp is True
+    assert model_from_file(third.export_path).options.refine_sharp is True
     assert any("refine_sharp=False" in line for line in lines)
 
 
@@ -420,17 +420,16 @@ def test_train_with_flow_supervision(tmp_path, monkeypatch):
     """--flow-weight: synthetic batches carry exact flows and the model is asked for its stage flows;
     the run trains and exports as usual. Without it, no flows are rendered or requested."""
     from vidrestore.train import loop as L
-    from vidrestore.train.losses import LossConfig
 
     seen = _record_flow_args(monkeypatch)
-    run = L.train(_small_cfg(tmp_path / "f", loss=LossConfig(flow_weight=0.05)), echo=lambda _: None)
+    run = L.train(_small_cfg(tmp_path / "f", flow_weight=0.05), echo=lambda _: None)
     assert run.finished and Path(run.export_path).is_file()
     assert seen and all(s == (True, True) for s in seen)
     seen.clear()
     L.train(_small_cfg(tmp_path / "n"), echo=lambda _: None)
     assert seen and all(s == (False, False) for s in seen)
     with pytest.raises(UsageError):
-        _small_cfg(tmp_path / "x", loss=LossConfig(flow_weight=-1.0))
+        _small_cfg(tmp_path / "x", flow_weight=-1.0)
 
 
 def test_train_stops_cleanly_at_time_budget(tmp_path):
@@ -468,37 +467,35 @@ def test_train_cli(tmp_path):
                                      ("coarse_levels", "static_gate"), ("static_gate", "flow_polish"),
                                      ("flow_polish",)])
 def test_train_init_grows_flow_stages_from_older_weights(tmp_path, missing):
-    """Weights without the 1/4- and/or 1/2-scale flow stages, the coarse matching level, the still-region
-    gate or the flow polish (v1/v2 style: none; v3 style: no 1/2 stage, no coarse level; v8 style: no gate,
-    no polish; v9 style: no polish) start a run with them: new stages start as the identity,
-    every other tensor is copied, and without the (parameter-free) coarse level the output is what the
-    old model gave."""
-    from vidrestore.model.network import CONFIGS, VidRestoreNet
+    """Weights without the 1/4- and/or 1/2-scale flow stages (tensors), or made under inference options without
+    the coarse matching level, the still-region gate or the flow polish (v1/v2 style: none; v3 style: no 1/2
+    stage, no coarse level; v8 style: no gate, no polish; v9 style: no polish) start a run with them: new
+    stages start as the identity, every other tensor is copied, the run trains under its own options (and
+    says so), and under the old options the output is what the old model gave."""
+    from vidrestore.model.network import CONFIGS, InferenceOptions, VidRestoreNet, with_options
     from vidrestore.train.loop import train
     from vidrestore.weights import model_from_file, save_weights
 
+    tensors = {f: 0 for f in missing if f in ("fine_flow", "half_flow")}
+    switches = {f: 0 for f in missing if f not in tensors}
     torch.manual_seed(3)
-    old = VidRestoreNet(replace(CONFIGS["tiny"], **{f: 0 for f in missing})).eval()
+    old = VidRestoreNet(replace(CONFIGS["tiny"], **tensors), InferenceOptions(**switches)).eval()
     path = tmp_path / "old.safetensors"
     save_weights(old, path)
     lines: list[str] = []
     run = train(_small_cfg(tmp_path / "b", steps=1, init=str(path), lr=1e-12), echo=lines.append)
     grown = model_from_file(run.export_path).eval()
-    assert grown.config == CONFIGS["tiny"]
+    assert grown.config == CONFIGS["tiny"] and grown.options == InferenceOptions()
     for stage in ("fine_flow", "half_flow"):
         assert getattr(grown.config, stage) > 0
         assert any(f"{stage} stage start fresh" in line for line in lines) == (stage in missing)
-    assert grown.config.coarse_levels > 0 and grown.config.static_gate > 0 and grown.config.flow_polish > 0
+    assert any("other inference options" in line for line in lines)
     src = old.state_dict()
     got = grown.state_dict()
     assert all(torch.allclose(src[k], got[k], atol=1e-6) for k in src)
     # the coarse level moves the attention's windows, the still-region gate changes still pixels and the polish
-    # moves the flows, by design: compare with all three set back to the old values
-    same_search = VidRestoreNet(replace(grown.config, coarse_levels=old.config.coarse_levels,
-                                        static_gate=old.config.static_gate,
-                                        flow_polish=old.config.flow_polish)).eval()
-    same_search.load_state_dict(got)
-    grown = same_search
+    # moves the flows, by design: compare under the old options
+    grown = with_options(grown, old.options)
     # a smooth moving scene: the grown model gives what the old one gave, up to resampling order
     yy, xx = torch.meshgrid(torch.linspace(0, 6, 64), torch.linspace(0, 6, 64), indexing="ij")
     frames = torch.stack([(0.5 + 0.4 * torch.sin(xx + 0.3 * i) * torch.cos(yy)).expand(3, -1, -1) for i in range(4)])
@@ -568,7 +565,6 @@ def test_train_only_key_branch_freezes_the_rest_and_skips_in_between_frames(tmp_
     is asked for, the run resumes only with the same --train-only, and an unknown part is refused."""
     from vidrestore.model.network import build_model
     from vidrestore.train import loop as L
-    from vidrestore.train.losses import LossConfig
     from vidrestore.weights import model_from_file, save_weights
 
     torch.manual_seed(0)
@@ -577,15 +573,15 @@ def test_train_only_key_branch_freezes_the_rest_and_skips_in_between_frames(tmp_
         torch.nn.init.normal_(p, std=0.01)
     save_weights(start, tmp_path / "start.safetensors")
     asked = []
-    real_forward = type(start).forward
+    real_window = type(start)._window
 
-    def spy(self, frames, times, with_flows=False):
+    def spy(self, frames, feats, times, *args):
         asked.append(int(times.shape[-1]))
-        return real_forward(self, frames, times, with_flows)
+        return real_window(self, frames, feats, times, *args)
 
-    monkeypatch.setattr(type(start), "forward", spy)
+    monkeypatch.setattr(type(start), "_window", spy)
     cfg = _small_cfg(tmp_path / "run", steps=2, init=str(tmp_path / "start.safetensors"), lr=1e-3,
-                     train_only=("key_branch",), loss=LossConfig(inter_weight=0.0))
+                     train_only=("key_branch",), inter_weight=0.0)
     run = L.train(cfg, echo=lambda _: None)
     assert run.finished
     got = model_from_file(run.export_path).state_dict()
@@ -594,12 +590,12 @@ def test_train_only_key_branch_freezes_the_rest_and_skips_in_between_frames(tmp_
     assert moved == {"key_branch"}
     assert 0 in asked  # training steps made no in-between frames (validation still scores them)
     with pytest.raises(UsageError, match="--train-only"):
-        L.train(replace(cfg, steps=3, resume=True, train_only=()), echo=lambda _: None)
-    assert L.train(replace(cfg, steps=3, resume=True), echo=lambda _: None).step == 3
+        L.train(cfg.updated(steps=3, resume=True, train_only=()), echo=lambda _: None)
+    assert L.train(cfg.updated(steps=3, resume=True), echo=lambda _: None).step == 3
     with pytest.raises(UsageError, match="key_brunch"):
         L.train(_small_cfg(tmp_path / "bad", train_only=("key_brunch",)), echo=lambda _: None)
     with pytest.raises(UsageError, match="nothing to train"):
-        _small_cfg(tmp_path / "zero", loss=LossConfig(key_weight=0.0, inter_weight=0.0))
+        _small_cfg(tmp_path / "zero", key_weight=0.0, inter_weight=0.0)
 
 
 def _pan_sample(shift: float = 2.0, size: int = 64) -> "S.Sample":

@@ -1,4 +1,5 @@
-"""``vidrestore train``: a thin wrapper around ``vidrestore.train.loop.train``."""
+"""``vidrestore train``: a thin wrapper around ``vidrestore.train.loop.train`` (options to a config by
+``vidrestore.train.config.train_config``)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,6 @@ import click
 
 from vidrestore.config import PIXEL_LOSSES
 from vidrestore.errors import UsageError
-
-
-def _parse_mix(text: str | None) -> dict[str, float]:
-    if not text:
-        return {}
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        name = name.strip().lower()
-        if not sep or name not in ("synthetic", "clips", "videos"):
-            raise UsageError(f"--mix {text!r}: expected e.g. synthetic=0.7,clips=0.3 (names: synthetic, clips, videos)")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise UsageError(f"--mix {text!r}: {value!r} is not a number") from None
-    return out
 
 
 @click.command("train")
@@ -71,25 +56,24 @@ def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, pr
     Adobe240-style samples from your own high-frame-rate footage. Stop and resume at will: --minutes
     bounds one invocation, --resume continues it.
     """
-    from vidrestore.train.losses import LossConfig
-    from vidrestore.train.loop import TrainConfig, train as run_training
+    from vidrestore.train.config import train_config
+    from vidrestore.train.loop import train as run_training
 
-    weights = _parse_mix(mix)
     if threads is not None:
         if threads < 1:
             raise UsageError("--threads must be >= 1")
         import torch
 
         torch.set_num_threads(threads)
-    cfg = TrainConfig(
-        out=out, model=size, steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, warmup=warmup,
-        resume=resume, device=device, precision=precision, textures=tuple(textures), clips=clips, videos=videos,
-        mix_synthetic=weights.get("synthetic", 1.0), mix_clips=weights.get("clips"), mix_videos=weights.get("videos"),
-        subframes=subframes, max_speed=max_speed, exposure=tuple(exposure), sharp_prob=sharp_prob, noise=noise, seed=seed, val_every=val_every, val_count=val_count,
-        log_every=log_every, ckpt_every=ckpt_every, export=export, init=init, clip_scale=clip_scale,
-        holdout_frames=holdout_frames, clip_key_weight=clip_key_weight, clip_flow_weight=clip_flow_weight, loss=LossConfig(key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight, pixel=pixel_loss),
-        train_only=tuple(train_only),
-    )
+    cfg = train_config(dict(
+        out=out, size=size, steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, warmup=warmup,
+        resume=resume, device=device, precision=precision, textures=textures, clips=clips, videos=videos, mix=mix,
+        subframes=subframes, max_speed=max_speed, exposure=exposure, sharp_prob=sharp_prob, noise=noise, seed=seed,
+        val_every=val_every, val_count=val_count, log_every=log_every, ckpt_every=ckpt_every, export=export, init=init,
+        clip_scale=clip_scale, holdout_frames=holdout_frames, clip_key_weight=clip_key_weight,
+        clip_flow_weight=clip_flow_weight, key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight,
+        pixel_loss=pixel_loss, train_only=train_only,
+    ))
     result = run_training(cfg, echo=lambda line: click.echo(line))
     state = "finished" if result.finished else "paused (run again with --resume to continue)"
     click.echo(f"{state}: step {result.step}, weights {result.export_path}")

@@ -4,18 +4,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from vidrestore.config import PIXEL_LOSSES
+from vidrestore.errors import UsageError
 
 _GAUSS_1D = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
 @dataclass(frozen=True)
 class LossConfig:
+    """The loss of a training run: image terms, their weights, the flow term, and the weights that differ on
+    ``--clips`` batches (see :meth:`for_source`). Construction checks the weights with the CLI's flag names."""
+
     eps: float = 1e-3  # Charbonnier epsilon
     laplacian_weight: float = 0.5
     levels: int = 4  # pyramid levels (fewer when the image is small)
@@ -23,10 +27,36 @@ class LossConfig:
     inter_weight: float = 1.0
     flow_weight: float = 0.0  # weight of the flow term (per full-resolution pixel of error) where exact flows exist
     pixel: str = "charbonnier"  # image term: "charbonnier" (+ Laplacian) or "psnr" (per-frame log MSE, alone)
+    # key-frame loss weight in clip batches (None: key_weight). A clip sample's key input is its own target,
+    # so that term only teaches the key branch to leave frames alone.
+    clip_key_weight: float | None = None
+    # weight of the flow term in clip batches, against DIS teacher flows from the true in-between frame
+    # (vidrestore.train.teacher); 0: clip batches carry no flows
+    clip_flow_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pixel not in PIXEL_LOSSES:
             raise ValueError(f"pixel loss {self.pixel!r}: expected one of {', '.join(PIXEL_LOSSES)}")
+        for name in ("key_weight", "inter_weight", "flow_weight", "clip_key_weight", "clip_flow_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 0")
+        if self.key_weight == 0 and self.inter_weight == 0 and self.flow_weight == 0 and self.clip_flow_weight == 0:
+            raise UsageError("--key-weight, --inter-weight, --flow-weight and --clip-flow-weight are all 0: "
+                             "nothing to train")
+
+    def for_source(self, source: str) -> "LossConfig":
+        """The loss of a batch from ``source`` (synthetic, clips or videos): clip batches take the clip
+        weights for the key frame and the flows."""
+        if source != "clips":
+            return self
+        key = self.key_weight if self.clip_key_weight is None else self.clip_key_weight
+        return replace(self, key_weight=key, flow_weight=self.clip_flow_weight)
+
+    @property
+    def wants_inter(self) -> bool:
+        """Whether any term looks at in-between frames (or at the flows that make them)."""
+        return self.inter_weight > 0 or self.flow_weight > 0 or self.clip_flow_weight > 0
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
