@@ -93,7 +93,23 @@ def test_features_are_reusable_across_windows(tiny):
 
 def test_config_json_round_trip():
     for cfg in CONFIGS.values():
-        assert config_from_json(config_to_json(cfg)) == cfg
+        assert config_from_json(config_to_json(cfg)) == (cfg, {})
+
+
+def test_config_json_of_older_files_hands_back_their_inference_options():
+    """Files before 0.2.0 kept the parameter-free switches in the model config: they come back apart."""
+    import json
+
+    from vidrestore.model.network import LEGACY_OPTIONS, InferenceOptions, options_from_dict
+
+    data = json.loads(config_to_json(CONFIGS["small"]))
+    data.update(coarse_levels=1, static_gate=0.05, refine_sharp=False)
+    cfg, legacy = config_from_json(json.dumps(data))
+    assert cfg == CONFIGS["small"] and legacy == {"coarse_levels": 1, "static_gate": 0.05, "refine_sharp": False}
+    opts = options_from_dict(legacy, LEGACY_OPTIONS)
+    assert opts == InferenceOptions(coarse_levels=1, static_gate=0.05, flow_polish=0, refine_sharp=False)
+    with pytest.raises(ValueError, match="unknown"):
+        config_from_json(json.dumps({**data, "coarse_level": 1}))
 
 
 def test_default_size_within_budget():
@@ -257,14 +273,12 @@ def test_flow_stages_are_optional_and_train(tiny, stage):
 def test_coarse_matching_lets_the_attention_follow_a_large_shift():
     """A 40 px shift is beyond the 1/8 attention's window (+-3 cells = 24 px) on its own; centred on the
     coarse level's estimate, the same untrained attention finds it."""
-    from dataclasses import replace
-
-    from vidrestore.model.network import CONFIGS, VidRestoreNet
+    from vidrestore.model.network import CONFIGS, InferenceOptions, VidRestoreNet
 
     base = _real_frame(176, 320)
     shifted = torch.roll(base, shifts=(16, 40), dims=(2, 3))  # content moves +40 px in x, +16 in y
     torch.manual_seed(0)
-    model = VidRestoreNet(replace(CONFIGS["small"], coarse_levels=1)).eval()
+    model = VidRestoreNet(CONFIGS["small"], InferenceOptions(coarse_levels=1)).eval()
     with torch.no_grad():
         feats = [model.encode(base), model.encode(shifted)]
         _, plain = model.ifa(feats[0][2], feats[1][2], feats[0][3], feats[1][3])
@@ -328,21 +342,20 @@ def test_still_gate_chooses_the_still_hypothesis_only_where_it_fits():
 def test_still_gate_is_off_at_zero_and_leaves_differing_pixels_alone(tiny):
     """static_gate=0 builds the same network without the gate; with it, pixels where the pair's frames differ
     a lot come out as without it; an even kernel is refused."""
-    import dataclasses
-
-    from vidrestore.model.network import box_difference, with_config
+    from vidrestore.model.network import InferenceOptions, box_difference, with_options
 
     torch.manual_seed(1)
     x = torch.rand(1, 4, 3, 32, 48)
-    off = with_config(tiny, static_gate=0.0)
+    off = with_options(tiny, static_gate=0.0)
+    assert off.options.static_gate == 0.0 and tiny.options.static_gate > 0  # tiny itself is left as it was
     with torch.no_grad():
         _, on_inter = tiny(x, torch.tensor([0.5]))
         _, off_inter = off(x, torch.tensor([0.5]))
-    far = box_difference(x[:, 1], x[:, 2], tiny.config.static_kernel)[0, 0] > 0.25  # the gate's own measure
+    far = box_difference(x[:, 1], x[:, 2], tiny.options.static_kernel)[0, 0] > 0.25  # the gate's own measure
     assert far.sum() > 100
     torch.testing.assert_close(on_inter[0, 0][:, far], off_inter[0, 0][:, far], atol=1e-4, rtol=0)
     with pytest.raises(ValueError):
-        build_model(dataclasses.replace(tiny.config, static_kernel=4))
+        InferenceOptions(static_kernel=4)
 
 
 
@@ -350,13 +363,14 @@ def test_refine_sharp_false_skips_the_refiner_only_for_sharp_inputs(tiny):
     """With ``refine_sharp`` False, ``restore(sharp=True)`` gives the gated warped blend without the refiner's
     residual (the refiner is not called); blurred inputs (``sharp=False``) still get it, and with the default
     (True) ``sharp`` changes nothing."""
-    from vidrestore.model.network import with_config
+    from vidrestore.model.network import with_options
 
     torch.manual_seed(2)
     # a refiner that adds something, so that skipping it is visible
     model = build_model("tiny").eval()
     torch.nn.init.normal_(model.refiner.out[0].weight, std=0.05)
-    skip = with_config(model, refine_sharp=False)
+    skip = with_options(model, refine_sharp=False)
+    assert not skip.training and skip.options.refine_sharp is False
     x = torch.rand(1, 4, 3, 32, 48)
     frames = [x[:, i] for i in range(4)]
     times = torch.tensor([0.3, 0.5])
