@@ -129,13 +129,24 @@ def test_odd_frame_sizes(tiny_model, make_clip, tmp_path, size, codec):
     assert (info.width, info.height, info.frame_count) == (*size, 8)
 
 
-def test_ten_bit_stays_ten_bit(tiny_model, make_clip, tmp_path):
+def test_ten_bit_input_gives_8_bit_h264_by_default_and_hevc_main10_on_request(tiny_model, make_clip, tmp_path):
+    import av
+
     frames16 = [f.astype(np.uint16) * 257 for f in moving_pattern(3, 32, 32)]
     src = make_clip("ten.mkv", frames16, codec="ffv1", pix_fmt="yuv420p10le", audio=False)
     dst = tmp_path / "out.mp4"
-    enhance(tiny_model, src, dst, factor=2)
+    _, notes = enhance(tiny_model, src, dst, factor=2)  # default libx264: High 10 plays almost nowhere
     info = probe(dst)
-    assert (info.pix_fmt, info.bit_depth, info.frame_count) == ("yuv420p10le", 10, 6)
+    assert (info.pix_fmt, info.bit_depth, info.frame_count) == ("yuv420p", 8, 6)
+    assert any("10-bit input encoded as 8-bit yuv420p" in n and "libx265" in n for n in notes)
+    dst = tmp_path / "out10.mp4"
+    _, notes = enhance(tiny_model, src, dst, factor=2, codec="libx265")
+    info = probe(dst)
+    assert (info.codec, info.pix_fmt, info.bit_depth, info.frame_count) == ("hevc", "yuv420p10le", 10, 6)
+    assert notes == []
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_tag == "hvc1"
+        assert c.streams.video[0].codec_context.profile == "Main 10"
 
 
 def test_scene_cut_frames_are_held_not_blended(tiny_model, make_clip, tmp_path):

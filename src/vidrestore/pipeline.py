@@ -53,14 +53,17 @@ class RunSummary:
     dtype: str
     scene_cuts: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    variable_rate: bool = False  # VFR input: the output follows its timestamps, there is no one rate
 
     @property
     def fps(self) -> float:
         return self.frames_out / self.seconds if self.seconds > 0 else 0.0
 
     def one_line(self) -> str:
+        rates = ("variable frame rate" if self.variable_rate
+                 else f"{_rate(self.rate_in)} -> {_rate(self.rate_out)} fps")
         return (f"{self.input.name}: {self.frames_in} -> {self.frames_out} frames "
-                f"({_rate(self.rate_in)} -> {_rate(self.rate_out)} fps, {self.mode}) in {self.seconds:.1f} s "
+                f"({rates}, {self.mode}) in {self.seconds:.1f} s "
                 f"({self.fps:.1f} fps) -> {self.output}")
 
 
@@ -91,6 +94,8 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if notes is not None:
             notes(msg)
 
+    for msg in p.notes:
+        note(msg)
     temp = files.create_temp(Path(config.output))
     writer = None
     reader = None
@@ -99,7 +104,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         info = p.info
         spec = w.WriterSpec(
             target=Path(config.output), temp=temp, format_name=p.format_name, codec=config.codec,
-            pix_fmt=p.pix_fmt, width=info.width, height=info.height, rate=p.rate_out, time_base=p.time_base_out,
+            pix_fmt=p.pix_fmt, width=p.width, height=p.height, rate=p.rate_out, time_base=p.time_base_out,
             crf=config.crf, preset=config.preset, colour=info.colour, full_range_source=p.full_range_source,
             rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
             video_metadata=info.video_tags, container_metadata=info.container_tags,
@@ -117,9 +122,9 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
             progress(Progress(frames_in, frames_out, frames_in, frames_out, seconds))
         return RunSummary(
             input=Path(config.input), output=Path(config.output), frames_in=frames_in, frames_out=frames_out,
-            factor=p.factor, mode=config.mode, rate_in=info.rate, rate_out=p.rate_out, seconds=seconds,
+            factor=p.factor, mode=config.mode, rate_in=p.rate_in, rate_out=p.rate_out, seconds=seconds,
             codec=config.codec, pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
-            scene_cuts=engine.stats.cuts, notes=tuple(note_list))
+            scene_cuts=engine.stats.cuts, notes=tuple(note_list), variable_rate=p.variable_rate)
     except BaseException as err:
         if reader is not None:
             reader.close()  # stop decoding before the writer's file goes away
@@ -164,7 +169,9 @@ def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[
                 raise ProcessingError(f"internal error: output {frames_out} for input {cur.index}")
             nxt_pts = pending[1].pts if len(pending) > 1 else cur.pts + cur.duration
             step = nxt_pts - cur.pts
-            if scale == k:
+            if p.grid is not None:  # constant rate: the exact K*rate grid
+                pts, dur = p.grid.pts(frames_out), p.grid.step_ticks
+            elif scale == k:
                 pts, dur = cur.pts * k + i * step, step
             else:  # coarse fallback: time base == input time base
                 pts, dur = cur.pts + (i * step) // k, max(1, step // k)
@@ -185,7 +192,7 @@ def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[
 
 
 def _raw_matches(raw: Any, p: Plan) -> bool:
-    return raw.format.name == p.pix_fmt and raw.width == p.info.width and raw.height == p.info.height
+    return raw.format.name == p.pix_fmt and raw.width == p.width and raw.height == p.height
 
 
 def _unlink(path: Path) -> None:

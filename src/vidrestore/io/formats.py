@@ -149,12 +149,15 @@ def normalize_source_format(pix_fmt: str) -> tuple[str, bool]:
     return pix_fmt, False
 
 
-def choose_pix_fmt(source_fmt: str, codec: str, width: int, height: int) -> str:
+def choose_pix_fmt(source_fmt: str, codec: str, width: int, height: int, max_depth: int | None = None) -> str:
     """The codec's pixel format closest to the source's: the same one where the codec allows,
-    else the nearest in family (RGB/YUV/grey), bit depth (never lower if avoidable) and chroma
-    subsampling. Odd sizes with chroma subsampling are avoided for codecs that reject them."""
+    else the nearest in family (RGB/YUV/grey), bit depth (never lower if avoidable, never over
+    ``max_depth``) and chroma subsampling. Odd sizes with chroma subsampling are avoided for codecs
+    that reject them."""
     source_fmt, _ = normalize_source_format(source_fmt)
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    if max_depth is not None:
+        formats = [f for f in formats if (_fmt_props(f) or {}).get("depth", 99) <= max_depth]
     defaults = codec_defaults(codec)
     src = _fmt_props(source_fmt) or _fmt_props("yuv420p")
     assert src is not None
@@ -193,6 +196,62 @@ def choose_pix_fmt(source_fmt: str, codec: str, width: int, height: int) -> str:
         raise UsageError(f"{codec} cannot encode a {width}x{height} frame (odd sizes need a codec "
                          f"without chroma subsampling limits, e.g. --codec libx264 or ffv1)")
     return best[2]
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the encoder gets: pixel format and size (the source's, or padded to even), and why."""
+
+    pix_fmt: str
+    width: int
+    height: int
+    notes: tuple[str, ...] = ()
+
+
+# codecs whose deeper profiles few players decode: beyond 8 bits they get 8 bits and a note
+_EIGHT_BIT_DEFAULT = {"libx264": "H.264 High 10 plays in few browsers and players"}
+
+
+def choose_picture(source_fmt: str, codec: str, width: int, height: int) -> Picture:
+    """The pixel format and size to encode, by what players accept:
+
+    * a subsampled source (4:2:0, 4:2:2) with an odd size keeps its subsampling: for a codec that
+      cannot encode odd sizes so (libx264, libx265, ...) the frames are padded to even by repeating
+      the last column/row, and a note says so (H.264 and HEVC can crop only in 2-pixel steps in
+      4:2:0, so the exact odd size cannot be stored; 4:4:4 instead would need the rarely supported
+      High 4:4:4 profile);
+    * with libx264, input beyond 8 bits is encoded in 8 bits (H.264 High 10 plays almost nowhere),
+      with a note pointing to --codec libx265 (HEVC Main 10) to keep the bits.
+    """
+    src_fmt, _ = normalize_source_format(source_fmt)
+    src = _fmt_props(src_fmt) or _fmt_props("yuv420p")
+    assert src is not None
+    notes: list[str] = []
+    w, h = width, height
+    if not codec_defaults(codec).odd_sizes_with_subsampling:
+        w += width % 2 if src["sub_w"] else 0
+        h += height % 2 if src["sub_h"] else 0
+    if (w, h) != (width, height):
+        notes.append(f"encoded at {w}x{h}: the {width}x{height} frames are padded by repeating the last "
+                     f"{'column' if w != width else 'row'}{' and row' if w != width and h != height else ''}, "
+                     f"because {codec} cannot store an odd size with {src_fmt} chroma subsampling")
+    max_depth = 8 if codec in _EIGHT_BIT_DEFAULT and src["depth"] > 8 else None
+    pix_fmt = choose_pix_fmt(src_fmt, codec, w, h, max_depth=max_depth)
+    if max_depth is not None:
+        notes.append(f"{src['depth']}-bit input encoded as 8-bit {pix_fmt}: {_EIGHT_BIT_DEFAULT[codec]}; "
+                     f"--codec libx265 keeps {src['depth']} bits (HEVC Main 10, tagged hvc1 in MP4/MOV)")
+    return Picture(pix_fmt, w, h, tuple(notes))
+
+
+# MP4/MOV muxers: the sample entry players expect for these codecs (FFmpeg writes hev1 by default;
+# Apple players and browsers play only hvc1)
+_MP4_CODEC_TAGS = {"libx265": "hvc1", "hevc_nvenc": "hvc1", "hevc_qsv": "hvc1", "hevc_vaapi": "hvc1"}
+_MP4_MUXERS = ("mp4", "mov", "ipod", "ismv")
+
+
+def codec_tag_for(codec: str, format_name: str) -> str | None:
+    """The codec tag to set on the output video stream, or None for the muxer's default."""
+    return _MP4_CODEC_TAGS.get(codec) if format_name in _MP4_MUXERS else None
 
 
 def output_colour(colour: ColourInfo, pix_fmt: str, full_range_source: bool) -> ColourInfo:

@@ -3,6 +3,8 @@ streams remuxed in (:mod:`vidrestore.io.remux`), and rename it to the target onl
 
 * The video stream gets an exact rational frame rate and a time base in which every output
   timestamp is an integer; pts (and packet durations) are written explicitly.
+* Frames smaller than the encoded size (an odd size padded to even) get their last row/column
+  repeated; HEVC in MP4/MOV is tagged ``hvc1`` (what Apple players and browsers accept).
 * Rotation (display matrix), colour primaries/transfer/matrix/range, sample aspect ratio and
   language/title tags are carried over.
 * The temp file is deleted on every failure and on Ctrl-C; ENOSPC becomes an OutputError.
@@ -26,7 +28,7 @@ from av.video.reformatter import VideoReformatter
 
 from vidrestore.errors import InputError, OutputError, ProcessingError, UsageError, one_line
 from vidrestore.io.files import is_disk_full, remove_temp
-from vidrestore.io.formats import codec_defaults, output_colour
+from vidrestore.io.formats import codec_defaults, codec_tag_for, output_colour
 from vidrestore.io.probe import ColourInfo
 from vidrestore.io.remux import SideStreams
 from vidrestore.io.worker import END, Worker
@@ -112,6 +114,9 @@ class VideoWriter:
         stream.height = spec.height
         stream.pix_fmt = spec.pix_fmt
         stream.time_base = spec.time_base
+        tag = codec_tag_for(spec.codec, spec.format_name)
+        if tag is not None:
+            stream.codec_tag = tag
         cc = stream.codec_context
         cc.time_base = spec.time_base
         cc.framerate = spec.rate
@@ -214,6 +219,9 @@ class VideoWriter:
     def _to_video_frame(self, frame: Any) -> Any:
         spec = self.spec
         if isinstance(frame, np.ndarray):
+            h, w = frame.shape[:2]
+            if (h, w) != (spec.height, spec.width):  # padded to an even size: repeat the last row/column
+                frame = np.pad(frame, ((0, spec.height - h), (0, spec.width - w), (0, 0)), mode="edge")
             fmt = "rgb48le" if frame.dtype == np.uint16 else "rgb24"
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=fmt)
             if spec.pix_fmt != fmt:

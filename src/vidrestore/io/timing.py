@@ -1,0 +1,101 @@
+"""Is the input constant-rate, and on which grid do the output timestamps go?
+
+A container stores timestamps in its own time base: Matroska and WebM in milliseconds, so a
+30000/1001 fps stream has steps of 33 and 34 ms. The input counts as constant-rate (CFR) at a
+nominal rate r (the stream's declared rate, else its average) when every frame's timestamp is
+within one tick of ``start + j / r``. Then output frame n of a K-times job is at exactly
+``start + n / (K r)`` on a time base that holds both that step and the start time, whatever the
+input's time-base precision. Anything else is variable-rate (VFR) and the output follows the
+input's own timestamps (see :mod:`vidrestore.plan`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd
+from pathlib import Path
+
+import av
+
+_MAX_TIME_BASE_DEN = 2**31 - 1
+# Matroska stores a frame duration in whole nanoseconds, so FFmpeg reads 60000/1001 back as
+# 19001/317: a declared rate this close to a standard one is taken to be that one
+_STANDARD_RATES = tuple(Fraction(n, 1001) for n in (24000, 30000, 48000, 60000, 120000, 240000)) + tuple(
+    Fraction(n) for n in (12, 15, 24, 25, 30, 48, 50, 60, 72, 90, 100, 120, 144, 240))
+_SNAP = 1e-6
+
+
+@dataclass(frozen=True)
+class InputTiming:
+    """The constant rate of the input (None for VFR) and the first frame's time in seconds."""
+
+    rate: Fraction | None
+    start: Fraction
+
+
+def on_grid(pts: list[int], time_base: Fraction, rate: Fraction) -> bool:
+    """Every ``pts[j]`` (sorted) within one tick of ``pts[0] + j / (rate * time_base)``."""
+    if rate <= 0 or not pts:
+        return False
+    step = 1 / (rate * time_base)
+    return all(abs(p - pts[0] - j * step) <= 1 for j, p in enumerate(pts))
+
+
+def input_timing(path: Path, index: int) -> InputTiming:
+    """Scan the packets of video stream ``index`` (no decoding): the first of its declared and
+    average rates on which every timestamp lies, or None (VFR); a damaged tail ends the scan."""
+    pts: list[int] = []
+    with av.open(str(path)) as container:
+        stream = container.streams[index]
+        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+        declared = [Fraction(r) for r in (stream.base_rate, stream.average_rate) if r and r > 0]
+        try:
+            pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]
+        except av.error.FFmpegError:
+            pass
+    pts.sort()
+    start = Fraction(pts[0]) * time_base if pts else Fraction(0)
+    for rate in [c for r in declared for c in (standard_rate(r), r) if c is not None]:
+        if on_grid(pts, time_base, rate):
+            return InputTiming(rate, start)
+    return InputTiming(None, start)
+
+
+def standard_rate(rate: Fraction) -> Fraction | None:
+    """The standard frame rate within a millionth of ``rate``, if any."""
+    for s in _STANDARD_RATES:
+        if abs(s - rate) <= _SNAP * s:
+            return s
+    return None
+
+
+def _rational_gcd(a: Fraction, b: Fraction) -> Fraction:
+    """The largest x with a/x and b/x both integers (b may be 0)."""
+    if b == 0:
+        return a
+    den = a.denominator * b.denominator // gcd(a.denominator, b.denominator)
+    return Fraction(gcd(int(a * den), int(b * den)), den)
+
+
+@dataclass(frozen=True)
+class CfrGrid:
+    """Output frame n at ``start_ticks + n * step_ticks`` in ``time_base``."""
+
+    time_base: Fraction
+    start_ticks: int
+    step_ticks: int
+
+    def pts(self, n: int) -> int:
+        return self.start_ticks + n * self.step_ticks
+
+
+def cfr_grid(rate_out: Fraction, start: Fraction) -> CfrGrid:
+    """A time base holding the step 1/rate_out and the start exactly; where that would need a
+    denominator over 32 bits the start is rounded to the nearest step instead."""
+    step = 1 / Fraction(rate_out)
+    tb = _rational_gcd(step, abs(start))
+    if tb.denominator > _MAX_TIME_BASE_DEN:
+        tb = step
+        start = round(start / step) * step
+    return CfrGrid(tb, int(start / tb), int(step / tb))
