@@ -666,3 +666,224 @@ def test_clip_flow_weight_adds_teacher_flows_to_clip_batches(tmp_path, make_clip
     for bad in (dict(clip_flow_weight=-1.0), dict(clip_flow_weight=0.1)):  # negative; no --clips
         with pytest.raises(UsageError, match="--clip-flow-weight"):
             _small_cfg(tmp_path / "bad", **bad)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_train_config_groups_the_flat_options():
+    """Every train option has one flat name (the CLI flag's), whatever part of TrainConfig holds it; unknown
+    names and bad values are usage errors, and updated() changes some options and keeps the rest."""
+    from vidrestore.model.network import InferenceOptions
+    from vidrestore.train.config import train_config
+
+    cfg = train_config({"out": "x", "size": "tiny", "max-speed": 32, "mix": "synthetic=0.6,clips=0.4",
+                        "clips": "c", "key_weight": 3, "pixel_loss": "psnr", "max_steps": 5, "steps": 9,
+                        "options": {"static_gate": 0.0}, "model_changes": {"fine_flow": 0},
+                        "train_only": "key_branch", "val_every": 7})
+    assert (cfg.model.size, cfg.data.max_speed, cfg.data.mix()) == ("tiny", 32, {"synthetic": 0.6, "clips": 0.4, "videos": 0.0})
+    assert (cfg.loss.key_weight, cfg.loss.pixel, cfg.run.val_every) == (3, "psnr", 7)
+    assert (cfg.schedule.steps, cfg.schedule.last_step) == (9, 5)
+    assert cfg.model.options == InferenceOptions(static_gate=0.0) and cfg.model.config.fine_flow == 0
+    assert cfg.model.train_only == ("key_branch",)
+    assert cfg.loss.for_source("clips").key_weight == 3 and cfg.updated(clip_key_weight=0).loss.for_source("clips").key_weight == 0
+    later = cfg.updated(steps=20, resume=True)
+    assert (later.schedule.steps, later.run.resume, later.data.max_speed) == (20, True, 32)
+    for bad in ({"stepz": 1}, {"pixel_loss": "l2"}, {"options": {"coarse_level": 1}}, {"model_changes": {"width": 3}},
+                {"size": "huge"}, {"max_steps": 0}):
+        with pytest.raises(UsageError):
+            train_config({"out": "x", **bad})
+    with pytest.raises(UsageError):
+        train_config({"size": "tiny"})  # no out
+
+
+def test_train_cli_defaults_are_the_config_defaults():
+    """The CLI passes only the options given, so the defaults --help shows must be TrainConfig's own."""
+    from vidrestore.cli.train import train as command
+    from vidrestore.train.config import FIELDS, option_name, train_config
+
+    cfg = train_config({"out": "x"})
+    checked = 0
+    for param in command.params:
+        plain = isinstance(param.default, (int, float, str, tuple, list))  # not None, not click's "unset"
+        if param.name in ("out", "mix") or getattr(param, "is_flag", False) or not plain \
+                or param.name not in {*FIELDS, "pixel_loss"}:
+            continue
+        name = option_name(param.name)
+        want = getattr(getattr(cfg, FIELDS[name]), name)
+        got = tuple(param.default) if isinstance(param.default, (list, tuple)) else param.default
+        assert got == want, (param.name, got, want)
+        checked += 1
+    assert checked > 20
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_TINY_RECIPE = """
+name = "tiny-chain"
+
+[defaults]
+size = "tiny"
+batch = 1
+crop = 32
+warmup = 1
+factor = 4
+val_count = 1
+val_size = 32
+val_every = 100
+log_every = 1
+device = "cpu"
+precision = "fp32"
+textures = ["${DATA}/reds_000"]
+
+[[stages]]
+name = "a"
+steps = 2
+lr = 1e-3
+options = { static_gate = 0.0 }
+
+[[stages]]
+name = "b"
+init = "stage:a"
+steps = 1
+lr = 1e-2
+seed = 3
+
+[[stages]]
+name = "g"
+kind = "graft"
+base = "stage:b"
+donor = "stage:a"
+parts = ["key_branch"]
+
+[[stages]]
+name = "c"
+init = "stage:g"
+steps = 1
+lr = 1e-9
+train_only = ["refiner"]
+
+[options]
+flow_polish = 0
+refine_sharp = false
+"""
+
+
+def _recipe(args: list[str]):
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+    from conftest import SHARED
+
+    return CliRunner().invoke(main, ["train", "--data", str(SHARED), *args])
+
+
+def test_train_recipe_runs_its_chain_resumes_and_exports(tmp_path):
+    """``train --recipe``: stages run in order into OUT/STAGE/ (each from the one it names), a graft stage
+    takes a part from another stage, the export carries the recipe's options and chain; an interrupted stage
+    resumes, a finished one is skipped, and a stage whose input changed since is refused."""
+    from vidrestore.model.network import InferenceOptions
+    from vidrestore.weights import model_from_file, read_metadata
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(_TINY_RECIPE)
+    out = tmp_path / "runs"
+    base = ["--recipe", str(path), "--out", str(out)]
+    res = _recipe([*base, "--stage", "c"])
+    assert res.exit_code == 2 and "stage g, has not finished" in res.output
+    res = _recipe([*base, "--minutes", "0.0001"])  # out of time at once: stage a checkpoints and pauses
+    assert res.exit_code == 0, res.output
+    assert "stage a paused at step 0" in res.output and not (out / "final.safetensors").exists()
+    res = _recipe(base)
+    assert res.exit_code == 0, res.output
+    assert "resumed" in res.output and "finished: recipe tiny-chain" in res.output
+    for name in "abgc":
+        assert (out / name / "final.safetensors").is_file() and (out / name / "stage.json").is_file()
+    a, b, g, c = (model_from_file(out / name / "final.safetensors") for name in "abgc")
+    assert a.options == InferenceOptions(static_gate=0.0) and b.options == InferenceOptions()
+    assert f"initialised from {out / 'a' / 'final.safetensors'}" in res.output
+    assert read_metadata(out / "b" / "final.safetensors")["train.init"] == str(out / "a" / "final.safetensors")
+    sa, sb, sg, sc = (m.state_dict() for m in (a, b, g, c))
+    for k in sg:  # the graft: the key branch from a, everything else from b
+        assert torch.equal(sg[k], sa[k] if k.startswith("key_branch.") else sb[k]), k
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if k.startswith("key_branch."))
+    assert read_metadata(out / "c" / "final.safetensors")["train.init"] == str(out / "g" / "final.safetensors")
+    assert all(torch.equal(sc[k], sg[k]) for k in sc if not k.startswith("refiner."))  # c trained the refiner only
+    final = model_from_file(out / "final.safetensors")
+    assert final.options == InferenceOptions(flow_polish=0, refine_sharp=False)
+    assert all(torch.equal(v, sc[k]) for k, v in final.state_dict().items())
+    meta = read_metadata(out / "final.safetensors")
+    chain = json.loads(meta["recipe.stages"])
+    assert [(s["stage"], s.get("init") or s.get("base")) for s in chain] == [
+        ("a", None), ("b", "stage:a"), ("g", "stage:b"), ("c", "stage:g")]
+    assert meta["recipe.name"] == "tiny-chain" and json.loads(meta["recipe.options"]) == {"flow_polish": 0, "refine_sharp": False}
+    sha = (out / "final.safetensors").read_bytes()
+
+    res = _recipe(base)  # everything done: nothing trains, the export is the same file
+    assert res.exit_code == 0 and res.output.count("done earlier") == 4 and "training into" not in res.output
+    assert (out / "final.safetensors").read_bytes() == sha
+    res = _recipe([*base, "--stage", "a", "--set", "steps=3"])  # a trains on: b was made from another a
+    assert res.exit_code == 0 and "resumed" in res.output, res.output
+    res = _recipe([*base, "--set", "steps=3", "--stage", "b"])
+    assert res.exit_code == 2 and "remove" in res.output and str(out / "b") in res.output
+
+
+def test_train_recipe_refuses_bad_recipes_and_options(tmp_path):
+    path = tmp_path / "r.toml"
+    for text, message in (
+        ('[[stages]]\nname = "a"\ninit = "stage:b"\n', "names no earlier stage"),
+        ('[[stages]]\nname = "a"\nstepz = 2\n', "stepz"),
+        ('[[stages]]\nname = "a"\n[[stages]]\nname = "a"\n', "two stages"),
+        ('[[stages]]\nname = "a"\nkind = "graft"\nbase = "x"\n', "base, donor and parts"),
+        ('[[stages]]\nname = "a"\nout = "x"\n', "recipe runner"),
+        ('[[stages]]\nname = "a"\nsize = "tiny"\ntrain_only = ["key_brunch"]\n', "key_brunch"),
+        ('[[stages]]\nname = "a"\nclips = "${DATA}/nothing-here"\n', "does not exist"),
+        ('name = "x"\n', "no [[stages]]"),
+        ('[[stages]]\nname = "a"\n[options]\nstatic_gat = 1\n', "static_gat"),
+    ):
+        path.write_text(text)
+        res = _recipe(["--recipe", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
+        assert res.exit_code == 2 and message in res.output, (text, res.output)
+    path.write_text('[[stages]]\nname = "a"\n')
+    res = _recipe(["--recipe", str(path), "--batch", "2"])
+    assert res.exit_code == 2 and "--batch with --recipe" in res.output
+    res = _recipe(["--recipe", str(path), "--set", "nonsense"])
+    assert res.exit_code == 2 and "NAME=VALUE" in res.output
+
+
+def test_small_v11_recipe_is_the_shipped_chain():
+    """recipes/small-v11.toml: v1 -> v2 -> v3 -> v5 -> v6 -> v7 (flows, key) -> v8 (flows0, graft, flows, key), each
+    stage under the inference options it trained with, and v11's options (the registry entry's) at the end."""
+    from vidrestore.model.network import InferenceOptions
+    from vidrestore.train.recipe import Runner, load_recipe
+    from vidrestore.weights import DEFAULT_WEIGHTS, load_registry
+    from conftest import SHARED
+
+    recipe = load_recipe(ROOT / "recipes" / "small-v11.toml", data=SHARED)
+    runner = Runner(recipe, "unused", echo=lambda _: None)  # every stage's config is built and checked
+    names = [s.name for s in recipe.stages]
+    assert names == ["v1", "v2", "v3", "v5", "v6", "v7-flows", "v7-key", "v8-flows0", "v8-graft", "v8-flows", "v8-key"]
+    for before, stage in zip(recipe.stages, recipe.stages[1:]):
+        assert stage.inputs.get("init", stage.inputs.get("base")) == f"stage:{before.name}", stage.name
+    graft = recipe.stage("v8-graft")
+    assert (graft.kind, graft.donor, graft.parts) == ("graft", "stage:v7-key", ("key_branch",))
+    cfg = runner.configs
+    no_switches = dict(static_gate=0.0, flow_polish=0)
+    for name in ("v1", "v2", "v3"):
+        assert cfg[name].model.options == InferenceOptions(coarse_levels=0, **no_switches)
+    assert cfg["v1"].model.config.fine_flow == cfg["v2"].model.config.fine_flow == 0 < cfg["v3"].model.config.fine_flow
+    assert cfg["v5"].model.options == InferenceOptions(coarse_match=-1.0, **no_switches)  # before the match gate
+    for name in names[4:]:
+        if name != "v8-graft":
+            assert cfg[name].model.options == InferenceOptions(**no_switches), name
+    steps = {n: (c.schedule.steps, c.schedule.last_step) for n, c in cfg.items()}
+    assert steps == {"v1": (4500, 4500), "v2": (2600, 2600), "v3": (3500, 3500), "v5": (2000, 2000), "v6": (1300, 1300),
+                     "v7-flows": (1800, 1800), "v7-key": (4500, 4500), "v8-flows0": (700, 700),
+                     "v8-flows": (1600, 1588), "v8-key": (4500, 4500)}
+    assert cfg["v8-flows"].model.train_only == ("encoder", "ala", "ifa", "flow_head", "fine_flow", "refiner")
+    assert cfg["v7-key"].model.train_only == cfg["v8-key"].model.train_only == ("key_branch",)
+    assert all(c.run.device == "cpu" and c.run.precision == "fp32" and c.data.batch == 8 for c in cfg.values())
+    entry = load_registry()[DEFAULT_WEIGHTS]
+    assert recipe.options == dict(entry.options) and recipe.name == DEFAULT_WEIGHTS

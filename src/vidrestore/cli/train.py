@@ -1,18 +1,31 @@
-"""``vidrestore train``: a thin wrapper around ``vidrestore.train.loop.train`` (options to a config by
-``vidrestore.train.config.train_config``)."""
+"""``vidrestore train``: one run (``vidrestore.train.loop.train``) or a recipe of runs
+(``vidrestore.train.recipe``). torch is imported only when the command runs."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import click
 
 from vidrestore.config import PIXEL_LOSSES
 from vidrestore.errors import UsageError
 
+# the options a --recipe run takes from the command line (everything else is in the recipe)
+RECIPE_OPTIONS = ("recipe", "out", "stage", "data", "set_options", "dry_run", "minutes", "device", "precision",
+                  "threads")
+
 
 @click.command("train")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, final.safetensors.")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Run folder: checkpoints, log.jsonl, final.safetensors (with --recipe: one folder per stage; default runs/RECIPE-NAME).")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False), default=None, help="Run a recipe (TOML): a chain of training stages into OUT/STAGE/, resumable, and the final weights OUT/final.safetensors. See recipes/ in the repository.")
+@click.option("--stage", "stage", default=None, metavar="NAME", help="With --recipe: run only this stage.")
+@click.option("--data", "data", type=click.Path(file_okay=False), default=None, envvar="VIDRESTORE_DATA", help="With --recipe: the folder ${DATA} stands for in the recipe [default: ../shared/data beside the repository; env VIDRESTORE_DATA].")
+@click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE", help="With --recipe: set a train option in every training stage, e.g. --set max_steps=2 (VALUE in TOML syntax; repeatable).")
+@click.option("--dry-run", is_flag=True, help="With --recipe: check the recipe and print its stages, train nothing.")
 @click.option("--size", type=click.Choice(["tiny", "small", "default"]), default="small", show_default=True, help="Model size.")
 @click.option("--steps", type=int, default=20000, show_default=True, help="Total optimizer steps of the run (over all resumed chunks).")
+@click.option("--max-steps", type=int, default=None, help="Stop the run at this step, the schedule still spanning --steps.")
 @click.option("--minutes", type=float, default=None, help="Time budget of this invocation; checkpoints and exports when spent.")
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--crop", type=int, default=96, show_default=True, help="Training crop size in pixels.")
@@ -47,33 +60,65 @@ from vidrestore.errors import UsageError
 @click.option("--holdout-frames", type=int, default=0, show_default=True, help="Never train on the first N frames of any video (clips, videos, texture videos): keeps an evaluation segment unseen.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch in this process (default: torch's choice).")
 @click.option("--export", "export", type=click.Path(dir_okay=False), default=None, help="Where to export the weights (default: OUT/final.safetensors).")
-def train(out, size, steps, minutes, batch, crop, lr, warmup, resume, device, precision, textures, clips, videos,
-          mix, subframes, max_speed, exposure, sharp_prob, noise, seed, val_every, val_count, log_every, ckpt_every, init, key_weight, pixel_loss, inter_weight, train_only, clip_key_weight, flow_weight, clip_flow_weight, clip_scale, holdout_frames, threads, export) -> None:
+@click.pass_context
+def train(ctx: click.Context, recipe, stage, data, set_options, dry_run, threads, **options) -> None:
     """Train a model on synthetic scenes and/or your footage.
 
     Synthetic scenes (textured layers with exact continuous motion, blur by averaging sub-frames) are
     always available; --clips adds interpolation samples from sharp ordinary footage, --videos adds
     Adobe240-style samples from your own high-frame-rate footage. Stop and resume at will: --minutes
-    bounds one invocation, --resume continues it.
+    bounds one invocation, --resume continues it. A recipe (--recipe FILE) runs a whole chain of such
+    runs, written down as data.
     """
+    source = click.core.ParameterSource
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) in (source.COMMANDLINE, source.PROMPT)}
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be >= 1")
+    if recipe is not None:
+        extra = sorted(given - set(RECIPE_OPTIONS))
+        if extra:
+            raise UsageError(f"--{extra[0].replace('_', '-')} with --recipe: set it in the recipe (or with --set)")
+    else:
+        for name in ("stage", "data", "set_options", "dry_run"):
+            if name in given:
+                raise UsageError(f"--{'set' if name == 'set_options' else name.replace('_', '-')} needs --recipe FILE")
+        if options["out"] is None:
+            raise UsageError("--out DIR is required (or --recipe FILE)")
+    # on a shared machine, spinning OpenMP workers take the other cores and slow every step several times
+    # over when another process is busy: wait passively (read when torch starts its thread pool)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if recipe is not None:
+        _run_recipe(recipe, options, stage, data, set_options, dry_run, given)
+        return
     from vidrestore.train.config import train_config
     from vidrestore.train.loop import train as run_training
 
-    if threads is not None:
-        if threads < 1:
-            raise UsageError("--threads must be >= 1")
-        import torch
-
-        torch.set_num_threads(threads)
-    cfg = train_config(dict(
-        out=out, size=size, steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, warmup=warmup,
-        resume=resume, device=device, precision=precision, textures=textures, clips=clips, videos=videos, mix=mix,
-        subframes=subframes, max_speed=max_speed, exposure=exposure, sharp_prob=sharp_prob, noise=noise, seed=seed,
-        val_every=val_every, val_count=val_count, log_every=log_every, ckpt_every=ckpt_every, export=export, init=init,
-        clip_scale=clip_scale, holdout_frames=holdout_frames, clip_key_weight=clip_key_weight,
-        clip_flow_weight=clip_flow_weight, key_weight=key_weight, inter_weight=inter_weight, flow_weight=flow_weight,
-        pixel_loss=pixel_loss, train_only=train_only,
-    ))
+    cfg = train_config({k: v for k, v in options.items() if k in given or k == "out"})
     result = run_training(cfg, echo=lambda line: click.echo(line))
     state = "finished" if result.finished else "paused (run again with --resume to continue)"
     click.echo(f"{state}: step {result.step}, weights {result.export_path}")
+
+
+def _run_recipe(path: str, options: dict, stage: str | None, data: str | None, set_options: tuple[str, ...],
+                dry_run: bool, given: set[str]) -> None:
+    from vidrestore.train.recipe import Runner, load_recipe, parse_overrides, plan_lines
+
+    recipe = load_recipe(path, data=data, overrides=parse_overrides(set_options))
+    out = options["out"] or str(Path("runs") / recipe.name)
+    runner = Runner(recipe, out, minutes=options["minutes"],
+                    device=options["device"] if "device" in given else None,
+                    precision=options["precision"] if "precision" in given else None,
+                    echo=lambda line: click.echo(line))
+    if dry_run:
+        for line in plan_lines(runner):
+            click.echo(line)
+        return
+    result = runner.run(only=stage)
+    if result.finished:
+        click.echo(f"finished: recipe {recipe.name}, weights {result.export}")
+    elif not stage:
+        click.echo(f"paused: run `vidrestore train --recipe {path} --out {out}` again to continue")
