@@ -3,14 +3,15 @@
 #
 #   scripts/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training data
 #                                          into .devdata/ (both ignored by git, both carried)
-#   scripts/device_run.sh train MINUTES    THERE: continue runs/$RUN for MINUTES (default 9); copies
-#                                          the log and the exported weights to $OUT/
+#   scripts/device_run.sh train MINUTES    THERE: continue the recipe recipes/default-gpu.toml in runs/$RUN
+#                                          for MINUTES (default 9); copies the log and the weights to $OUT/
 #   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
 #
 # On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
-# Overrides (environment): RUN, STEPS, SIZE, DEVICE, PRECISION, BATCH, CROP, LR, INIT, DEVDATA, VAL_EVERY,
-# VAL_COUNT for train; WEIGHTS, HD, UHD, FRAMES, UHD_FRAMES for bench (tests/test_device_script.py runs both
-# on the CPU at tiny sizes).
+# Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, BATCH, CROP, LR,
+# KEY_WEIGHT, MAX_SPEED, VAL_EVERY, VAL_COUNT, INIT, each passed on as `--set name=VALUE` over the recipe;
+# WEIGHTS, SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench (tests/test_device_script.py runs both on the CPU at
+# tiny sizes).
 # The optimizer state (2x the weights) is too big to travel with the 36 MB wheel, so a run keeps
 # its checkpoint on the machine: issue the next call while it is still warm (it is given back
 # after 30 s idle). On a fresh machine, restart from the last returned weights with
@@ -20,7 +21,6 @@ cd "$(dirname "$0")/.."
 
 MODE="${1:?usage: scripts/device_run.sh prepare|train [MINUTES]|bench}"
 RUN="${RUN:-runs/default-gpu}"
-STEPS="${STEPS:-12000}"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 PRECISION="${PRECISION:-bf16}"
@@ -57,17 +57,17 @@ prepare)
 train)
     MINUTES="${2:-9}"
     setup_there
-    INIT_ARGS=()
-    if [ -n "${INIT:-}" ] && [ ! -d "$RUN/ckpt" ]; then INIT_ARGS=(--init "$INIT"); fi
-    "$PY" -m vidrestore train --out "$RUN" --resume "${INIT_ARGS[@]}" \
-        --size "$SIZE" --steps "$STEPS" --minutes "$MINUTES" \
-        --batch "${BATCH:-16}" --crop "${CROP:-192}" --lr "${LR:-4e-4}" --warmup 500 \
-        --textures "$DEVDATA/reds_000" --textures "$DEVDATA/clips" \
-        --clips "$DEVDATA/clips" --clip-scale 0.5 --holdout-frames 96 --mix synthetic=0.7,clips=0.3 \
-        --key-weight "${KEY_WEIGHT:-2}" --subframes 16 --max-speed "${MAX_SPEED:-48}" \
-        --val-every "${VAL_EVERY:-500}" --val-count "${VAL_COUNT:-16}" --ckpt-every 250 --log-every 50 \
-        --device "$DEVICE" --precision "$PRECISION" --seed 0 2>&1 | tee "$OUT/train.txt"
-    cp "$RUN/log.jsonl" "$RUN/final.safetensors" "$OUT/"
+    SETS=()
+    for pair in size:SIZE steps:STEPS batch:BATCH crop:CROP lr:LR key_weight:KEY_WEIGHT max_speed:MAX_SPEED \
+                val_every:VAL_EVERY val_count:VAL_COUNT init:INIT; do
+        var="${pair#*:}"
+        if [ -n "${!var:-}" ]; then SETS+=(--set "${pair%%:*}=${!var}"); fi
+    done
+    "$PY" -m vidrestore train --recipe recipes/default-gpu.toml --out "$RUN" --data "$DEVDATA" \
+        --minutes "$MINUTES" --device "$DEVICE" --precision "$PRECISION" "${SETS[@]}" 2>&1 | tee "$OUT/train.txt"
+    cp "$RUN/default/log.jsonl" "$OUT/"
+    # the recipe's export once the stage has finished, else the stage's weights as they stand
+    if [ -f "$RUN/final.safetensors" ]; then cp "$RUN/final.safetensors" "$OUT/"; else cp "$RUN/default/final.safetensors" "$OUT/"; fi
     ;;
 bench)
     setup_there

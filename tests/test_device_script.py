@@ -1,5 +1,5 @@
-"""``scripts/device_run.sh``, the lent GPU's whole training run, smoke-tested on the CPU at tiny size: the next GPU
-session must not spend its device time finding out that a flag no longer exists."""
+"""``scripts/device_run.sh``, the lent GPU's whole training run (``recipes/default-gpu.toml``), smoke-tested on the
+CPU at tiny size: the next GPU session must not spend its device time finding out that a flag no longer exists."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
                STEPS="2", CROP="64", VAL_COUNT="1", VAL_EVERY="2")
     assert "finished: step 2" in res.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
+    # the run is recipes/default-gpu.toml's one stage, with the environment's overrides
+    assert (tmp_path / "run" / "default" / "stage.json").is_file() and (tmp_path / "run" / "final.safetensors").is_file()
+    assert "model tiny" in res.stdout and "crop 64" in res.stdout
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
