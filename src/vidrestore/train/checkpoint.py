@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from vidrestore.errors import InputError
 
@@ -82,8 +83,6 @@ def save_checkpoint(
     rng: dict[str, torch.Tensor],
     state: dict[str, Any],
 ) -> Path:
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
     final, tmp, old = run_dir / "ckpt", run_dir / "ckpt.tmp", run_dir / "ckpt.old"
     if tmp.exists():
@@ -128,8 +127,6 @@ def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model and optimizer in place; returns (state, rng states)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         state = json.loads((path / STATE_FILE).read_text())
