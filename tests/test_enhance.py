@@ -129,6 +129,23 @@ def test_odd_frame_sizes(tiny_model, make_clip, tmp_path, size, codec):
     assert (info.width, info.height, info.frame_count) == (*size, 8)
 
 
+def test_odd_size_420_input_stays_420_padded_to_even_with_a_note(tiny_model, make_clip, tmp_path):
+    src = make_clip("odd.mkv", moving_pattern(3, 481, 269), codec="ffv1", pix_fmt="yuv420p", audio=False)
+    dst = tmp_path / "out.mp4"
+    _, notes = enhance(tiny_model, src, dst, factor=2, crf=0)  # lossless luma, for the check below
+    info = probe(dst)
+    assert (info.codec, info.pix_fmt, info.width, info.height, info.frame_count) == ("h264", "yuv420p", 482, 270, 6)
+    assert notes == ["encoded at 482x270: the 481x269 frames are padded by repeating the last column and row, "
+                     "because libx264 cannot store an odd size with yuv420p chroma subsampling"]
+    plane = decode_all(dst)[1].planes[0]  # luma: the last column and row repeat their neighbours
+    y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    assert np.array_equal(y[:, -1], y[:, -2]) and np.array_equal(y[-1], y[-2])
+    # a codec that takes odd 4:2:0 sizes keeps the exact size
+    _, notes = enhance(tiny_model, src, tmp_path / "out.mkv", factor=2, codec="ffv1")
+    info = probe(tmp_path / "out.mkv")
+    assert (info.pix_fmt, info.width, info.height) == ("yuv420p", 481, 269) and notes == []
+
+
 def test_ten_bit_input_gives_8_bit_h264_by_default_and_hevc_main10_on_request(tiny_model, make_clip, tmp_path):
     import av
 
@@ -177,9 +194,10 @@ def test_metadata_is_carried_over(tiny_model, make_clip, tmp_path):
     assert b.streams[0].language == "deu" and b.streams[1].language == "eng"
 
 
-def test_real_clip_streams_and_data_stream_note(tiny_model, tmp_path):
+def test_real_clip_streams_and_timecode(tiny_model, tmp_path):
     """The shared clip has H.264 + AAC + a timecode data stream. MP4 and MOV cannot take the data
-    stream as is (dropped with a note), NUT can (copied). Interp x1 does not need the model."""
+    stream as is but keep the timecode (the muxer's own tmcd track), Matroska as a tag (with a note),
+    NUT copies it. Interp x1 does not need the model."""
     import av
 
     real = CLIPS / "01_dog.mp4"
@@ -192,13 +210,18 @@ def test_real_clip_streams_and_data_stream_note(tiny_model, tmp_path):
             pk.stream = streams[pk.stream.index]
             out.mux(pk)
     assert [s.type for s in probe(src).streams] == ["video", "audio", "data"]
-    summary, notes = enhance(tiny_model, src, tmp_path / "out.mp4", factor=1, mode="interp")
-    assert summary.frames_out == probe(src).frame_count == 9
-    assert [s.type for s in probe(tmp_path / "out.mp4").streams] == ["video", "audio"]
-    assert any("dropped data stream #2" in n for n in notes)
-    _, notes = enhance(tiny_model, src, tmp_path / "out.mov", factor=1, mode="interp")
-    assert [s.type for s in probe(tmp_path / "out.mov").streams] == ["video", "audio"]
-    assert any("dropped data stream #2" in n for n in notes)
+    tc = probe(src).streams[2].detail
+    assert tc.startswith("timecode ")
+    for ext in ("mp4", "mov"):
+        summary, notes = enhance(tiny_model, src, tmp_path / f"out.{ext}", factor=1, mode="interp")
+        assert summary.frames_out == probe(src).frame_count == 9
+        assert notes == []
+        streams = probe(tmp_path / f"out.{ext}").streams
+        assert [s.type for s in streams] == ["video", "audio", "data"] and streams[2].detail == tc
+    _, notes = enhance(tiny_model, src, tmp_path / "out.mkv", factor=1, mode="interp")
+    assert notes == ["kept the timecode of data stream #2 as the video's TIMECODE tag: matroska has no timecode tracks"]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert c.streams.video[0].metadata.get("TIMECODE") == tc.split()[1]
     _, notes = enhance(tiny_model, src, tmp_path / "out.nut", factor=1, mode="interp")
     assert [s.type for s in probe(tmp_path / "out.nut").streams] == ["video", "audio", "data"]
     assert notes == []
@@ -315,6 +338,14 @@ def test_subtitles_copied_where_the_container_can_hold_them(tiny_model, make_cli
     _, notes = enhance(tiny_model, src, tmp_path / "out.mkv", factor=2)
     assert notes == [] and subtitles(tmp_path / "out.mkv") == subtitles(src)
     assert subtitles(src)[1][1][1] == b"World"
+    # MP4 takes text subtitles only as mov_text: converted, each cue at its own time and with its text
     _, notes = enhance(tiny_model, src, tmp_path / "out.mp4", factor=2)
-    assert any("dropped subtitle stream #2" in n for n in notes)
-    assert [s.type for s in probe(tmp_path / "out.mp4").streams] == ["video", "audio"]
+    assert notes == ["converted subtitle stream #2 (srt) to mov_text: mp4 stores text subtitles only as mov_text"]
+    info = probe(tmp_path / "out.mp4")
+    assert [(s.type, s.codec) for s in info.streams] == [("video", "h264"), ("audio", "aac"), ("subtitle", "mov_text")]
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        st = c.streams.subtitles[0]
+        assert st.metadata.get("language") == "fra"
+        cues = [(p.pts * p.time_base, p.duration * p.time_base, bytes(p)[2:]) for p in c.demux(st) if p.size > 2]
+    (t0, _), (t1, _) = subtitles(src)[1]
+    assert cues == [(t0, Fraction(1, 10), b"Hello"), (t1, Fraction(3, 100), b"World")]

@@ -1,7 +1,10 @@
 """The source's other streams in the output: audio, subtitle and data streams copied packet by
 packet (timestamps rescaled by the muxer) where the container accepts them, audio re-encoded
-(AAC, or Opus for WebM) only where it must, anything else dropped with a note; language/title
-tags and dispositions carried over. The writer's thread calls :meth:`SideStreams.follow` after
+(AAC, or Opus for WebM) only where it must, text subtitles converted to the container's text
+format where it takes no other (SRT/ASS to ``mov_text`` in MP4/MOV, to WebVTT in WebM), a
+timecode data stream kept as the output's timecode (a ``tmcd`` track in MP4/MOV, a TIMECODE tag
+elsewhere), anything else dropped with a note that says why; language/title tags and
+dispositions carried over. The writer's thread calls :meth:`SideStreams.follow` after
 each video frame, so the copied packets stay interleaved with the video.
 """
 
@@ -20,13 +23,20 @@ from vidrestore.io.probe import open_input
 _COPY_META_KEYS = ("language", "title", "handler_name")
 _AUDIO_FALLBACKS = ("aac", "libopus", "opus", "flac", "mp3", "libmp3lame")
 _LEAD_S = 0.5  # copied packets are fed this far ahead of the last video frame
+# the text subtitle format of containers that take no other (FFmpeg encoder names)
+_TEXT_SUBTITLE_FORMAT = {"mp4": "mov_text", "mov": "mov_text", "ipod": "mov_text", "3gp": "mov_text",
+                         "webm": "webvtt"}
+_TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd", "subviewer",
+                         "subviewer1", "sami", "realtext", "jacosub", "mpl2", "pjs", "vplayer", "stl", "eia_608"}
+_TIMECODE_TRACK_MUXERS = ("mp4", "mov", "ipod")  # the muxer writes a tmcd track from the video's timecode tag
 
 
 @dataclass
 class _SideStream:
     src: Any
     out: Any
-    reencode: bool
+    reencode: bool  # audio: decoded and encoded again
+    text: bool = False  # subtitles: decoded and encoded in the container's text format
 
 
 class SideStreams:
@@ -58,14 +68,16 @@ class SideStreams:
             if s.index == self._video_index:
                 continue
             kind = s.type
-            label = f"{kind} stream #{s.index}" + (f" ({s.codec_context.name})" if s.codec_context is not None else "")
+            codec = s.codec_context.name if s.codec_context is not None else None
+            label = f"{kind} stream #{s.index}" + (f" ({codec})" if codec else "")
             if kind == "video":
                 self._note(f"dropped extra {label}: only the main video stream is processed")
                 continue
             if kind not in ("audio", "subtitle", "data", "attachment"):
                 self._note(f"dropped {label}: unknown stream type")
                 continue
-            if self._accepts_copy(s):
+            refusal = self._copy_refusal(s)
+            if refusal is None:
                 copy = out.add_stream_from_template(s)
                 _copy_stream_tags(s, copy)
                 self._side[s.index] = _SideStream(s, copy, reencode=False)
@@ -75,10 +87,16 @@ class SideStreams:
                 if encoded is not None:
                     _copy_stream_tags(s, encoded)
                     self._side[s.index] = _SideStream(s, encoded, reencode=True)
-                    self._note(f"re-encoded {label} to {encoded.codec_context.name}: "
-                               f"the {self._format_name} container cannot hold it as is")
+                    self._note(f"re-encoded {label} to {encoded.codec_context.name}: {refusal}")
                     continue
-            self._note(f"dropped {label}: the {self._format_name} container cannot hold it")
+            if kind == "subtitle" and codec in _TEXT_SUBTITLE_CODECS and self._add_text_subtitles(s, label):
+                continue
+            if kind == "data" and s.metadata.get("timecode") and out.streams.video:
+                self._keep_timecode(s, label, out.streams.video[0])
+                continue
+            if kind == "subtitle" and codec not in _TEXT_SUBTITLE_CODECS and self._format_name in _TEXT_SUBTITLE_FORMAT:
+                refusal += " (bitmap subtitles cannot be converted to its text format)"
+            self._note(f"dropped {label}: {refusal}")
         if self._side:
             self._iter = iter(self._src.demux(*[self._src.streams[i] for i in self._side]))
         else:
@@ -99,23 +117,31 @@ class SideStreams:
         if src is not None:
             src.close()
 
-    def _accepts_copy(self, s: Any) -> bool:
-        """Can the output container take stream ``s`` copied as is? Tried on a scratch muxer in
-        memory: header, then (for data streams, which muxers often reject only then) the stream's
-        first packet, then the trailer."""
-        scratch = av.open(io.BytesIO(), mode="w", format=self._format_name)
+    def _copy_refusal(self, s: Any) -> str | None:
+        """Why the output container cannot take stream ``s`` copied as is (None: it can). Tried on
+        a scratch muxer in memory: header, then (for data streams, which muxers often reject only
+        then) the stream's first packet, then the trailer."""
+        fmt = self._format_name
+        what = f"{s.codec_context.name if s.codec_context is not None else 'untyped'} {s.type}"
+        scratch = av.open(io.BytesIO(), mode="w", format=fmt)
+        stage = "header"
         try:
             out = scratch.add_stream_from_template(s)
             scratch.start_encoding()
             if s.type == "data":
                 packet = self._first_packet(s.index)
                 if packet is not None:
+                    stage = "packets"
                     packet.stream = out
                     scratch.mux(packet)
             scratch.close()
-            return True
+            return None
         except (ValueError, av.error.FFmpegError, NotImplementedError, TypeError):
-            return False
+            if stage == "packets":
+                return f"the {fmt} muxer rejects its packets"
+            if s.type == "attachment":
+                return f"{fmt} has no attachments (Matroska has)"
+            return f"{fmt} has no way to store {what} streams"
         finally:
             try:
                 scratch.close()
@@ -135,6 +161,34 @@ class SideStreams:
         except av.error.FFmpegError:
             return None
         return None
+
+    def _add_text_subtitles(self, s: Any, label: str) -> bool:
+        """An output stream in the container's text subtitle format, fed from ``s`` decoded."""
+        target = _TEXT_SUBTITLE_FORMAT.get(self._format_name)
+        if target is None:
+            return False
+        try:
+            dec = s.codec_context
+            dec.open()  # for the ASS header the encoder starts from
+            out = self._out.add_stream(target)
+            out.time_base = s.time_base
+            out.codec_context.time_base = s.time_base
+            out.codec_context.subtitle_header = dec.subtitle_header
+        except (ValueError, av.error.FFmpegError):
+            return False
+        _copy_stream_tags(s, out)
+        self._side[s.index] = _SideStream(s, out, reencode=False, text=True)
+        self._note(f"converted {label} to {target}: "
+                   f"{self._format_name} stores text subtitles only as {target}")
+        return True
+
+    def _keep_timecode(self, s: Any, label: str, video: Any) -> None:
+        """The timecode of data stream ``s`` as the output video's timecode tag: MP4/MOV muxers
+        write a tmcd track from it, others keep the tag."""
+        video.metadata["timecode"] = s.metadata["timecode"]
+        if self._format_name not in _TIMECODE_TRACK_MUXERS:
+            self._note(f"kept the timecode of {label} as the video's TIMECODE tag: "
+                       f"{self._format_name} has no timecode tracks")
 
     def _audio_encoder_for(self, s: Any) -> Any:
         cc = s.codec_context
@@ -188,6 +242,8 @@ class SideStreams:
                 return
             if side.reencode:
                 self._encode_audio(side, packet)
+            elif side.text:
+                self._convert_subtitle(side, packet)
             else:
                 packet.stream = side.out
                 self._out.mux(packet)
@@ -201,6 +257,21 @@ class SideStreams:
         for frame in frames:
             for p in side.out.encode(frame):
                 self._out.mux(p)
+
+
+    def _convert_subtitle(self, side: _SideStream, packet: Any) -> None:
+        """One subtitle packet decoded and encoded again, at the packet's own time and duration."""
+        try:
+            subs = side.src.codec_context.decode2(packet)
+            if subs is None:
+                return
+            out = side.out.codec_context.encode_subtitle(subs)
+        except av.error.FFmpegError:
+            return  # an empty or undecodable cue: nothing to show
+        out.pts, out.dts, out.duration = packet.pts, packet.pts, packet.duration
+        out.time_base = packet.time_base
+        out.stream = side.out
+        self._out.mux(out)
 
 
 def _copy_stream_tags(src: Any, out: Any) -> None:
