@@ -174,14 +174,8 @@ def background_margin(cfg: SceneConfig) -> int:
     return int(math.ceil(2.7 * cfg.speed_px + 0.2 * max(cfg.height, cfg.width))) + 2
 
 
-def sample_scene(
-    cfg: SceneConfig,
-    batch: int,
-    generator: torch.Generator,
-    device: torch.device | str,
-    textures: TextureBank | None = None,
-    levels: torch.Tensor | None = None,
-) -> Scene:
+def sample_scene(cfg: SceneConfig, batch: int, generator: torch.Generator, device: torch.device | str,
+                 textures: TextureBank | None = None, levels: torch.Tensor | None = None) -> Scene:
     """Draw ``batch`` random scenes. ``levels`` [B] in [0,1] fixes each sample's motion level."""
     device = torch.device(device)
     g = generator
