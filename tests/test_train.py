@@ -775,9 +775,9 @@ def _recipe(args: list[str]):
     from click.testing import CliRunner
 
     from vidrestore.cli import main
-    from conftest import SHARED
+    from conftest import ASSETS
 
-    return CliRunner().invoke(main, ["train", "--data", str(SHARED), *args])
+    return CliRunner().invoke(main, ["train", "--data", str(ASSETS), *args])  # ${DATA}/reds_000: the committed frames
 
 
 def test_train_recipe_runs_its_chain_resumes_and_exports(tmp_path):
@@ -859,9 +859,9 @@ def test_small_v11_recipe_is_the_shipped_chain():
     from vidrestore.model.network import InferenceOptions
     from vidrestore.train.recipe import Runner, load_recipe
     from vidrestore.weights import DEFAULT_WEIGHTS, load_registry
-    from conftest import SHARED
+    from conftest import ASSETS
 
-    recipe = load_recipe(ROOT / "recipes" / "small-v11.toml", data=SHARED)
+    recipe = load_recipe(ROOT / "recipes" / "small-v11.toml", data=ASSETS)  # ${DATA}/reds_000 and ${DATA}/clips
     runner = Runner(recipe, "unused", echo=lambda _: None)  # every stage's config is built and checked
     names = [s.name for s in recipe.stages]
     assert names == ["v1", "v2", "v3", "v5", "v6", "v7-flows", "v7-key", "v8-flows0", "v8-graft", "v8-flows", "v8-key"]
