@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vidrestore.config import EnhanceConfig
 from vidrestore.io import formats
-from vidrestore.io.probe import VideoInfo, check_readable, probe
+from vidrestore.io.probe import VideoInfo, check_complete, check_readable, probe
 from vidrestore.io.timing import CfrGrid, cfr_grid, input_timing
 
 _MAX_TIME_BASE_DEN = 2**31 - 1
@@ -66,7 +66,8 @@ def plan(config: EnhanceConfig) -> Plan:
     format_name = formats.container_format_for(dst)
     formats.check_codec(config.codec, format_name)
     formats.check_preset(config.codec, config.preset)
-    info = probe(src, scan=False)
+    info = probe(src, scan=True)  # the packet scan finds a truncated file before any frame is processed
+    check_complete(info)
     pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
     picture = formats.choose_picture(pix_fmt_src, config.codec, info.width, info.height)
     k = config.effective_factor

@@ -6,6 +6,8 @@ command runs, never at import time.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import click
@@ -39,14 +41,31 @@ def quiet_ffmpeg() -> None:
     av.logging.set_level(None)
 
 
-class ProgressBar:
-    """A rich progress bar on stderr (frames, output fps, ETA) fed by the pipeline's callback.
+PLAIN_PROGRESS_INTERVAL = 5.0  # seconds between plain progress lines; env VIDRESTORE_PROGRESS_INTERVAL
 
-    It appears with the first progress report (so errors found before any work are just one
-    line) and is transient: on success the summary line replaces it, on error the error does.
+
+def plain_progress_interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("VIDRESTORE_PROGRESS_INTERVAL", PLAIN_PROGRESS_INTERVAL)))
+    except ValueError:
+        return PLAIN_PROGRESS_INTERVAL
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class ProgressBar:
+    """Progress on stderr (frames, output fps, ETA) fed by the pipeline's callback.
+
+    On a terminal: a rich progress bar. It appears with the first progress report (so errors found
+    before any work are just one line) and is transient: on success the summary line replaces it, on
+    error the error does. Elsewhere (a log file, a pipe, a job scheduler): a plain line every
+    ``interval`` seconds (default :data:`PLAIN_PROGRESS_INTERVAL`), the first one interval after the first report.
     """
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, interval: float | None = None) -> None:
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
@@ -58,6 +77,9 @@ class ProgressBar:
             TimeRemainingColumn(), console=self.console, transient=True)
         self._task = self._progress.add_task(description, total=None, fps=0.0)
         self._started = False
+        self._description = description
+        self._interval = plain_progress_interval() if interval is None else interval
+        self._last_line: float | None = None
 
     def __enter__(self) -> "ProgressBar":
         return self
@@ -69,13 +91,30 @@ class ProgressBar:
 
     def update(self, p) -> None:
         if not self.console.is_terminal:
-            return  # no live bar in logs and pipes; the summary line says it all
+            self._plain(p)  # no live bar in logs and pipes: a line every few seconds
+            return
         if not self._started:
             self._progress.start()
             self._started = True
         fps = p.frames_out / p.elapsed if p.elapsed > 0 else 0.0
         total = p.total_out if p.total_out and p.total_out >= p.frames_out else None
         self._progress.update(self._task, completed=p.frames_out, total=total, fps=fps)
+
+    def _plain(self, p) -> None:
+        now = time.monotonic()
+        if self._last_line is None:
+            self._last_line = now  # the first line one interval after the first report: short runs print none
+        if now - self._last_line < self._interval:
+            return
+        self._last_line = now
+        fps = p.frames_out / p.elapsed if p.elapsed > 0 else 0.0
+        if p.total_out and p.total_out >= p.frames_out:
+            done = f"{p.frames_out}/{p.total_out} frames ({100 * p.frames_out // p.total_out}%)"
+            eta = f", ETA {_clock((p.total_out - p.frames_out) / fps)}" if fps > 0 else ""
+        else:
+            done, eta = f"{p.frames_out} frames", ""
+        self.console.print(f"{self._description}: {done}, {fps:.1f} fps, elapsed {_clock(p.elapsed)}{eta}",
+                           markup=False, highlight=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
         self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
@@ -107,6 +146,10 @@ def enhance(input: Path, output: Path, factor: int, mode: str, codec: str, crf: 
 
     Audio and subtitles are copied; the output has exactly N*K frames and the input's duration.
     """
+    explicit = click.get_current_context().get_parameter_source("factor") != click.core.ParameterSource.DEFAULT
+    if mode == "deblur" and factor != 1 and explicit:
+        raise UsageError(f"--mode deblur keeps the frame rate, so --fps-x {factor} contradicts it: leave out --fps-x, "
+                         "or use --mode joint to deblur and interpolate")
     config = EnhanceConfig(
         input=input, output=output, factor=factor, mode=mode, run=run_options_from(run_kwargs), codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)

@@ -3,7 +3,9 @@
 ``open_input`` turns every way an input can fail to open into one clear :class:`InputError`.
 ``probe`` reads only container metadata and (optionally) scans the video packets without
 decoding them, which gives the exact frame count, the duration and whether the frame rate is
-constant, at the cost of one pass over the file's bytes.
+constant, at the cost of one pass over the file's bytes. The scan also finds a truncated file whose
+index survived (an MP4 with its index at the front, cut short while copying): the index lists more
+frames than the file holds, and the packets run out, or break off, at the end of the file.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class VideoInfo:
     streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
     video_tags: tuple[tuple[str, str], ...] = ()  # language, title, handler_name of the video stream
     container_tags: tuple[tuple[str, str], ...] = ()  # title, creation_time, ... (not muxer bookkeeping)
+    index_frames: int = 0  # video frames the container's index lists (0: no index count)
+    truncated: bool = False  # scanned: the file ends before the frames its index lists (frame_count: complete ones)
+
+    def truncation(self) -> str | None:
+        """One line on a truncated file, or None."""
+        if not self.truncated:
+            return None
+        return (f"{self.path} is truncated: its index lists {self.index_frames} video frames but the file "
+                f"({self.size_bytes} bytes) ends after {self.frame_count} of them")
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +126,13 @@ def check_readable(path: Path) -> None:
             fh.read(1)
     except OSError as err:
         raise InputError(f"cannot read input {path}: {err.strerror or err}") from None
+
+
+def check_complete(info: VideoInfo) -> None:
+    """InputError (one line) for a truncated file (``info`` from a scanning ``probe``)."""
+    message = info.truncation()
+    if message:
+        raise InputError(f"{message}; copy or download it again")
 
 
 def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
@@ -212,19 +230,34 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         duration = float(v.duration * tb) if v.duration else None
         cont_duration = container.duration / 1e6 if container.duration else None
         count, exact, cfr = declared, declared > 0, None
+        truncated = False
         if scan:
             pts_list: list[int] = []
             last_dur = 0
+            size = p.stat().st_size
+            broken = False  # a packet of any stream cut off by the end of the file
+            complete, last_end = 0, -1  # whole video packets; the end of the last packet of any stream
             try:
-                for packet in container.demux(v):
+                for packet in container.demux():  # every stream: in an interleaved file the audio may end it
                     if packet.size == 0:
+                        continue
+                    pos = packet.pos if packet.pos is not None else -1
+                    end = pos + packet.size
+                    if pos >= 0 and (end > size or (end == size and packet.is_corrupt)):
+                        broken = True  # cut off by the end of the file: not counted, it cannot be decoded whole
+                        continue
+                    last_end = max(last_end, end) if pos >= 0 else last_end
+                    if packet.stream.index != v.index:
                         continue
                     if packet.pts is not None:
                         pts_list.append(packet.pts)
                     last_dur = packet.duration or last_dur
+                    complete += 1
                     count = len(pts_list) if pts_list else count
             except av.error.FFmpegError:
                 pass  # a damaged tail: report what could be read; enhance reports the exact frame
+            # the index lists frames the packets did not deliver, and they ran out at the end of the file
+            truncated = declared > complete and (broken or last_end >= size)
             if pts_list:
                 count, exact = len(pts_list), True
                 pts_list.sort()
@@ -255,6 +288,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             container_duration=cont_duration, streams=tuple(_stream_info(s) for s in container.streams),
             video_tags=tuple((k, v.metadata[k]) for k in ("language", "title", "handler_name") if v.metadata.get(k)),
             container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
+            index_frames=declared, truncated=bool(truncated),
         )
     finally:
         container.close()
