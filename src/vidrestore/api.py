@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vidrestore import pipeline, runtime
-from vidrestore.config import (DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceConfig, RunOptions,
+from vidrestore.config import (DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceConfig, RunOptions,
                                check_factor_mode)
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.model.network import VidRestoreNet
@@ -47,7 +47,7 @@ def _runtime(model: torch.nn.Module | None, run: RunOptions) -> runtime.Runtime:
 
 
 def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int = DEFAULT_FACTOR,
-            mode: str = "joint", *, model: torch.nn.Module | None = None, codec: str = DEFAULT_CODEC,
+            mode: str = "joint", *, model: torch.nn.Module | None = None, codec: str | None = None,
             crf: int | None = None, preset: str | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
             overwrite: bool = False, progress: Callable[[pipeline.Progress], None] | None = None,
             notes: Callable[[str], None] | None = None, **run_options: Any) -> pipeline.RunSummary:

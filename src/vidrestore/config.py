@@ -9,6 +9,7 @@ the CLI builds these before torch or PyAV are loaded, so that bad arguments fail
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,14 @@ MODES: tuple[str, ...] = ("joint", "deblur", "interp")
 MIN_FACTOR = 1
 MAX_FACTOR = 16
 DEFAULT_FACTOR = 2
-DEFAULT_CODEC = "libx264"
+DEFAULT_CODEC = "libx264"  # where the container has no default of its own (vidrestore.io.formats.default_codec)
+# --codec by output container (muxer name): what `enhance --help` lists; webm takes the first this FFmpeg has
+CONTAINER_CODECS: dict[str, tuple[str, ...]] = {
+    "mp4": ("libx264",), "mov": ("libx264",), "matroska": ("libx264",),
+    "webm": ("libsvtav1", "libvpx-vp9", "libaom-av1"),
+}
+# image sequences: --fps when the user gives none (a note says so)
+DEFAULT_SEQUENCE_RATE = Fraction(30000, 1001)
 
 # Scene-cut score: geometric mean of (a) the mean absolute difference of 64x36 grey thumbnails and
 # (b) half the L1 distance of their 32-bin grey histograms, both in [0, 1]. On real footage ordinary
@@ -39,6 +47,32 @@ ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off)
 
 # train --pixel-loss: the image loss terms vidrestore.train.losses.image_loss knows
 PIXEL_LOSSES = ("charbonnier", "psnr")
+
+
+def parse_rate(text: str | Fraction | int | float) -> Fraction:
+    """An exact frame rate from ``24``, ``30000/1001`` or a decimal such as ``23.976`` (-> 24000/1001:
+    a decimal within 0.01% of an NTSC rate n*1000/1001 is taken as that rate). UsageError otherwise."""
+    if isinstance(text, Fraction):
+        rate = text
+    else:
+        raw = str(text).strip()
+        try:
+            rate = Fraction(raw)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"--fps {raw!r}: expected a rate such as 24, 30000/1001 or 23.976") from None
+        if rate.denominator != 1 and "/" not in raw:  # a decimal: the NTSC rate it stands for, if any
+            ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+            if ntsc > 0 and abs(rate - ntsc) <= ntsc * Fraction(1, 10000):
+                rate = ntsc
+    if not 0 < rate <= 1000:
+        raise UsageError(f"--fps {text}: must be above 0 and at most 1000")
+    return rate
+
+
+def check_threads(threads: int | None) -> None:
+    """``--threads`` must be a whole number >= 1 (None: the cores available, vidrestore.threads)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"--threads {threads!r}: must be a whole number >= 1")
 
 
 def check_ensemble(ensemble: int) -> None:
@@ -100,22 +134,27 @@ class EnhanceConfig:
     factor: int = DEFAULT_FACTOR
     mode: Mode = "joint"
     run: RunOptions = RunOptions()
-    codec: str = DEFAULT_CODEC
+    codec: str | None = None  # None: the output container's default (io.formats.default_codec)
     crf: int | None = None  # None: the codec's default quality (see io.formats)
     preset: str | None = None
     scene_threshold: float = DEFAULT_SCENE_THRESHOLD
     scene_detect: bool = True
     overwrite: bool = False
+    fps: Fraction | None = None  # image-sequence input: its frame rate (None: DEFAULT_SEQUENCE_RATE, with a note)
+    threads: int | None = None  # CPU threads for the model, OpenCV and the codecs (None: the cores available)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
+        if self.fps is not None:
+            object.__setattr__(self, "fps", parse_rate(self.fps))
+        check_threads(self.threads)
         check_factor_mode(self.factor, self.mode)
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise UsageError(f"--crf {self.crf}: must be between 0 and 63")
         if not 0.0 < self.scene_threshold <= 1.0:
             raise UsageError(f"--scene-threshold {self.scene_threshold}: must be in (0, 1]")
-        if not self.codec or not self.codec.strip():
+        if self.codec is not None and not self.codec.strip():
             raise UsageError("--codec must not be empty")
 
     @property

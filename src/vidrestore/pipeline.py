@@ -24,6 +24,7 @@ from vidrestore.errors import InputError, OutputError, ProcessingError, Vidresto
 from vidrestore.io import files
 from vidrestore.io import writer as w
 from vidrestore.io.reader import DecodedFrame, FrameReader
+from vidrestore.io.sequence import SequenceReader, SequenceWriter
 from vidrestore.plan import Plan, plan
 
 
@@ -96,22 +97,15 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
 
     for msg in p.notes:
         note(msg)
-    temp = files.create_temp(Path(config.output))
-    writer = None
-    reader = None
+    writer: Any = None
+    reader: Any = None
+    temp = None if p.frames_target is not None else files.create_temp(Path(config.output))
     try:
         engine = Engine(rt, engine_config(config))
-        info = p.info
-        spec = w.WriterSpec(
-            target=Path(config.output), temp=temp, format_name=p.format_name, codec=config.codec,
-            pix_fmt=p.pix_fmt, width=p.width, height=p.height, rate=p.rate_out, time_base=p.time_base_out,
-            crf=config.crf, preset=config.preset, colour=info.colour, full_range_source=p.full_range_source,
-            rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
-            video_metadata=info.video_tags, container_metadata=info.container_tags,
-            source=Path(config.input), source_video_index=info.video_index)
-        writer = w.VideoWriter(spec, notes=note)
+        writer = _writer(p, temp, note)
         writer.start()
-        reader = FrameReader(info, keep_raw=config.mode == "interp")
+        reader = (SequenceReader(p.source) if p.source is not None
+                  else FrameReader(p.info, keep_raw=config.mode == "interp", threads=p.threads))
         start = time.perf_counter()
         frames_in, frames_out = _stream(p, reader, engine, writer, progress, start)
         if frames_in == 0:
@@ -123,14 +117,15 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         return RunSummary(
             input=Path(config.input), output=Path(config.output), frames_in=frames_in, frames_out=frames_out,
             factor=p.factor, mode=config.mode, rate_in=p.rate_in, rate_out=p.rate_out, seconds=seconds,
-            codec=config.codec, pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
+            codec=p.codec or _frames_format(p), pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
             scene_cuts=engine.stats.cuts, notes=tuple(note_list), variable_rate=p.variable_rate)
     except BaseException as err:
         if reader is not None:
             reader.close()  # stop decoding before the writer's file goes away
         if writer is not None:
             writer.abort()
-        _unlink(temp)
+        if temp is not None:
+            _unlink(temp)
         if isinstance(err, (VidrestoreError, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
         if files.is_disk_full(err):
@@ -141,6 +136,27 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     finally:
         if reader is not None:
             reader.close()
+
+
+def _frames_format(p: Plan) -> str:
+    return p.frames_target.suffix.lstrip(".") if p.frames_target is not None else ""
+
+
+def _writer(p: Plan, temp: Path | None, note: Callable[[str], None]) -> Any:
+    """The writer for the plan's output: image files, or the video encoder (with the source's side streams)."""
+    config, info = p.config, p.info
+    if p.frames_target is not None:
+        return SequenceWriter(p.frames_target, notes=note)
+    assert temp is not None
+    spec = w.WriterSpec(
+        target=Path(config.output), temp=temp, format_name=p.format_name, codec=p.codec,
+        pix_fmt=p.pix_fmt, width=p.width, height=p.height, rate=p.rate_out, time_base=p.time_base_out,
+        crf=config.crf, preset=config.preset, colour=info.colour, full_range_source=p.full_range_source,
+        rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
+        video_metadata=info.video_tags, container_metadata=info.container_tags,
+        source=None if p.source is not None else Path(config.input), source_video_index=info.video_index,
+        threads=p.threads)
+    return w.VideoWriter(spec, notes=note)
 
 
 def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[Progress], None] | None,

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from vidrestore.config import EnhanceConfig
-from vidrestore.io import formats
+from vidrestore import threads
+from vidrestore.config import DEFAULT_SEQUENCE_RATE, EnhanceConfig
+from vidrestore.errors import UsageError
+from vidrestore.io import formats, sequence
 from vidrestore.io.probe import VideoInfo, check_complete, check_readable, probe
-from vidrestore.io.timing import CfrGrid, cfr_grid, input_timing
+from vidrestore.io.timing import CfrGrid, InputTiming, cfr_grid, input_timing
 
 _MAX_TIME_BASE_DEN = 2**31 - 1
 
@@ -42,6 +44,10 @@ class Plan:
     width: int = 0  # encoded size (the input's, or padded to even)
     height: int = 0
     notes: tuple[str, ...] = ()
+    codec: str = ""  # the video encoder (the container's default when --codec is not given); "" for frames
+    source: sequence.SequenceSource | None = None  # image-sequence input (info describes it as a video)
+    frames_target: sequence.FramesTarget | None = None  # image-sequence output
+    threads: int = 0  # CPU threads for the decoder and encoder (vidrestore.threads.resolve)
 
     @property
     def variable_rate(self) -> bool:
@@ -59,19 +65,54 @@ def output_time_base(tb_in: Fraction, factor: int) -> tuple[Fraction, int]:
 
 
 def plan(config: EnhanceConfig) -> Plan:
-    """Validate the job and decide formats and rates; raises typed errors, writes nothing."""
+    """Validate the job and decide formats and rates; raises typed errors, writes nothing.
+    Input and output may each be a video or an image sequence (:mod:`vidrestore.io.sequence`)."""
     src, dst = Path(config.input), Path(config.output)
-    check_readable(src)
-    formats.check_target(dst, src, config.overwrite)
-    format_name = formats.container_format_for(dst)
-    formats.check_codec(config.codec, format_name)
-    formats.check_preset(config.codec, config.preset)
-    info = probe(src, scan=True)  # the packet scan finds a truncated file before any frame is processed
-    check_complete(info)
-    pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
-    picture = formats.choose_picture(pix_fmt_src, config.codec, info.width, info.height)
+    seq_in, seq_out = sequence.is_sequence_input(src), sequence.is_sequence_output(dst)
+    if not seq_in:
+        check_readable(src)
+        if config.fps is not None:
+            raise UsageError("--fps is for image-sequence input (a folder of frames or a pattern such as "
+                             "frames/%06d.png); a video keeps its own rate")
+    format_name = "image2"
+    if seq_out:
+        _check_no_codec_options(config)
+    else:
+        formats.check_target(dst, src, config.overwrite)
+        format_name = formats.container_format_for(dst)
+        if config.codec is not None:
+            formats.check_codec(config.codec, format_name)
+            formats.check_preset(config.codec, config.preset)
+    notes: list[str] = []
+    source = None
     k = config.effective_factor
-    timing = input_timing(src, info.video_index)
+    if seq_in:
+        rate = config.fps if config.fps is not None else DEFAULT_SEQUENCE_RATE
+        source = sequence.probe_sequence(src, rate)
+        info = source.video_info()
+        given = "given by --fps" if config.fps is not None else "the default; set it with --fps"
+        notes.append(f"image sequence of {len(source.files)} frames at {_rate(rate)} fps ({given})")
+        timing = InputTiming(rate, Fraction(0))
+    else:
+        info = probe(src, scan=True)  # the packet scan finds a truncated file before any frame is processed
+        check_complete(info)
+        timing = input_timing(src, info.video_index)
+    pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
+    target = None
+    if seq_out:
+        target = sequence.frames_target(dst, info.frame_count * k, config.overwrite)
+        src_folder = src if src.is_dir() else (src.parent if str(src.parent) else Path("."))
+        if seq_in and target.folder.resolve() == src_folder.resolve():
+            raise UsageError(f"output frames would go into the input's folder {src_folder}: pick another folder")
+        codec, pix_fmt, width, height = "", ("rgb48le" if info.bit_depth > 8 else "rgb24"), info.width, info.height
+    else:
+        codec = config.codec or formats.default_codec(format_name, info.bit_depth)
+        if config.codec is None:
+            formats.check_codec(codec, format_name)
+            formats.check_preset(codec, config.preset)
+        picture = formats.choose_picture(pix_fmt_src, codec, info.width, info.height)
+        pix_fmt, width, height = picture.pix_fmt, picture.width, picture.height
+        notes.extend(picture.notes)
     tb_out, scale = output_time_base(info.time_base, k)
     grid = None
     rate_in = info.rate
@@ -79,6 +120,18 @@ def plan(config: EnhanceConfig) -> Plan:
         rate_in = timing.rate
         grid = cfr_grid(rate_in * k, timing.start)
         tb_out, scale = grid.time_base, k
-    return Plan(config=config, info=info, format_name=format_name, pix_fmt=picture.pix_fmt,
+    return Plan(config=config, info=info, format_name=format_name, pix_fmt=pix_fmt,
                 full_range_source=full_range, factor=k, rate_in=rate_in, rate_out=rate_in * k, time_base_out=tb_out,
-                pts_scale=scale, grid=grid, width=picture.width, height=picture.height, notes=picture.notes)
+                pts_scale=scale, grid=grid, width=width, height=height, notes=tuple(notes), codec=codec,
+                source=source, frames_target=target, threads=threads.resolve(config.threads))
+
+
+def _check_no_codec_options(config: EnhanceConfig) -> None:
+    given = [f"--{name}" for name in ("codec", "crf", "preset") if getattr(config, name) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: for video output; frames are written as image files "
+                         f"(their extension decides the format)")
+
+
+def _rate(r: Fraction) -> str:
+    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from vidrestore.cli.options import run_options, run_options_from
+from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
 from vidrestore.config import MODES
 from vidrestore.errors import UsageError
 
@@ -69,7 +69,9 @@ def render(report: dict):
 @click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")
 @click.option("--no-minterpolate", is_flag=True, help="Skip ffmpeg minterpolate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minterpolate, as_json, **run_kwargs) -> None:
+@threads_option
+def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minterpolate, as_json, threads,
+          **run_kwargs) -> None:
     """Measure engine and end-to-end throughput and memory, next to ffmpeg minterpolate.
 
     \b
@@ -79,6 +81,7 @@ def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minter
     """
     from rich.console import Console
 
+    setup_threads(threads)  # before torch starts its thread pool
     from vidrestore.evaluate.bench import BenchConfig, run_bench
     from vidrestore.evaluate.sources import parse_size
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from vidrestore.cli.options import run_options, run_options_from
-from vidrestore.config import DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig
+from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
+from vidrestore.config import CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig
 from vidrestore.errors import UsageError
 
 
@@ -120,18 +120,29 @@ class ProgressBar:
         self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
 
 
+def _codec_help() -> str:
+    ext = {"matroska": "mkv"}
+    by = "; ".join(f"{ext.get(fmt, fmt)}: {' else '.join(codecs)}" for fmt, codecs in CONTAINER_CODECS.items())
+    return (f"Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, h264_nvenc, hevc_nvenc, ... "
+            f"[default: by the output's extension ({by}; other containers: {DEFAULT_CODEC}); 10-bit input stays "
+            f"10-bit where that codec plays well (AV1), H.264 gets 8 bits].")
+
+
 @click.command("enhance", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output video file (its extension picks the container).")
+              help="Output video file (its extension picks the container), or frames: a folder (out/, an existing "
+                   "folder or a name without extension: 000001.png ...) or a pattern such as out/%06d.png.")
+@click.option("--fps", "fps", default=None, metavar="RATE",
+              help="Frame rate of an image-sequence INPUT: 24, 30000/1001, 23.976 (= 24000/1001) [default: "
+                   "30000/1001, with a note].")
 @click.option("-k", "--fps-x", "factor", type=int, default=DEFAULT_FACTOR, show_default=True,
               help=f"Frame-rate multiplier K ({MIN_FACTOR}-{MAX_FACTOR}): N input frames become N*K.")
 @click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True,
               help="joint: deblur and interpolate; deblur: restore frames only (K=1); "
                    "interp: keep input frames as decoded, add new ones.")
 @run_options
-@click.option("--codec", default=DEFAULT_CODEC, show_default=True,
-              help="Video encoder: libx264, libx265, libsvtav1, ffv1, h264_nvenc, hevc_nvenc, ...")
+@click.option("--codec", default=None, help=_codec_help())
 @click.option("--crf", type=int, default=None,
               help="Quality, lower is better [default: per codec, e.g. 18 for libx264].")
 @click.option("--preset", default=None, help="Encoder preset, e.g. medium (x264/x265), 8 (svtav1), p5 (nvenc).")
@@ -140,11 +151,15 @@ class ProgressBar:
 @click.option("--no-scene-detect", is_flag=True, help="Never treat a frame change as a scene cut.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
-def enhance(input: Path, output: Path, factor: int, mode: str, codec: str, crf: int | None, preset: str | None,
-            scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool, **run_kwargs) -> None:
+@threads_option
+def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, codec: str | None, crf: int | None,
+            preset: str | None, scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool,
+            threads: int | None, **run_kwargs) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
-    Audio and subtitles are copied; the output has exactly N*K frames and the input's duration.
+    INPUT is a video, a folder of frames (PNG 8/16-bit, JPEG, TIFF, EXR; natural order) or a pattern
+    such as frames/%06d.png. Audio and subtitles are copied; the output has exactly N*K frames and the
+    input's duration.
     """
     explicit = click.get_current_context().get_parameter_source("factor") != click.core.ParameterSource.DEFAULT
     if mode == "deblur" and factor != 1 and explicit:
@@ -152,10 +167,12 @@ def enhance(input: Path, output: Path, factor: int, mode: str, codec: str, crf: 
                          "or use --mode joint to deblur and interpolate")
     config = EnhanceConfig(
         input=input, output=output, factor=factor, mode=mode, run=run_options_from(run_kwargs), codec=codec, crf=crf,
-        preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite)
+        preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
+        fps=fps, threads=threads)
     from vidrestore import plan
 
     plan.plan(config)  # every check that needs no model, before torch is imported
+    setup_threads(threads)  # before torch starts its thread pool
     from vidrestore import pipeline
 
     quiet_ffmpeg()

@@ -31,6 +31,21 @@ _OPTIONS = (
 _NAMES = ("weights", "device", "precision", "batch", "ensemble", "tile", "tile_overlap", "gpu_memory")
 
 
+threads_option = click.option(
+    "--threads", type=int, default=None, metavar="N",
+    help="CPU threads for the model, OpenCV and the video decoder/encoder [default: the cores this process may "
+         "use (CPU affinity and cgroup quota)].")
+
+
+def setup_threads(threads: int | None) -> int:
+    """The CLI's one call that sets the thread counts (before the run, after the light checks)."""
+    from vidrestore import threads as t
+    from vidrestore.config import check_threads
+
+    check_threads(threads)
+    return t.apply(t.resolve(threads))
+
+
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a click command with the run options."""
     for option in reversed(_OPTIONS):

@@ -1,7 +1,7 @@
 """Sharp source footage for evaluation: a video file, a folder of frames, or a folder of those.
 
 * a video file -> one clip;
-* a folder holding image files -> one clip, frames in name order;
+* a folder holding image files -> one clip, frames in natural name order (``2.png`` before ``10.png``);
 * a folder holding video files and/or sub-folders of images -> one clip per entry, in name order.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vidrestore.errors import InputError, UsageError
+from vidrestore.io.sequence import list_images
 
 VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m", ".mxf"})
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
@@ -39,7 +40,7 @@ class SourceClip:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return list_images(folder, IMAGE_EXTS)  # natural order, as enhance reads a folder
 
 
 def discover(source: Path) -> list[SourceEntry]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import av
 
+from vidrestore.config import CONTAINER_CODECS, DEFAULT_CODEC
 from vidrestore.errors import OutputError, UsageError
 from vidrestore.io.probe import ColourInfo
 
@@ -33,7 +34,9 @@ CODEC_DEFAULTS: dict[str, CodecDefaults] = {
     "ffv1": CodecDefaults(None, None, None, (("level", "3"), ("slicecrc", "1")), odd_sizes_with_subsampling=True),
     "h264_nvenc": CodecDefaults("cq", 19, "p5", (("rc", "vbr"),)),
     "hevc_nvenc": CodecDefaults("cq", 21, "p5", (("rc", "vbr"),)),
-    "libvpx-vp9": CodecDefaults("crf", 31, None, (("b", "0"),)),
+    # row-mt and cpu-used 4: libvpx's own defaults (one row thread, cpu-used 0) encode at a few frames a second
+    "libvpx-vp9": CodecDefaults("crf", 31, None, (("b", "0"), ("row-mt", "1"), ("cpu-used", "4"))),
+    "libaom-av1": CodecDefaults("crf", 32, None, (("b", "0"), ("row-mt", "1"), ("cpu-used", "6"))),
 }
 _NO_DEFAULTS = CodecDefaults(None, None, None)
 
@@ -41,6 +44,35 @@ _NO_DEFAULTS = CodecDefaults(None, None, None)
 def codec_defaults(codec: str) -> CodecDefaults:
     """The codec's entry in CODEC_DEFAULTS; no settings of our own for any other codec."""
     return CODEC_DEFAULTS.get(codec, _NO_DEFAULTS)
+
+
+def has_encoder(codec: str) -> bool:
+    try:
+        return av.codec.Codec(codec, "w").type == "video"
+    except Exception:
+        return False
+
+
+def _max_depth(codec: str) -> int:
+    return max(((_fmt_props(f.name) or {}).get("depth", 8) for f in av.codec.Codec(codec, "w").video_formats or []),
+               default=8)
+
+
+def default_codec(format_name: str, bit_depth: int = 8) -> str:
+    """``--codec`` when none is given: the container's default (``config.CONTAINER_CODECS``; the first
+    one this FFmpeg has; for input beyond 8 bits the first that keeps them), else libx264.
+
+    WebM: libsvtav1 (AV1, 8 and 10 bits, fast at its default preset), else libvpx-vp9 (VP9; 10-bit
+    profile 2 where this libvpx has high bit depth), else libaom-av1."""
+    candidates = CONTAINER_CODECS.get(format_name, (DEFAULT_CODEC,))
+    available = [c for c in candidates if has_encoder(c)]
+    if not available:
+        return candidates[0]  # check_codec says it is missing
+    if bit_depth > 8:
+        for c in available:
+            if c not in _EIGHT_BIT_DEFAULT and _max_depth(c) > 8:
+                return c
+    return available[0]
 
 
 def check_target(target: Path, source: Path, overwrite: bool) -> None:

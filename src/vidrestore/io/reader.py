@@ -47,9 +47,10 @@ class FrameReader:
     on every path, including errors and Ctrl-C in the consumer.
     """
 
-    def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8) -> None:
+    def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8, threads: int = 0) -> None:
         self.info = info
         self.keep_raw = keep_raw
+        self.threads = threads  # decoder threads (vidrestore.threads); 0: FFmpeg's choice
         self._worker = Worker(self._decode_all, "reader", queue_size, on_error=self._decode_error)
         self.frames_read = 0
         self.rgb_format = rgb_format_for(info.pix_fmt, info.bit_depth)
@@ -89,6 +90,8 @@ class FrameReader:
         try:
             stream = container.streams[info.video_index]
             stream.thread_type = "AUTO"
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
             declared = int(stream.frames or 0)
             container_duration = container.duration / 1e6 if container.duration else None
             last_end_s = 0.0  # where the demuxed packets of any stream reached, in seconds

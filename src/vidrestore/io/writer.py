@@ -61,6 +61,7 @@ class WriterSpec:
     container_metadata: tuple[tuple[str, str], ...] = ()
     source: Path | None = None  # copy audio/subtitle/data streams from here
     source_video_index: int = 0
+    threads: int = 0  # encoder threads (vidrestore.threads); 0: the encoder's choice
 
 
 class VideoWriter:
@@ -118,6 +119,8 @@ class VideoWriter:
         if tag is not None:
             stream.codec_tag = tag
         cc = stream.codec_context
+        if spec.threads:
+            cc.thread_count = spec.threads
         cc.time_base = spec.time_base
         cc.framerate = spec.rate
         c = self._output_colour()

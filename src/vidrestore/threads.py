@@ -1,0 +1,71 @@
+"""The one place that sets how many CPU threads the work uses: torch's intra-op pool, OpenCV's, and
+(through :class:`vidrestore.plan.Plan`'s ``threads``) the PyAV decoder's and encoder's ``thread_count``.
+
+``--threads N`` defaults to the cores this process may use: its CPU affinity
+(``os.sched_getaffinity``) capped by the cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``: quota and
+period in microseconds, ``max`` for none), rounded up. Light: torch and cv2 are imported only by
+:func:`apply`, which the CLI calls once per run, never at import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def affinity_cpus() -> int:
+    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def quota_cpus(cpu_max: Path = CPU_MAX) -> int | None:
+    """CPUs' worth of time the cgroup v2 quota allows (rounded up), or None for no quota."""
+    try:
+        fields = Path(cpu_max).read_text().split()
+    except OSError:
+        return None
+    if not fields or fields[0] == "max":
+        return None
+    try:
+        quota = int(fields[0])
+        period = int(fields[1]) if len(fields) > 1 else 100_000
+    except ValueError:
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def available_cpus(cpu_max: Path = CPU_MAX) -> int:
+    """The cores available to this process: affinity, capped by the cgroup quota."""
+    n = affinity_cpus()
+    q = quota_cpus(cpu_max)
+    return min(n, q) if q is not None else n
+
+
+def resolve(requested: int | None, cpu_max: Path = CPU_MAX) -> int:
+    """``--threads``: the number given, else the cores available."""
+    return int(requested) if requested is not None else available_cpus(cpu_max)
+
+
+def passive_waits() -> None:
+    """Idle OpenMP threads sleep instead of spinning (stealing cores from the reader and writer
+    threads); effective when set before torch starts its OpenMP pool."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def apply(threads: int) -> int:
+    """Set torch's and OpenCV's thread counts (process-wide); the CLI calls this once per run."""
+    passive_waits()
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    return threads
