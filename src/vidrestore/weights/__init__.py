@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from vidrestore._version import __version__
 from vidrestore.errors import WeightsError
 from vidrestore.weights._files import (
+    DTYPE_BYTES,
+    _is_file,
     FORMAT_VERSION,
     META_CONFIG,
     META_FORMAT,
@@ -32,6 +35,7 @@ from vidrestore.weights._files import (
     META_VERSION,
     RESERVED_KEYS,
     copy_atomic,
+    read_header,
     read_metadata,
     read_tensors,
     sha256_file,
@@ -165,7 +169,7 @@ def locate_weights(
         entry = next((e for e in reg.values() if e.hub == loc), None)
         return Located(download(loc, offline=offline), entry, "hub")
     path = Path(spec).expanduser()
-    if path.is_file():
+    if _is_file(path):  # an unreadable folder on the way: a WeightsError about the file
         return Located(path, None, "file")
     if path.is_dir():
         raise WeightsError(f"weights path is a directory, not a .safetensors file: {spec}")
@@ -264,6 +268,52 @@ def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[
     return "; ".join(parts) or None
 
 
+# Upper bounds of a weights file's model config, checked before anything is built: ten times and more
+# the largest model made (see vidrestore.model.network.CONFIGS), far below what would exhaust memory.
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
+    "channels": (1, 1024), "latent_blocks": (0, 64), "spatial_maps": (1, 64), "temporal_maps": (1, 64),
+    "ifa_window": (1, 31), "ifa_dim": (1, 1024), "head_channels": (1, 1024), "fine_flow": (0, 1024),
+    "half_flow": (0, 1024),
+}
+
+
+def check_config_bounds(cfg: "ModelConfig", path: Path) -> None:
+    """Every size field of a file's model config is a whole number within ``CONFIG_BOUNDS``."""
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        value = getattr(cfg, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if (name == "channels" and len(values) != 3) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
+            raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {name} {str(value)[:40]} is out of "
+                               f"range (each must be a whole number from {low} to {high})")
+    if not isinstance(cfg.motion_prior, (int, float)) or not math.isfinite(cfg.motion_prior):
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: motion_prior must be a finite number")
+
+
+def _metadata_of(header: Mapping[str, Any], path: Path) -> dict[str, str]:
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise WeightsError(f"not a valid safetensors file (metadata is not a string table): {path}")
+    return dict(meta)
+
+
+def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mapping[str, Any],
+                          cfg: "ModelConfig", path: Path) -> None:
+    """The tensors the config declares (built on the meta device) against the file's header: names,
+    shapes and total bytes, before any tensor is allocated."""
+    from types import SimpleNamespace
+
+    declared = {k: SimpleNamespace(shape=tuple(v["shape"])) for k, v in header.items() if k != "__metadata__"}
+    problem = _describe_mismatch(expected, declared)
+    if problem:
+        raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {problem}")
+    want = sum(int(t.numel()) * DTYPE_BYTES[header[k]["dtype"]] for k, t in expected.items())
+    have = sum(header[k]["data_offsets"][1] - header[k]["data_offsets"][0] for k in declared)
+    if want != have:  # pragma: no cover - names and shapes already agree, and _check_header checked each size
+        raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {have} bytes of tensors, "
+                           f"expected {want}")
+
+
 def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | None" = None) -> "VidRestoreNet":
     """Build the model described by a weights file's metadata and load its tensors (strict), on the CPU.
     ``options`` changes inference options from the file's (see ``InferenceOptions``)."""
@@ -272,10 +322,19 @@ def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | 
     from vidrestore.model.network import VidRestoreNet, options_from_dict
 
     path = Path(path)
-    tensors, meta = read_tensors(path)
+    header = read_header(path)
+    meta = _metadata_of(header, path)
     cfg, opts = _config_from_metadata(meta, path)
+    check_config_bounds(cfg, path)
     try:
         opts = options_from_dict(dict(options or {}), opts)
+        with torch.device("meta"):  # names and shapes only: no memory, whatever the config says
+            expected = VidRestoreNet(cfg, opts).state_dict()
+    except Exception as err:
+        raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
+    _check_against_header(expected, header, cfg, path)  # before any tensor is read or allocated
+    tensors, _ = read_tensors(path)
+    try:
         model = VidRestoreNet(cfg, opts)
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -29,6 +30,8 @@ RESERVED_KEYS = frozenset({META_CONFIG, META_VERSION, META_FORMAT, META_OPTIONS}
 _CHUNK = 1 << 20
 # A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
 _MAX_HEADER = 100 * 1024 * 1024
+# safetensors dtypes the model's tensors may have, and their sizes in bytes: anything else is refused
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -80,30 +83,67 @@ def _check_header(path: Path) -> dict:
         raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError(f"not a valid safetensors file (unreadable header): {path}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise WeightsError(f"not a valid safetensors header (unreadable JSON): {path}") from None
     if not isinstance(header, dict):
         raise WeightsError(f"not a valid safetensors file (header is not a table): {path}")
     end = 0
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise WeightsError(f"not a valid safetensors file (tensor {key!r} has no data offsets): {path}")
-        end = max(end, offsets[1])
+        end = max(end, _check_entry(key, info, path))
     if 8 + hlen + end != size:
         state = "truncated" if 8 + hlen + end > size else "has trailing bytes"
         raise WeightsError(f"corrupt weights file ({state}: {size} bytes, header says {8 + hlen + end}): {path}")
     return header
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entry(key: str, info: object, path: Path) -> int:
+    """One tensor's header entry: a dtype the model uses, a shape, and data offsets that hold exactly
+    that many bytes. Returns where its data ends."""
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+            and offsets[0] <= offsets[1]):
+        raise WeightsError(f"not a valid safetensors file (tensor {key!r} has no data offsets): {path}")
+    assert isinstance(info, dict)
+    dtype = info.get("dtype")
+    if dtype not in DTYPE_BYTES:
+        raise WeightsError(f"unsupported weights file: tensor {key!r} has dtype {str(dtype)[:20]!r} "
+                           f"(expected one of {', '.join(DTYPE_BYTES)}): {path}")
+    shape = info.get("shape")
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(_is_int(n) for n in shape)):
+        raise WeightsError(f"not a valid safetensors file (tensor {key!r} has no valid shape): {path}")
+    if math.prod(shape) * DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+        raise WeightsError(f"not a valid safetensors file (tensor {key!r}: its shape does not match its "
+                           f"data size): {path}")
+    return offsets[1]
+
+
+def read_header(path: str | os.PathLike[str]) -> dict:
+    """The checked safetensors header of a file (tensor entries and ``__metadata__``), read without
+    loading any tensor."""
+    path = Path(path)
+    if not _is_file(path):
+        raise WeightsError(f"weights file not found: {path}")
+    return _check_header(path)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, with an unreadable folder on the way a WeightsError (not a PermissionError)."""
+    try:
+        return path.is_file()
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``__metadata__`` table of a safetensors file (empty if it has none)."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    header = _check_header(path)
+    header = read_header(path)
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise WeightsError(f"not a valid safetensors file (metadata is not a string table): {path}")
