@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from vidrestore import runtime
+from vidrestore import interrupts, runtime
 from vidrestore.config import EnhanceConfig
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import InputError, OutputError, ProcessingError, VidrestoreError
@@ -120,12 +120,13 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
             codec=p.codec or _frames_format(p), pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
             scene_cuts=engine.stats.cuts, notes=tuple(note_list), variable_rate=p.variable_rate)
     except BaseException as err:
-        if reader is not None:
-            reader.close()  # stop decoding before the writer's file goes away
-        if writer is not None:
-            writer.abort()
-        if temp is not None:
-            _unlink(temp)
+        with interrupts.held():  # a second Ctrl-C/SIGTERM waits until the partial file is gone
+            if reader is not None:
+                reader.close()  # stop decoding before the writer's file goes away
+            if writer is not None:
+                writer.abort()
+            if temp is not None:
+                _unlink(temp)
         if isinstance(err, (VidrestoreError, KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
         if files.is_disk_full(err):
@@ -155,7 +156,7 @@ def _writer(p: Plan, temp: Path | None, note: Callable[[str], None]) -> Any:
         rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
         video_metadata=info.video_tags, container_metadata=info.container_tags,
         source=None if p.source is not None else Path(config.input), source_video_index=info.video_index,
-        threads=p.threads)
+        threads=p.threads, overwrite=config.overwrite)
     return w.VideoWriter(spec, notes=note)
 
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import click
 
+from vidrestore import interrupts
 from vidrestore._version import __version__
 from vidrestore.errors import Interrupted, VidrestoreError
 
@@ -39,18 +40,36 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# handlers an interrupt replaced with SIG_IGN; given back only to callers that pass their own args
+_ignored: dict[int, object] = {}
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a service manager, ``docker stop``, ``kill``) takes the Ctrl-C path: partial output
-    removed, training checkpointed, exit code 130. Only the main thread can set signal handlers."""
+    removed, training checkpointed, exit code 130. Once interrupted, further SIGINT/SIGTERM are
+    ignored until the process exits (the cleanup is done, the one-line message follows), so two
+    signals in quick succession end the same way as one. Only the main thread can set handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
+    except KeyboardInterrupt:
+        replaced = interrupts.ignore_from_now()
+        _ignored.update({signal.SIGINT: replaced.get(signal.SIGINT), signal.SIGTERM: previous})
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not _ignored:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted() -> Interrupted:
+    done = interrupts.committed()
+    if done:  # the signal came after the final rename: the output is complete and stays
+        return Interrupted(f"interrupted after the output was written: {done[-1]}")
+    return Interrupted("interrupted; no output was written")
 
 
 class LazyGroup(click.Group):
@@ -69,13 +88,31 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
+        interrupts.reset()
         try:
             with _sigterm_as_interrupt():
                 return super().invoke(ctx)
         except VidrestoreError as err:
             fail(err)
         except KeyboardInterrupt:
-            fail(Interrupted("interrupted; no output was written"))
+            for signum, handler in interrupts.ignore_from_now().items():  # an interrupt outside the block above
+                _ignored.setdefault(signum, handler)
+            fail(_interrupted())
+
+    def main(self, args=None, *rest, **kwargs):
+        """The console script (no ``args``: sys.argv) keeps SIGINT/SIGTERM ignored after an interrupt
+        until the process has exited; a caller passing its own ``args`` (tests, embedding) gets its
+        handlers back."""
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:
+            if args is None:  # the process is exiting: a late signal must not print a traceback from threading
+                interrupts.ignore_from_now()
+            if args is not None and _ignored and threading.current_thread() is threading.main_thread():
+                for signum, handler in _ignored.items():
+                    signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            if args is not None:
+                _ignored.clear()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

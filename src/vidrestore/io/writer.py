@@ -27,7 +27,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from vidrestore.errors import InputError, OutputError, ProcessingError, UsageError, one_line
-from vidrestore.io.files import is_disk_full, remove_temp
+from vidrestore.io.files import commit, is_disk_full, remove_temp
 from vidrestore.io.formats import codec_defaults, codec_tag_for, output_colour
 from vidrestore.io.probe import ColourInfo
 from vidrestore.io.remux import SideStreams
@@ -62,6 +62,7 @@ class WriterSpec:
     source: Path | None = None  # copy audio/subtitle/data streams from here
     source_video_index: int = 0
     threads: int = 0  # encoder threads (vidrestore.threads); 0: the encoder's choice
+    overwrite: bool = False  # finish() may replace a file that appeared at the target while running
 
 
 class VideoWriter:
@@ -171,12 +172,8 @@ class VideoWriter:
         self._worker.join()
         self._worker.check()
         self._closed = True
-        try:
-            os.replace(self.spec.temp, self.spec.target)
-        except OSError as err:
-            remove_temp(self.spec.temp)
-            raise OutputError(f"cannot move the finished file onto {self.spec.target}: {err.strerror or err}") from None
-        return self.spec.target
+        # never over a file that appeared at the target while running, unless overwrite (OutputError, exit 4)
+        return commit(self.spec.temp, self.spec.target, overwrite=self.spec.overwrite)
 
     def abort(self) -> None:
         """Stop, close and delete the temp file. Safe to call more than once, and after finish()."""
