@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
 
 from vidrestore.errors import InputError, one_line
 from vidrestore.io.probe import VideoInfo, open_input
-from vidrestore.io.worker import END, Worker
+from vidrestore.io.worker import Reading, Worker
 
 # a file whose packets stop this much before its declared duration is reported as truncated
 _TRUNCATION_SLACK_S = 0.5
@@ -40,7 +39,7 @@ def rgb_format_for(pix_fmt: str | None, bit_depth: int) -> str:
     return "rgb48le" if bit_depth > 8 else "rgb24"
 
 
-class FrameReader:
+class FrameReader(Reading):
     """Iterate decoded frames of ``info.path`` while a background thread keeps decoding ahead.
 
     Use as a context manager (or call :meth:`close`) so the thread and the file are released
@@ -57,27 +56,6 @@ class FrameReader:
         tb = info.time_base
         step = Fraction(1) / (info.rate * tb) if info.rate > 0 else Fraction(1)
         self._nominal_step = max(1, round(step))
-
-    # -- consumer side ---------------------------------------------------------------------------
-    def __enter__(self) -> "FrameReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[DecodedFrame]:
-        if not self._worker.started:
-            self._worker.start()
-        while True:
-            item = self._worker.get()  # raises the decoding error after the frames before it
-            if item is END or item is None:
-                return
-            self.frames_read += 1
-            yield item
-
-    def close(self) -> None:
-        """Stop decoding and wait for the thread to end (emptying the queue it may wait on)."""
-        self._worker.stop()
 
     # -- producer side (the reader thread) -------------------------------------------------------
     def _decode_error(self, err: BaseException) -> InputError:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from vidrestore.errors import InputError, OutputError, one_line
 from vidrestore.io.files import is_disk_full
 from vidrestore.io.probe import ColourInfo, VideoInfo
 from vidrestore.io.reader import DecodedFrame
-from vidrestore.io.worker import END, Worker
+from vidrestore.io.worker import END, Reading, Worker
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".exr"})
 DEEP_EXTS = frozenset({".png", ".tif", ".tiff"})  # written at 16 bits when the frames are uint16
@@ -88,7 +88,9 @@ def is_sequence_output(path: Path) -> bool:
 
 # -- reading -----------------------------------------------------------------------------------
 def _cv2() -> Any:
-    """OpenCV, with its own log lines off the terminal (a bad frame reaches the user as one error line)."""
+    """OpenCV, with its own log lines off the terminal (a bad frame reaches the user as one error line),
+    and EXR reading switched on where the build has it (OpenCV reads the switch at the first EXR)."""
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     import cv2
 
     try:
@@ -107,6 +109,8 @@ def read_image(path: Path) -> np.ndarray:
     except cv2.error as err:  # pragma: no cover - OpenCV raises only for some codecs
         raise InputError(f"cannot read frame {path}: {one_line(err)}") from None
     if img is None:
+        if path.suffix.lower() == ".exr" and re.search(r"OpenEXR:\s+NO", cv2.getBuildInformation()):
+            raise InputError(f"cannot read frame {path}: this OpenCV build reads no EXR (convert to 16-bit PNG/TIFF)")
         raise InputError(f"cannot read frame {path}: not an image this OpenCV can decode (or damaged)")
     if img.dtype.kind == "f":
         img = (np.clip(np.nan_to_num(img), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
@@ -223,32 +227,13 @@ def mixed_sizes(frame: Path, size: tuple[int, int], first: Path, first_size: tup
             f"all frames of a sequence must have one size")
 
 
-class SequenceReader:
+class SequenceReader(Reading):
     """Iterate a sequence's frames (DecodedFrame, pts = index, duration 1) read ahead on a thread."""
 
     def __init__(self, source: SequenceSource, queue_size: int = 8) -> None:
         self.source = source
         self.frames_read = 0
         self._worker = Worker(self._read_all, "reader", queue_size)
-
-    def __enter__(self) -> "SequenceReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[DecodedFrame]:
-        if not self._worker.started:
-            self._worker.start()
-        while True:
-            item = self._worker.get()
-            if item is END or item is None:
-                return
-            self.frames_read += 1
-            yield item
-
-    def close(self) -> None:
-        self._worker.stop()
 
     def _read_all(self) -> None:
         s = self.source

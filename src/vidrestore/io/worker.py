@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from vidrestore.errors import ProcessingError
 
@@ -112,3 +112,32 @@ class Worker:
             self._body()
         except BaseException as err:  # handed to the caller's thread
             self.error = self._on_error(err)
+
+
+class Reading:
+    """The consumer side of a reader whose ``_worker`` thread puts items (frames): iterate them
+    while the thread reads ahead; as a context manager (or with :meth:`close`) the thread and its
+    file are released on every path, errors and Ctrl-C included."""
+
+    _worker: Worker
+    frames_read: int = 0
+
+    def __enter__(self) -> "Reading":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self._worker.started:
+            self._worker.start()
+        while True:
+            item = self._worker.get()  # raises the thread's error after the items before it
+            if item is END or item is None:
+                return
+            self.frames_read += 1
+            yield item
+
+    def close(self) -> None:
+        """Stop reading and wait for the thread to end (emptying the queue it may wait on)."""
+        self._worker.stop()
