@@ -65,9 +65,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted() -> Interrupted:
+def _interrupted(command: str | None) -> Interrupted:
     done = interrupts.committed()
-    if done:  # the signal came after the final rename: the output is complete and stays
+    if done and command == "enhance":  # the signal came after the final rename: the output is complete and stays
         return Interrupted(f"interrupted after the output was written: {done[-1]}")
     return Interrupted("interrupted; no output was written")
 
@@ -97,7 +97,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             for signum, handler in interrupts.ignore_from_now().items():  # an interrupt outside the block above
                 _ignored.setdefault(signum, handler)
-            fail(_interrupted())
+            fail(_interrupted(ctx.invoked_subcommand))
 
     def main(self, args=None, *rest, **kwargs):
         """The console script (no ``args``: sys.argv) keeps SIGINT/SIGTERM ignored after an interrupt

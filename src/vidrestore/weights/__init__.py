@@ -35,6 +35,7 @@ from vidrestore.weights._files import (
     META_VERSION,
     RESERVED_KEYS,
     copy_atomic,
+    metadata_of,
     read_header,
     read_metadata,
     read_tensors,
@@ -290,13 +291,6 @@ def check_config_bounds(cfg: "ModelConfig", path: Path) -> None:
         raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: motion_prior must be a finite number")
 
 
-def _metadata_of(header: Mapping[str, Any], path: Path) -> dict[str, str]:
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise WeightsError(f"not a valid safetensors file (metadata is not a string table): {path}")
-    return dict(meta)
-
-
 def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mapping[str, Any],
                           cfg: "ModelConfig", path: Path) -> None:
     """The tensors the config declares (built on the meta device) against the file's header: names,
@@ -323,7 +317,7 @@ def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | 
 
     path = Path(path)
     header = read_header(path)
-    meta = _metadata_of(header, path)
+    meta = metadata_of(header, path)
     cfg, opts = _config_from_metadata(meta, path)
     check_config_bounds(cfg, path)
     try:

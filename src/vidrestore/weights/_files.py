@@ -143,7 +143,11 @@ def _is_file(path: Path) -> bool:
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``__metadata__`` table of a safetensors file (empty if it has none)."""
     path = Path(path)
-    header = read_header(path)
+    return metadata_of(read_header(path), path)
+
+
+def metadata_of(header: Mapping[str, object], path: Path) -> dict[str, str]:
+    """The ``__metadata__`` table of a checked header (empty if it has none)."""
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise WeightsError(f"not a valid safetensors file (metadata is not a string table): {path}")
