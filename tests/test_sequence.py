@@ -115,6 +115,10 @@ def test_mixed_sizes_and_unreadable_frames_are_one_line_errors(make_clip, tiny_w
     errors = [line for line in res.stderr.splitlines() if not line.startswith("note: ")]
     assert len(errors) == 1 and "3.tif" in errors[0], res.stderr
     assert not (tmp_path / "c.mp4").exists() and not any(".partial" in p.name for p in tmp_path.iterdir())
+    res = runner.invoke(main, ["enhance", str(tif), "-o", str(tmp_path / "c_frames"), "--weights", str(tiny_weights),
+                               "--device", "cpu", "--mode", "interp"])
+    assert res.exit_code == 3 and "3.tif" in res.stderr  # frames out: the hidden folder goes too
+    assert not (tmp_path / "c_frames").exists() and not any(".partial" in p.name for p in tmp_path.iterdir())
     with pytest.raises(UsageError, match="--fps is for image-sequence input"):
         plan(EnhanceConfig(input=make_clip(n=2), output=tmp_path / "d.mp4", fps="24"))
     with pytest.raises(UsageError, match="input's folder"):
