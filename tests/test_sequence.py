@@ -75,6 +75,16 @@ def test_folder_to_numbered_pngs_interp_keeps_key_frames_bit_exact(tiny_model, t
         plan(EnhanceConfig(input=src, output=out))
     enhance(tiny_model, src, out, mode="interp", factor=1, overwrite=True)
     assert len(os.listdir(out)) == 6
+    # frames that appear at the target while running are never replaced without --overwrite
+    late = tmp_path / "late"
+    writer = sequence.SequenceWriter(sequence.frames_target(late, 1, overwrite=False))
+    writer.start()
+    writer.write(frames[0], 0, 1)
+    late.mkdir()
+    (late / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="appeared while running"):
+        writer.finish()
+    assert os.listdir(late) == ["mine.txt"] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_sixteen_bit_pngs_stay_sixteen_bit_and_patterns(tiny_model, tmp_path):

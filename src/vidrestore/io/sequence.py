@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vidrestore import interrupts
 from vidrestore.errors import InputError, OutputError, one_line
 from vidrestore.io.files import is_disk_full
 from vidrestore.io.probe import ColourInfo, VideoInfo
@@ -297,6 +298,15 @@ def frames_target(output: Path, count: int, overwrite: bool) -> FramesTarget:
     return FramesTarget(folder, name, pattern, overwrite)
 
 
+def _appeared(t: FramesTarget, count: int) -> bool:
+    """Frames (a pattern's names) or a non-empty folder at the target that were not there at the plan."""
+    if not t.folder.is_dir():
+        return False
+    if t.pattern:
+        return any((t.folder / t.file(n)).exists() for n in range(1, count + 1))
+    return any(t.folder.iterdir())
+
+
 class SequenceWriter:
     """``start()`` (makes the hidden temp folder), ``write(frame, pts, duration)`` per output frame
     (numbered in order from 1; pts and duration are not needed by image files), ``finish()``
@@ -333,6 +343,18 @@ class SequenceWriter:
         self._worker.check()
         assert self.temp is not None
         t = self.target
+        with interrupts.held():  # Ctrl-C/SIGTERM wait until the frames are in place and recorded
+            self._move_into_place()
+            interrupts.mark_committed(t.folder)
+        self._closed = True
+        return t.folder
+
+    def _move_into_place(self) -> None:
+        assert self.temp is not None
+        t = self.target
+        if not t.overwrite and _appeared(t, self.frames_written):
+            self.abort()
+            raise OutputError(f"output appeared while running: {t.folder} (use --overwrite to replace it)")
         try:
             if t.pattern and t.folder.is_dir():
                 for n in range(1, self.frames_written + 1):
@@ -348,8 +370,6 @@ class SequenceWriter:
         except OSError as err:
             self.abort()
             raise OutputError(f"cannot move the finished frames into {t.folder}: {err.strerror or err}") from None
-        self._closed = True
-        return t.folder
 
     def abort(self) -> None:
         if self._closed:
