@@ -4,6 +4,8 @@ tiny model with random weights (in memory and saved as a weights file)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
@@ -206,3 +208,15 @@ def make_engine(model, device: str = "cpu", dtype=None, ensemble: int = 1, **eng
     rt = runtime.load(RunOptions(ensemble=ensemble), model=model, device=torch.device(device),
                       dtype=dtype if dtype is not None else torch.float32)
     return Engine(rt, EngineConfig(**engine_kw))
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder other users can search (pytest's own temp folders are private to their user): for the
+    tests that run vidrestore as another uid."""
+    base = Path(tempfile.mkdtemp(prefix="vidrestore-perm-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -202,3 +202,121 @@ def test_kill_9_partial_removed_by_the_next_run_a_live_ones_kept(tiny_weights, c
                                            "--device", "cpu", "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "x.mp4"])
+
+
+# -- bad input: streams without a codec context, unreadable paths, no picture size ---------------------------
+def one_line_exit(res, code: int, *needles: str) -> str:
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == code, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output and lines[-1].startswith("vidrestore: error:"), res.output
+    for needle in needles:
+        assert needle in lines[-1], res.output
+    return lines[-1]
+
+
+def test_a_video_stream_without_a_codec_context_is_exit_3(clip, tmp_path, monkeypatch):
+    """An unknown-codec video stream (PyAV gives it no codec context): one line, exit 3, for info and enhance;
+    an attachment (no codec context either) beside the video is described, not a crash."""
+    import importlib
+
+    import av
+
+    probe_mod = importlib.import_module("vidrestore.io.probe")  # vidrestore.io's ``probe`` is the function
+    mkv = tmp_path / "att.mkv"
+    with av.open(str(clip)) as src, av.open(str(mkv), "w") as out:
+        vs = out.add_stream_from_template(src.streams.video[0])
+        out.add_attachment("font.ttf", "font/ttf", b"\0" * 64)
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = vs
+                out.mux(packet)
+    res = CliRunner().invoke(main, ["info", str(mkv)])
+    assert res.exit_code == 0, res.output
+    assert "attachment" in res.output and "font.ttf" in res.output, res.output
+
+    class NoCodec:
+        def __init__(self, stream):
+            self._s = stream
+
+        codec_context = None
+
+        def __getattr__(self, name):
+            return getattr(self._s, name)
+
+    real = probe_mod.main_video_stream
+    monkeypatch.setattr(probe_mod, "main_video_stream", lambda c: NoCodec(real(c)))
+    for args in (["info", str(mkv)], ["enhance", str(mkv), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"]):
+        one_line_exit(CliRunner().invoke(main, args), 3, "att.mkv", "codec is unknown")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def _can_drop_uid() -> bool:
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+
+@pytest.mark.skipif(not _can_drop_uid(), reason="needs root and setpriv to drop to another uid")
+def test_unreadable_input_is_exit_3_and_unreachable_output_exit_4(shared_dir):
+    """A file without read permission and a file in a folder that cannot be entered: exit 3 with one line
+    naming the file (not click's exit 2, not a traceback); an output in such a folder, or in a folder
+    that cannot be written: exit 4."""
+    clip = write_clip(shared_dir / "in.mp4", n=3, audio=False)
+    clip.chmod(0o644)
+    noread = shared_dir / "noread.mp4"
+    noread.write_bytes(clip.read_bytes())
+    noread.chmod(0o000)
+    locked = shared_dir / "locked"
+    locked.mkdir()
+    (locked / "in.mp4").write_bytes(clip.read_bytes())
+    locked.chmod(0o700)  # root's: uid 65534 cannot enter it
+    readonly = shared_dir / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    work = shared_dir / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "vidrestore"]
+    env = {**ENV, "HOME": str(work), "HF_HUB_OFFLINE": "1"}
+    cases = []
+    for bad in (noread, locked / "in.mp4"):
+        cases += [(["info", str(bad)], 3, bad.name), (["enhance", str(bad), "-o", str(work / "o.mp4")], 3, bad.name)]
+    for out in (locked / "o.mp4", locked / "sub" / "o.mp4", locked / "frames" / "", readonly / "o.mp4"):
+        cases.append((["enhance", str(clip), "-o", str(out)], 4, out.parent.name if out.suffix else out.name))
+    for args, code, needle in cases:
+        proc = subprocess.run(cmd + args + (["--device", "cpu"] if args[0] == "enhance" else []),
+                              capture_output=True, text=True, env=env, timeout=120)
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert proc.returncode == code, (args, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("vidrestore: error:"), (args, proc.stderr)
+        assert needle in lines[0] and "Permission denied" in lines[0].replace("permission denied", "Permission denied"), \
+            (args, proc.stderr)
+    assert not (work / "o.mp4").exists()
+
+
+def test_a_0x0_video_is_an_input_error(tmp_path):
+    """A video whose container gives no picture size (raw video in AVI with 0x0 in its headers): enhance
+    refuses it at once (exit 3), not with the encoder's 'Invalid argument' (exit 2)."""
+    import struct
+
+    import av
+    import numpy as np
+
+    raw = tmp_path / "raw.avi"
+    with av.open(str(raw), "w") as out:
+        s = out.add_stream("rawvideo", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+            for packet in s.encode(frame):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    zero = tmp_path / "zero.avi"
+    zero.write_bytes(raw.read_bytes().replace(struct.pack("<ii", 64, 48), struct.pack("<ii", 0, 0)))
+    with av.open(str(zero)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (0, 0)
+    res = CliRunner().invoke(main, ["enhance", str(zero), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"])
+    one_line_exit(res, 3, "zero.avi", "has no picture size (0x0)")
+    assert not (tmp_path / "o.mp4").exists()

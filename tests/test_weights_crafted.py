@@ -10,7 +10,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -159,17 +158,6 @@ def test_pickle_and_truncated_files_still_clear(tmp_path, make_clip):
         res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--weights", str(bad),
                                         "--device", "cpu"])
         one_line_exit(res, 5, pattern)
-
-
-@pytest.fixture
-def shared_dir():
-    """A folder other users can search (pytest's own temp folders are private to their user)."""
-    base = Path(tempfile.mkdtemp(prefix="vidrestore-perm-"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("setpriv") is None,

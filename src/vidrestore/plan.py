@@ -12,15 +12,16 @@ output lasts as long as the input.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from vidrestore import threads
 from vidrestore.config import DEFAULT_SEQUENCE_RATE, EnhanceConfig
-from vidrestore.errors import UsageError
+from vidrestore.errors import InputError, OutputError, UsageError, one_line
 from vidrestore.io import formats, sequence
-from vidrestore.io.probe import VideoInfo, check_complete, check_readable, probe
+from vidrestore.io.probe import VideoInfo, check_complete, check_picture, check_readable, probe
 from vidrestore.io.timing import CfrGrid, InputTiming, cfr_grid, input_timing
 
 _MAX_TIME_BASE_DEN = 2**31 - 1
@@ -68,6 +69,8 @@ def plan(config: EnhanceConfig) -> Plan:
     """Validate the job and decide formats and rates; raises typed errors, writes nothing.
     Input and output may each be a video or an image sequence (:mod:`vidrestore.io.sequence`)."""
     src, dst = Path(config.input), Path(config.output)
+    _check_reachable(src, InputError, "cannot read input")
+    _check_reachable(dst, OutputError, "cannot write output")
     seq_in, seq_out = sequence.is_sequence_input(src), sequence.is_sequence_output(dst)
     if not seq_in:
         check_readable(src)
@@ -96,6 +99,7 @@ def plan(config: EnhanceConfig) -> Plan:
     else:
         info = probe(src, scan=True)  # the packet scan finds a truncated file before any frame is processed
         check_complete(info)
+        check_picture(info)
         timing = input_timing(src, info.video_index)
     pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
     target = None
@@ -124,6 +128,17 @@ def plan(config: EnhanceConfig) -> Plan:
                 full_range_source=full_range, factor=k, rate_in=rate_in, rate_out=rate_in * k, time_base_out=tb_out,
                 pts_scale=scale, grid=grid, width=width, height=height, notes=tuple(notes), codec=codec,
                 source=source, frames_target=target, threads=threads.resolve(config.threads))
+
+
+def _check_reachable(path: Path, error: type[InputError] | type[OutputError], what: str) -> None:
+    """A path behind a folder that cannot be entered fails here, as one line (input: exit 3, output: 4),
+    before the checks below ask whether it is a folder; a path that does not exist (yet) passes."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as err:
+        raise error(f"{what} {path}: {one_line(err)}") from None
 
 
 def _check_no_codec_options(config: EnhanceConfig) -> None:

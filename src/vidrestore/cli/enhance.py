@@ -129,8 +129,8 @@ def _codec_help() -> str:
 
 
 @click.command("enhance", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.argument("input", type=click.Path(path_type=Path, readable=False))  # plan's checks: exit 3, not click's 2
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, readable=False),
               help="Output video file (its extension picks the container), or frames: a folder (out/, an existing "
                    "folder or a name without extension: 000001.png ...) or a pattern such as out/%06d.png.")
 @click.option("--fps", "fps", default=None, metavar="RATE",

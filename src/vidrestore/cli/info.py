@@ -11,7 +11,7 @@ from vidrestore.cli.enhance import OneLineErrorsCommand
 
 
 @click.command("info", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("input", type=click.Path(path_type=Path, readable=False))  # probe's checks: exit 3, not click's 2
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def info(input: Path, as_json: bool) -> None:
     """Show INPUT's streams, size, frame rate (exact), frame count, duration and CFR/VFR.

@@ -11,6 +11,7 @@ frames than the file holds, and the packets run out, or break off, at the end of
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +21,7 @@ import av
 import av.container
 from av.video import reformatter
 
-from vidrestore.errors import InputError
+from vidrestore.errors import InputError, one_line
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,13 @@ class VideoInfo:
 
 
 def check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    if path.is_dir():
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"input not found: {path}") from None
+    except OSError as err:  # a folder on the way that cannot be entered, a dead mount, ...
+        raise InputError(f"cannot read input {path}: {one_line(err)}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"input is a directory, not a video file: {path}")
     if not os.access(path, os.R_OK):
         raise InputError(f"input is not readable (permission denied): {path}")
@@ -160,11 +165,19 @@ def _short(err: BaseException) -> str:
 
 
 def main_video_stream(container: av.container.InputContainer):
-    """The video stream to process: the first that is not a cover picture."""
-    for s in container.streams.video:
-        if not (int(s.disposition) & int(getattr(type(s.disposition), "attached_pic", 0) or 0)):
-            return s
-    return container.streams.video[0]
+    """The video stream to process: the first that is not a cover picture, preferring one that this
+    FFmpeg can decode (a stream of an unknown codec has no codec context)."""
+    pictures = [s for s in container.streams.video
+                if not (int(s.disposition) & int(getattr(type(s.disposition), "attached_pic", 0) or 0))]
+    candidates = pictures or list(container.streams.video)
+    return next((s for s in candidates if s.codec_context is not None), candidates[0])
+
+
+def check_picture(info: VideoInfo) -> None:
+    """InputError (one line) for a video without a picture size (0x0: nothing to decode into)."""
+    if info.width <= 0 or info.height <= 0:
+        raise InputError(f"{info.path} has no picture size ({info.width}x{info.height}) in video stream "
+                         f"#{info.video_index}: the file is damaged or its codec is not supported")
 
 
 def pix_fmt_depth(pix_fmt: str) -> int:
@@ -196,6 +209,10 @@ def _stream_info(s) -> StreamInfo:
         elif s.type == "data":
             tc = s.metadata.get("timecode")
             detail = f"timecode {tc}" if tc else "data"
+        elif s.type == "attachment":
+            detail = " ".join(x for x in (s.metadata.get("filename"), s.metadata.get("mimetype")) if x)
+        elif cc is None:
+            detail = "no decoder in this FFmpeg"
     except Exception:
         detail = ""
     title = s.metadata.get("title")
@@ -223,6 +240,8 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
     try:
         v = main_video_stream(container)
         cc = v.codec_context
+        if cc is None:
+            raise InputError(f"cannot decode video stream #{v.index} of {p}: its codec is unknown to this FFmpeg build")
         tb = Fraction(v.time_base) if v.time_base else Fraction(1, 90000)
         rate = stream_rate(v)
         start = float(v.start_time * tb) if v.start_time is not None else 0.0
