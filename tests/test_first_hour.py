@@ -186,3 +186,38 @@ def test_needs_shared_skips_with_its_reason_on_a_clone_with_nothing_beside_it(tm
 @needs_shared
 def test_shared_data_is_what_needs_shared_promises():
     assert (SHARED / "reds_000").is_dir() and (SHARED / "clips" / "01_dog.mp4").is_file()
+
+
+def test_enhance_probes_and_scans_the_input_once(make_clip, tiny_weights, tmp_path, monkeypatch):
+    """The CLI plans before torch loads and hands that plan to the run: one probe and one timing scan."""
+    import vidrestore.plan as plan_module
+
+    calls = {"probe": 0, "timing": 0}
+    real_probe, real_timing = plan_module.probe, plan_module.input_timing
+
+    def probe(*a, **kw):
+        calls["probe"] += 1
+        return real_probe(*a, **kw)
+
+    def timing(*a, **kw):
+        calls["timing"] += 1
+        return real_timing(*a, **kw)
+
+    monkeypatch.setattr(plan_module, "probe", probe)
+    monkeypatch.setattr(plan_module, "input_timing", timing)
+    src = make_clip(n=3, audio=False)
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(tmp_path / "o.mkv"), "--weights", str(tiny_weights),
+                                    "--device", "cpu", "--codec", "ffv1", "-q"])
+    assert res.exit_code == 0, res.output
+    assert calls == {"probe": 1, "timing": 1}
+
+
+def test_a_plan_for_another_job_is_refused(make_clip, tmp_path):
+    from vidrestore.config import EnhanceConfig
+    from vidrestore.pipeline import run
+    from vidrestore.plan import plan
+
+    src = make_clip(n=2, audio=False)
+    p = plan(EnhanceConfig(input=src, output=tmp_path / "a.mp4"))
+    with pytest.raises(ValueError, match="another config"):
+        run(EnhanceConfig(input=src, output=tmp_path / "b.mp4"), planned=p)

@@ -49,6 +49,11 @@ ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off)
 PIXEL_LOSSES = ("charbonnier", "psnr")
 
 
+def format_rate(rate: Fraction) -> str:
+    """A rate as its exact fraction: ``24``, ``30000/1001``."""
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
 def parse_rate(text: str | Fraction | int | float) -> Fraction:
     """An exact frame rate from ``24``, ``30000/1001`` or a decimal such as ``23.976`` (-> 24000/1001:
     a decimal within 0.01% of an NTSC rate n*1000/1001 is taken as that rate). UsageError otherwise."""

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from vidrestore import interrupts, runtime
-from vidrestore.config import EnhanceConfig
+from vidrestore.config import EnhanceConfig, format_rate
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import InputError, OutputError, ProcessingError, VidrestoreError
 from vidrestore.io import files
@@ -62,14 +62,10 @@ class RunSummary:
 
     def one_line(self) -> str:
         rates = ("variable frame rate" if self.variable_rate
-                 else f"{_rate(self.rate_in)} -> {_rate(self.rate_out)} fps")
+                 else f"{format_rate(self.rate_in)} -> {format_rate(self.rate_out)} fps")
         return (f"{self.input.name}: {self.frames_in} -> {self.frames_out} frames "
                 f"({rates}, {self.mode}) in {self.seconds:.1f} s "
                 f"({self.fps:.1f} fps) -> {self.output}")
-
-
-def _rate(r: Fraction) -> str:
-    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
 
 
 def engine_config(config: EnhanceConfig) -> EngineConfig:
@@ -83,10 +79,14 @@ def engine_config(config: EnhanceConfig) -> EngineConfig:
 def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,
         notes: Callable[[str], None] | None = None, model: torch.nn.Module | None = None,
         device: torch.device | None = None, dtype: torch.dtype | None = None,
-        loaded: runtime.Runtime | None = None) -> RunSummary:
+        loaded: runtime.Runtime | None = None, planned: Plan | None = None) -> RunSummary:
     """Run one enhance job. ``loaded`` (a model set up once for many jobs: bench, the Python API), or
-    ``model``/``device``/``dtype`` (tests), replace what ``config.run`` would load."""
-    p = plan(config)
+    ``model``/``device``/``dtype`` (tests), replace what ``config.run`` would load. ``planned``: the job's
+    :func:`~vidrestore.plan.plan`, when the caller made it already (the CLI does, before torch loads), so that
+    the input is probed and scanned once."""
+    if planned is not None and planned.config != config:
+        raise ValueError("run(): planned was made for another config")
+    p = planned if planned is not None else plan(config)
     rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
     note_list: list[str] = []
 

@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from vidrestore import threads
-from vidrestore.config import DEFAULT_SEQUENCE_RATE, EnhanceConfig
+from vidrestore.config import DEFAULT_SEQUENCE_RATE, EnhanceConfig, format_rate
 from vidrestore.errors import InputError, OutputError, UsageError, one_line
 from vidrestore.io import formats, sequence
 from vidrestore.io.probe import VideoInfo, check_complete, check_picture, check_readable, probe
@@ -94,7 +94,7 @@ def plan(config: EnhanceConfig) -> Plan:
         source = sequence.probe_sequence(src, rate)
         info = source.video_info()
         given = "given by --fps" if config.fps is not None else "the default; set it with --fps"
-        notes.append(f"image sequence of {len(source.files)} frames at {_rate(rate)} fps ({given})")
+        notes.append(f"image sequence of {len(source.files)} frames at {format_rate(rate)} fps ({given})")
         timing = InputTiming(rate, Fraction(0))
     else:
         info = probe(src, scan=True)  # the packet scan finds a truncated file before any frame is processed
@@ -146,7 +146,3 @@ def _check_no_codec_options(config: EnhanceConfig) -> None:
     if given:
         raise UsageError(f"{', '.join(given)}: for video output; frames are written as image files "
                          f"(their extension decides the format)")
-
-
-def _rate(r: Fraction) -> str:
-    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"

@@ -171,14 +171,14 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
         fps=fps, threads=threads)
     from vidrestore import plan
 
-    plan.plan(config)  # every check that needs no model, before torch is imported
+    planned = plan.plan(config)  # every check that needs no model, before torch is imported
     setup_threads(threads)  # before torch starts its thread pool
     from vidrestore import pipeline
 
     quiet_ffmpeg()
     if quiet:
-        pipeline.run(config)
+        pipeline.run(config, planned=planned)
         return
     with ProgressBar(f"{Path(input).name} x{config.effective_factor}") as bar:
-        summary = pipeline.run(config, progress=bar.update, notes=bar.note)
+        summary = pipeline.run(config, progress=bar.update, notes=bar.note, planned=planned)
     bar.console.print(summary.one_line(), highlight=False, soft_wrap=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vidrestore.cli.enhance import OneLineErrorsCommand
+from vidrestore.config import format_rate
 
 
 @click.command("info", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,10 +28,6 @@ def info(input: Path, as_json: bool) -> None:
         click.echo(json.dumps(vi.to_json_dict(), indent=2, default=str))
         return
     click.echo(format_info(vi))
-
-
-def _rate(r) -> str:
-    return str(r.numerator) if r.denominator == 1 else f"{r.numerator}/{r.denominator}"
 
 
 def _size(n: int) -> str:
@@ -55,7 +52,7 @@ def format_info(vi) -> str:
     rows = [
         ("file", f"{vi.path} ({_container_name(vi)}, {_size(vi.size_bytes)})"),
         ("video", f"stream #{vi.video_index}: {vi.codec}, {vi.width}x{vi.height}, {vi.pix_fmt} ({vi.bit_depth}-bit)"),
-        ("frame rate", f"{_rate(vi.rate)} fps (= {float(vi.rate):.3f}), {cfr}"),
+        ("frame rate", f"{format_rate(vi.rate)} fps (= {float(vi.rate):.3f}), {cfr}"),
         ("frames", count),
         ("duration", duration),
         ("colour", vi.colour.describe()),

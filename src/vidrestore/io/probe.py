@@ -21,6 +21,7 @@ import av
 import av.container
 from av.video import reformatter
 
+from vidrestore.config import format_rate
 from vidrestore.errors import InputError, one_line
 
 
@@ -201,7 +202,7 @@ def _stream_info(s) -> StreamInfo:
     detail = ""
     try:
         if s.type == "video" and cc is not None:
-            detail = f"{cc.width}x{cc.height} {cc.pix_fmt or '?'} {_rate_str(stream_rate(s))} fps"
+            detail = f"{cc.width}x{cc.height} {cc.pix_fmt or '?'} {format_rate(stream_rate(s))} fps"
         elif s.type == "audio" and cc is not None:
             layout = getattr(getattr(cc, "layout", None), "name", "?")
             fmt = getattr(getattr(cc, "format", None), "name", "?")
@@ -226,10 +227,6 @@ def _codec_name(cc) -> str:
         return cc.codec.canonical_name or cc.name
     except Exception:
         return cc.name
-
-
-def _rate_str(rate: Fraction) -> str:
-    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
 
 
 def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
