@@ -74,6 +74,4 @@ def enhance_frames(frames: Iterable[np.ndarray], fps_x: int = DEFAULT_FACTOR, mo
     lazily, so a long stream holds only a few frames at a time."""
     run = RunOptions(**run_options)
     check_factor_mode(fps_x, mode)
-    cfg = EngineConfig(factor=fps_x, mode=mode, batch=run.batch, tile=run.tile, tile_overlap=run.tile_overlap,
-                       scene_threshold=scene_threshold, gpu_memory_gb=run.gpu_memory_gb)
-    yield from Engine(_runtime(model, run), cfg).process(frames)
+    yield from Engine(_runtime(model, run), EngineConfig.of(fps_x, mode, run, scene_threshold)).process(frames)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from vidrestore import memory
-from vidrestore.config import DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES, effective_factor
+from vidrestore.config import (DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES, RunOptions,
+                               effective_factor)
 from vidrestore.errors import ProcessingError
 from vidrestore.frames import to_tensor
 from vidrestore.runtime import Runtime, param_dtype
@@ -68,6 +69,13 @@ class EngineConfig:
     @property
     def effective_factor(self) -> int:
         return effective_factor(self.mode, self.factor)
+
+    @classmethod
+    def of(cls, factor: int, mode: str, run: RunOptions,
+           scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD) -> "EngineConfig":
+        """The engine settings of a job at ``factor`` in ``mode`` with run options ``run``."""
+        return cls(factor=factor, mode=mode, batch=run.batch, tile=run.tile, tile_overlap=run.tile_overlap,
+                   scene_threshold=scene_threshold, gpu_memory_gb=run.gpu_memory_gb)
 
 
 @dataclass

@@ -70,10 +70,7 @@ class RunSummary:
 
 def engine_config(config: EnhanceConfig) -> EngineConfig:
     """The engine settings of an enhance job."""
-    r = config.run
-    return EngineConfig(factor=config.effective_factor, mode=config.mode, batch=r.batch, tile=r.tile,
-                        tile_overlap=r.tile_overlap, scene_threshold=config.effective_scene_threshold,
-                        gpu_memory_gb=r.gpu_memory_gb)
+    return EngineConfig.of(config.effective_factor, config.mode, config.run, config.effective_scene_threshold)
 
 
 def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,

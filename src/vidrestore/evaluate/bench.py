@@ -293,10 +293,7 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
 
 def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
     """The model through :class:`~vidrestore.engine.Engine`: uint8 frames in and out, as ``enhance`` runs it."""
-    r = cfg.run
-    engine = Engine(rt, EngineConfig(factor=cfg.factor, mode=cfg.mode, batch=r.batch, tile=r.tile,
-                                     tile_overlap=r.tile_overlap, scene_threshold=None,
-                                     gpu_memory_gb=r.gpu_memory_gb))
+    engine = Engine(rt, EngineConfig.of(cfg.factor, cfg.mode, cfg.run, scene_threshold=None))
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
     if cfg.warmup:
@@ -316,8 +313,8 @@ def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None =
         "seconds": dt,
         "ms_per_input_frame": 1e3 * dt / len(frames),
         "output_fps": outputs / dt,
-        "tile": engine.stats.planned_tile if engine.stats.planned_tile is not None else r.tile,
-        "items_per_forward": engine.stats.planned_batch or r.batch,
+        "tile": engine.stats.planned_tile if engine.stats.planned_tile is not None else cfg.run.tile,
+        "items_per_forward": engine.stats.planned_batch or cfg.run.batch,
         "encoded_items": engine.stats.encoded_frames,  # frame tiles through the encoder (each once)
         "forward_calls": engine.stats.forward_calls,
     }

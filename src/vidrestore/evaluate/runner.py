@@ -171,9 +171,7 @@ class ModelMethod:
         rt = self.load()
         key = (factor, mode)
         if key not in self._engines:
-            r = self.cfg.run
-            self._engines[key] = Engine(rt, EngineConfig(factor=factor, mode=mode, batch=r.batch, tile=r.tile,
-                                                         tile_overlap=r.tile_overlap, gpu_memory_gb=r.gpu_memory_gb))
+            self._engines[key] = Engine(rt, EngineConfig.of(factor, mode, self.cfg.run))
         return self._engines[key]
 
     def run(self, inputs: Sequence[np.ndarray], factor: int) -> Iterator[np.ndarray]:
