@@ -187,6 +187,64 @@ def test_signal_just_after_the_rename_says_the_output_was_written(tiny_weights, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back to the in-process caller
 
 
+SLOW_MODULE = """
+import os, signal, time
+os.kill(os.getpid(), signal.SIGINT)  # the signal lands while this module is being imported
+time.sleep(0.3)
+DONE = True
+"""
+
+WAITS_FOR_IMPORT = """
+import signal, sys, time
+from vidrestore import interrupts
+signal.signal(signal.SIGINT, interrupts.raise_interrupt)
+sys.path.insert(0, sys.argv[1])
+start = time.monotonic()
+try:
+    import slow_module
+    time.sleep(10)
+    print("not interrupted")
+except KeyboardInterrupt:
+    mod = sys.modules.get("slow_module")
+    print("interrupted", getattr(mod, "DONE", False), round(time.monotonic() - start, 1))
+"""
+
+
+def test_a_signal_during_an_import_waits_for_the_import(tmp_path):
+    """Ctrl-C while torch/numpy/PyAV is being imported used to leave them half-initialised (aborts,
+    import errors, death by signal after the message). The CLI's handler lets the import finish, then
+    the interrupt takes effect, at once."""
+    (tmp_path / "slow_module.py").write_text(SLOW_MODULE)
+    res = subprocess.run([sys.executable, "-c", WAITS_FOR_IMPORT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    word, done, seconds = res.stdout.split()
+    assert (word, done) == ("interrupted", "True") and float(seconds) < 5, res.stdout
+
+
+def test_an_interrupt_pending_from_an_import_stops_the_commit(tmp_path):
+    from vidrestore import interrupts
+
+    interrupts.reset()  # earlier in-process runs recorded their outputs
+    (tmp_path / "pending_module.py").write_text(
+        "import signal, sys\nfrom vidrestore import interrupts\n"
+        "interrupts.raise_interrupt(signal.SIGINT, sys._getframe())\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import pending_module  # noqa: F401  (the handler, called mid-import, keeps the interrupt pending)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pending_module", None)
+    temp, target = tmp_path / "t.partial", tmp_path / "t.mp4"
+    temp.write_bytes(b"frames")
+    with pytest.raises(KeyboardInterrupt):
+        files.commit(temp, target)
+    assert not target.exists() and not interrupts.committed()
+    files.commit(temp, target)  # the interrupt was taken once
+    assert target.read_bytes() == b"frames"
+    interrupts.reset()
+
+
 def test_kill_9_partial_removed_by_the_next_run_a_live_ones_kept(tiny_weights, clip, tmp_path):
     out = tmp_path / "x.mp4"
     proc = spawn(clip, out, tiny_weights, "--fps-x", "8")

@@ -36,33 +36,32 @@ def fail(err: VidrestoreError) -> "NoReturn":  # type: ignore[name-defined]
     sys.exit(err.exit_code)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 # handlers an interrupt replaced with SIG_IGN; given back only to callers that pass their own args
 _ignored: dict[int, object] = {}
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, ``docker stop``, ``kill``) takes the Ctrl-C path: partial output
-    removed, training checkpointed, exit code 130. Once interrupted, further SIGINT/SIGTERM are
-    ignored until the process exits (the cleanup is done, the one-line message follows), so two
-    signals in quick succession end the same way as one. Only the main thread can set handlers."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a service manager, ``docker stop``, ``kill``) take one path: partial
+    output removed, training checkpointed, exit code 130; one that arrives mid-import waits for the
+    import (``interrupts.raise_interrupt``). Once interrupted, further SIGINT/SIGTERM are ignored
+    until the process exits (the cleanup is done, the one-line message follows), so two signals in
+    quick succession end the same way as one. Only the main thread can set handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {signum: signal.signal(signum, interrupts.raise_interrupt) for signum in interrupts.SIGNALS}
     try:
         yield
+        interrupts.raise_pending()  # it came during an import near the end: still an interrupt
     except KeyboardInterrupt:
-        replaced = interrupts.ignore_from_now()
-        _ignored.update({signal.SIGINT: replaced.get(signal.SIGINT), signal.SIGTERM: previous})
+        interrupts.ignore_from_now()
+        _ignored.update(previous)
         raise
     finally:
         if not _ignored:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _interrupted(command: str | None) -> Interrupted:
@@ -90,7 +89,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         interrupts.reset()
         try:
-            with _sigterm_as_interrupt():
+            with _signals_as_interrupt():
                 return super().invoke(ctx)
         except VidrestoreError as err:
             fail(err)

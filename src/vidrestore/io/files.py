@@ -135,7 +135,9 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 def commit(temp: Path, target: Path, overwrite: bool = False) -> Path:
     """Move the finished ``temp`` onto ``target``; without ``overwrite``, never over a file that
     appeared there while running (another run, another program): OutputError, exit 4, temp removed.
-    SIGINT/SIGTERM wait until the rename and its record (:mod:`vidrestore.interrupts`) are done."""
+    SIGINT/SIGTERM wait until the rename and its record (:mod:`vidrestore.interrupts`) are done; one
+    that is still pending (it came during an import) stops the commit."""
+    interrupts.raise_pending()
     with interrupts.held():
         try:
             if overwrite:

@@ -343,6 +343,7 @@ class SequenceWriter:
         self._worker.check()
         assert self.temp is not None
         t = self.target
+        interrupts.raise_pending()  # an interrupt that came during an import: nothing is put in place
         with interrupts.held():  # Ctrl-C/SIGTERM wait until the frames are in place and recorded
             self._move_into_place()
             interrupts.mark_committed(t.folder)

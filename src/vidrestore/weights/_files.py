@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterator, Mapping
 
+from vidrestore import interrupts
 from vidrestore.errors import WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,7 +163,9 @@ def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, "torch.Tensor"
     meta = read_metadata(path)  # validates the header and the file length first
     try:
         tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
+        # held: a KeyboardInterrupt raised while safetensors' Rust code is calling torch comes out
+        # as a misleading "not a valid safetensors file" (the signal takes effect after the read)
+        with interrupts.held(), safe_open(str(path), framework="pt", device="cpu") as fh:
             for key in fh.keys():
                 tensors[key] = fh.get_tensor(key)
     except WeightsError:
