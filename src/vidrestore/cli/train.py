@@ -92,7 +92,7 @@ def train(ctx: click.Context, recipe, stage, data, set_options, dry_run, threads
     if threads is not None:
         torch.set_num_threads(threads)
     if recipe is not None:
-        _run_recipe(recipe, options, stage, data, set_options, dry_run, given)
+        _run_recipe(recipe, {**options, "threads": threads}, stage, data, set_options, dry_run, given)
         return
     from vidrestore.train.config import train_config
     from vidrestore.train.loop import train as run_training
@@ -103,9 +103,43 @@ def train(ctx: click.Context, recipe, stage, data, set_options, dry_run, threads
     click.echo(f"{state}: step {result.step}, weights {result.export_path}")
 
 
+def _is_prior_recipe(path: str) -> bool:
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text()).get("arch") == "prior"
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False  # the recipe loader says what is wrong
+
+
+def _run_prior_recipe(path: str, options: dict, set_options: tuple[str, ...], dry_run: bool, given: set[str]) -> None:
+    """A flow-prior network recipe (``arch = "prior"``): one resumable run into OUT."""
+    from vidrestore.train.prior_loop import load_prior_recipe, train_prior
+    from vidrestore.train.recipe import parse_overrides
+
+    overrides = dict(parse_overrides(set_options))
+    for name in ("out", "minutes", "threads"):
+        if name in given and options.get(name) is not None:
+            overrides[name] = options[name]
+    cfg = load_prior_recipe(path, overrides)
+    if dry_run:
+        click.echo(f"{cfg.name}: flow-prior network, size {cfg.size}, {cfg.steps} steps of {cfg.batch} x {cfg.crop}px "
+                   f"-> {cfg.out}")
+        return
+    result = train_prior(cfg, echo=lambda line: click.echo(line))
+    state = "finished" if result["finished"] else "paused (run the same command again to continue)"
+    click.echo(f"{state}: step {result['step']}, weights {result['export']}")
+
+
 def _run_recipe(path: str, options: dict, stage: str | None, data: str | None, set_options: tuple[str, ...],
                 dry_run: bool, given: set[str]) -> None:
     from vidrestore.train.recipe import Runner, load_recipe, parse_overrides, plan_lines
+
+    if _is_prior_recipe(path):
+        if stage is not None or data is not None:
+            raise UsageError("--stage and --data do not apply to a flow-prior recipe (one stage; paths in the recipe)")
+        _run_prior_recipe(path, options, set_options, dry_run, given)
+        return
 
     recipe = load_recipe(path, data=data, overrides=parse_overrides(set_options))
     out = options["out"] or str(Path("runs") / recipe.name)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from vidrestore.model.network import InferenceOptions, ModelConfig, VidRestoreNet
+    from vidrestore.model.prior_net import PriorConfig
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -216,7 +217,7 @@ def verify_located(located: Located) -> None:
     verify_file(located.path, entry.sha256, label=f"weights {entry.name!r}")
 
 
-def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelConfig, InferenceOptions]":
+def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelConfig | PriorConfig, InferenceOptions | None]":
     """The model config and inference options a file's metadata describes. Files before 0.2.0 kept the
     options inside the config, where a missing field meant "off" (``LEGACY_OPTIONS``)."""
     from vidrestore.model.network import InferenceOptions, LEGACY_OPTIONS, config_from_json, options_from_dict
@@ -227,6 +228,11 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelCo
     raw = meta.get(META_CONFIG)
     if raw is None:
         raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
+    prior = _prior_config(raw, path)
+    if prior is not None:
+        if META_OPTIONS in meta:
+            raise WeightsError(f"invalid inference options in {path}: the flow-prior network has none")
+        return prior, None
     try:
         config, legacy = config_from_json(raw)
     except Exception as err:
@@ -241,6 +247,24 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelCo
         return config, options_from_dict(data, InferenceOptions())
     except Exception as err:
         raise WeightsError(f"invalid inference options in {path}: {_first_line(err)}") from None
+
+
+def _prior_config(raw: str, path: Path) -> "PriorConfig | None":
+    """The flow-prior network's config if ``raw`` (a file's config JSON) describes one (``"arch"``)."""
+    from vidrestore.model.prior_net import ARCH, prior_config_from_dict
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None  # reported by the caller
+    if not isinstance(data, dict) or "arch" not in data:
+        return None
+    if data["arch"] != ARCH:
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: unknown architecture {str(data['arch'])[:40]!r}")
+    try:
+        return prior_config_from_dict(data)
+    except Exception as err:
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -278,8 +302,13 @@ CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
 }
 
 
-def check_config_bounds(cfg: "ModelConfig", path: Path) -> None:
+def check_config_bounds(cfg: "ModelConfig | PriorConfig", path: Path) -> None:
     """Every size field of a file's model config is a whole number within ``CONFIG_BOUNDS``."""
+    from vidrestore.model.prior_net import PriorConfig
+
+    if isinstance(cfg, PriorConfig):
+        _check_prior_bounds(cfg, path)
+        return
     for name, (low, high) in CONFIG_BOUNDS.items():
         value = getattr(cfg, name)
         values = value if isinstance(value, tuple) else (value,)
@@ -289,6 +318,22 @@ def check_config_bounds(cfg: "ModelConfig", path: Path) -> None:
                                f"range (each must be a whole number from {low} to {high})")
     if not isinstance(cfg.motion_prior, (int, float)) or not math.isfinite(cfg.motion_prior):
         raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: motion_prior must be a finite number")
+
+
+# the flow-prior network's size fields: (least, most) of each whole number, and the most entries of a tuple
+PRIOR_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 1024), "window": (1, 31), "head": (1, 1024),
+                                            "widths": (1, 1024), "blocks": (0, 64), "refine": (1, 1024)}
+PRIOR_LEVELS = 6
+
+
+def _check_prior_bounds(cfg: "PriorConfig", path: Path) -> None:
+    for name, (low, high) in PRIOR_BOUNDS.items():
+        value = getattr(cfg, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if len(values) > PRIOR_LEVELS or not all(
+                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
+            raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {name} {str(value)[:40]} is out of "
+                               f"range (at most {PRIOR_LEVELS} whole numbers from {low} to {high})")
 
 
 def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mapping[str, Any],
@@ -314,22 +359,31 @@ def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | 
     import torch
 
     from vidrestore.model.network import VidRestoreNet, options_from_dict
+    from vidrestore.model.prior_net import PriorNet
 
     path = Path(path)
     header = read_header(path)
     meta = metadata_of(header, path)
     cfg, opts = _config_from_metadata(meta, path)
     check_config_bounds(cfg, path)
+    if opts is None and options:
+        raise WeightsError(f"the flow-prior network in {path} has no inference options (given: "
+                           f"{', '.join(sorted(options))[:80]})")
     try:
-        opts = options_from_dict(dict(options or {}), opts)
+        if opts is not None:
+            opts = options_from_dict(dict(options or {}), opts)
+
+        def build() -> "torch.nn.Module":
+            return VidRestoreNet(cfg, opts) if opts is not None else PriorNet(cfg)
+
         with torch.device("meta"):  # names and shapes only: no memory, whatever the config says
-            expected = VidRestoreNet(cfg, opts).state_dict()
+            expected = build().state_dict()
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
     _check_against_header(expected, header, cfg, path)  # before any tensor is read or allocated
     tensors, _ = read_tensors(path)
     try:
-        model = VidRestoreNet(cfg, opts)
+        model = build()
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
     problem = _describe_mismatch(model.state_dict(), tensors)
@@ -380,6 +434,7 @@ def save_weights(
     """Write a model's state dict as safetensors (atomically) with its config and version in the
     metadata; returns the file's sha256."""
     from vidrestore.model.network import config_to_json, options_to_json
+    from vidrestore.model.prior_net import PriorConfig, prior_config_to_json
 
     extra = dict(extra_metadata or {})
     bad = sorted(k for k in extra if k in RESERVED_KEYS)
@@ -391,8 +446,11 @@ def save_weights(
     config = getattr(model, "config", None)
     if config is None:
         raise TypeError("save_weights needs a VidRestoreNet (a model with a .config)")
-    meta = {**extra, META_CONFIG: config_to_json(config), META_OPTIONS: options_to_json(model.options),
-            META_VERSION: __version__, META_FORMAT: FORMAT_VERSION}
+    if isinstance(config, PriorConfig):
+        meta = {**extra, META_CONFIG: prior_config_to_json(config)}
+    else:
+        meta = {**extra, META_CONFIG: config_to_json(config), META_OPTIONS: options_to_json(model.options)}
+    meta.update({META_VERSION: __version__, META_FORMAT: FORMAT_VERSION})
     # clone: tied or views of one storage must be stored as separate tensors in safetensors
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     data = tensors_to_bytes(tensors, meta)

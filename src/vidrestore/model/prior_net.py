@@ -1,0 +1,398 @@
+"""The flow-prior network: motion from a classical optical-flow prior, refined; a full-resolution
+deblurring path.
+
+A window of four frames F(i-1), F(i), F(i+1), F(i+2) goes in, with the dense classical flows of its
+pair (F(i) <-> F(i+1), both ways) and F(i) -> F(i-1), computed outside the network (OpenCV DIS on the
+host: :mod:`vidrestore.prior`). Out come the sharp frame at F(i)'s time and one frame per t in (0, 1).
+F(i+2) is not used: its flows and features belong to the next window.
+
+Data flow::
+
+    every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8)               once per frame, cacheable
+    pair (i, i+1), once per window, both ways:
+        inter-frame attention at 1/8 over a window centred on the prior: the other frame's features
+        are warped by the prior, compared with this frame's in a (2r+1)^2 window; the softmax over the
+        window gives an expected offset and an attended appearance
+        motion = prior + correction(offset, attention, features)            (correction zero at start)
+    per t (the light part), both sides through the same weights:
+        flows to t: t * M10 from F(i), (1 - t) * M01 from F(i+1)
+        a head at 1/4 scale sees both sides' features warped to t and corrects each flow and its
+        visibility logit                                                    (zero at start)
+        blend = w * warp(F(i)) + (1 - w) * warp(F(i+1)), w = sigmoid(l0 - l1 + log((1 - t) / t))
+    restoration, full resolution (NAFNet-style encoder-decoder, residual, zero at start):
+        key frame:        F(i) with F(i-1) and F(i+1) aligned to it by their flows
+        in-between, joint: the blend with the two frames warped to t
+        in-between, sharp input (interp mode): a light refiner instead
+
+With every correction zeroed (as built) the in-between frame is exactly the prior's warp-and-blend and
+the key frame is F(i): the floor the training has to beat. A frame with replicated neighbours (the ends of a video, scene cuts)
+has zero prior flows and aligned neighbours equal to itself: the network is then a single-frame
+deblurrer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vidrestore.model.attention import window_products
+from vidrestore.model.warp import backward_warp, resize_flow
+
+ARCH = "prior"
+
+# (f1 @1/2, f2 @1/4, x @1/8)
+Features = tuple[torch.Tensor, ...]
+
+
+class PriorFlows(NamedTuple):
+    """A window's classical flows, [B, 2, H, W] each, in full-resolution pixels (x then y), backward:
+    ``a(p) ~ b(p + flow_ab(p))``."""
+
+    f01: torch.Tensor  # F(i) -> F(i+1)
+    f10: torch.Tensor  # F(i+1) -> F(i)
+    f0p: torch.Tensor  # F(i) -> F(i-1)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Which tensors a flow-prior network has. Stored as JSON (with ``arch``) in its weights files."""
+
+    name: str
+    channels: tuple[int, int, int] = (16, 24, 32)  # encoder widths at 1/2, 1/4, 1/8
+    window: int = 5  # inter-frame attention window around the prior (odd), in 1/8-scale pixels
+    head: int = 32  # width of the pair correction (1/8) and the per-t flow head (1/4)
+    widths: tuple[int, ...] = (24, 32, 48, 64)  # restoration encoder-decoder on 2x2 blocks: 1/2, 1/4, 1/8, 1/16
+    blocks: tuple[int, ...] = (1, 1, 1, 2)  # its blocks per level (the last: the bottleneck)
+    refine: int = 16  # light refiner width (in-between frames of sharp input)
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 3 or min(self.channels) < 1:
+            raise ValueError(f"channels must be three widths >= 1, got {self.channels}")
+        if self.window < 1 or self.window % 2 != 1:
+            raise ValueError(f"window must be odd, got {self.window}")
+        if len(self.widths) < 2 or len(self.widths) != len(self.blocks) or min(self.widths) < 1 or min(self.blocks) < 0:
+            raise ValueError(f"widths and blocks must have the same length (2 or more), got {self.widths}, {self.blocks}")
+        if self.head < 1 or self.refine < 1:
+            raise ValueError("head and refine must be >= 1")
+
+    @property
+    def multiple(self) -> int:
+        """Height and width given to the model must be multiples of this."""
+        return max(8, 2 ** len(self.widths))
+
+
+PRIOR_CONFIGS: dict[str, PriorConfig] = {
+    "default": PriorConfig("default", (24, 48, 64), window=7, head=64, widths=(32, 64, 96, 128), blocks=(1, 2, 2, 4),
+                           refine=24),
+    "small": PriorConfig("small"),
+    "tiny": PriorConfig("tiny", (8, 8, 12), window=3, head=8, widths=(8, 8, 12, 16), blocks=(1, 0, 1, 1), refine=8),
+}
+
+
+def prior_config_to_json(cfg: PriorConfig) -> str:
+    return json.dumps({"arch": ARCH, **dataclasses.asdict(cfg)}, sort_keys=True)
+
+
+def prior_config_from_dict(data: dict) -> PriorConfig:
+    data = dict(data)
+    if data.pop("arch", ARCH) != ARCH:
+        raise ValueError("not a flow-prior network config")
+    names = {f.name for f in dataclasses.fields(PriorConfig)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+    for key in ("channels", "widths", "blocks"):
+        if key in data:
+            data[key] = tuple(data[key])
+    return PriorConfig(**data)
+
+
+def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _zero(module: nn.Conv2d) -> nn.Conv2d:
+    nn.init.zeros_(module.weight)
+    nn.init.zeros_(module.bias)
+    return module
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(c, c), _act(), _conv(c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Encoder(nn.Module):
+    """Per-frame features at 1/2, 1/4 and 1/8 scale (matching and the flow heads)."""
+
+    def __init__(self, cfg: PriorConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = cfg.channels
+        self.s1 = nn.Sequential(_conv(3, c1, stride=2), _act(), ResBlock(c1))
+        self.s2 = nn.Sequential(_conv(c1, c2, stride=2), _act(), ResBlock(c2))
+        self.s3 = nn.Sequential(_conv(c2, c3, stride=2), _act(), ResBlock(c3))
+
+    def forward(self, x: torch.Tensor) -> Features:
+        f1 = self.s1(x - 0.5)
+        f2 = self.s2(f1)
+        return f1, f2, self.s3(f2)
+
+
+# -- restoration path: NAFNet-style blocks ------------------------------------------------------------
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over the channels of each pixel."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        mu = x32.mean(dim=1, keepdim=True)
+        var = (x32 - mu).square().mean(dim=1, keepdim=True)
+        y = ((x32 - mu) * torch.rsqrt(var + 1e-6)).to(x.dtype)
+        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class GatedBlock(nn.Module):
+    """A NAFNet-style block: norm, 1x1 to 2c, depthwise 3x3, simple gate (the product of the two halves),
+    1x1 back; then norm, 1x1 to 2c, gate, 1x1. Both branches are scaled by learned factors that start at
+    zero, so a new block is the identity. No global pooling (NAFNet's channel attention): the output of a
+    pixel depends on its neighbourhood only, so tiles give the same result as the whole frame."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(c)
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.depthwise = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.project = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.ffn_in = nn.Conv2d(c, 2 * c, 1)
+        self.ffn_out = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.depthwise(self.expand(self.norm1(x))).chunk(2, dim=1)
+        x = x + self.beta * self.project(a * b)
+        a, b = self.ffn_in(self.norm2(x)).chunk(2, dim=1)
+        return x + self.gamma * self.ffn_out(a * b)
+
+
+class Restorer(nn.Module):
+    """The full-resolution restoration path: an encoder-decoder over a centre image and two aligned
+    views of it (9 channels), adding a full-resolution residual to the centre (zero at start). Its first
+    level works on 2x2 pixel blocks (space to depth, nothing lost): a quarter of the cost, twice the
+    receptive field."""
+
+    def __init__(self, cfg: PriorConfig) -> None:
+        super().__init__()
+        w = cfg.widths
+        self.intro = nn.Sequential(nn.PixelUnshuffle(2), _conv(9 * 4, w[0]))
+        self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
+        self.enc = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(cfg.blocks[i])])
+                                 for i in range(len(w) - 1))
+        self.middle = nn.Sequential(*[GatedBlock(w[-1]) for _ in range(cfg.blocks[-1])])
+        self.up = nn.ModuleList(nn.Sequential(nn.Conv2d(w[i + 1], 4 * w[i], 1), nn.PixelShuffle(2))
+                                for i in range(len(w) - 1))
+        self.dec = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(max(1, cfg.blocks[i]))])
+                                 for i in range(len(w) - 1))
+        self.out = nn.Sequential(_zero(_conv(w[0], 3 * 4)), nn.PixelShuffle(2))
+
+    def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor) -> torch.Tensor:
+        h = self.intro(torch.cat((centre, aux_a, aux_b), dim=1) - 0.5)
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            h = enc(h)
+            skips.append(h)
+            h = down(h)
+        h = self.middle(h)
+        for i in reversed(range(len(self.up))):
+            h = self.dec[i](self.up[i](h) + skips[i])
+        return centre + self.out(h)
+
+
+# -- motion ------------------------------------------------------------------------------------------
+
+
+class PairCorrection(nn.Module):
+    """Inter-frame attention at 1/8 scale around the prior, and the correction of the pair's motion.
+
+    The other frame's features are warped by the prior, so the (2r+1)^2 attention window of each pixel is
+    centred where the prior says it moved. Scaled dot products over the window, softmax: the expected
+    offset (the attention's motion) and the attended appearance. A small head turns them, with the frame's
+    own features and the prior, into a correction of the prior (its last layer starts at zero)."""
+
+    def __init__(self, cfg: PriorConfig) -> None:
+        super().__init__()
+        c3, ch, k = cfg.channels[2], cfg.head, cfg.window
+        self.radius = k // 2
+        self.query = nn.Conv2d(c3, c3, 1)
+        self.key = nn.Conv2d(c3, c3, 1)
+        r = self.radius
+        ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+        self.register_buffer("offsets", torch.stack((xs.flatten(), ys.flatten())).float(), persistent=False)
+        self.body = nn.Sequential(_conv(2 * c3 + k * k + 2 + 2, ch), _act(), _conv(ch, ch), _act())
+        self.delta = _zero(_conv(ch, 2))
+
+    def forward(self, x_own: torch.Tensor, x_other: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """x_own, x_other [B,C,h,w] at 1/8; prior [B,2,H,W] full resolution -> motion [B,2,H,W]."""
+        size = x_own.shape[-2:]
+        p8 = resize_flow(prior, tuple(size))
+        aligned = backward_warp(x_other, p8)
+        q, k = self.query(x_own), self.key(aligned)
+        logits = window_products(q, k, self.radius) / math.sqrt(q.shape[1])
+        attn = torch.softmax(logits.float(), dim=1).to(q.dtype)
+        offset = torch.einsum("bkhw,ck->bchw", attn, self.offsets.to(attn.dtype))
+        appearance = backward_warp(aligned, offset)  # the attended view, one sample at the expected offset
+        h = self.body(torch.cat((x_own, appearance, attn, offset, p8 / 8.0), dim=1))
+        d8 = self.delta(h)
+        return prior + resize_flow(d8, tuple(prior.shape[-2:]))
+
+
+class FlowHead(nn.Module):
+    """Per t and side, at 1/4 scale: a correction of that side's flow to t and its visibility logit, from
+    both sides' 1/4 features warped to t, their difference, the flow and t. Shared by both sides."""
+
+    def __init__(self, cfg: PriorConfig) -> None:
+        super().__init__()
+        c2, ch = cfg.channels[1], cfg.head
+        self.body = nn.Sequential(_conv(3 * c2 + 2 + 1, ch), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act())
+        self.delta = _zero(_conv(ch, 3))
+
+    def forward(self, own: torch.Tensor, other: torch.Tensor, flow4: torch.Tensor, tau: torch.Tensor):
+        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), flow4 / 4.0, tau), dim=1)))
+        return d[:, :2], d[:, 2:3]
+
+
+class Refiner(nn.Module):
+    """The light path for in-between frames of sharp input: a residual at 1/2 scale from the blend and the
+    two warped frames (zero at start)."""
+
+    def __init__(self, cfg: PriorConfig) -> None:
+        super().__init__()
+        c = cfg.refine
+        self.body = nn.Sequential(_conv(9 + 1, c), _act(), _conv(c, c), _act(), _conv(c, c), _act())
+        self.out = nn.Sequential(_zero(_conv(c, 3 * 4)), nn.PixelShuffle(2))
+
+    def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor) -> torch.Tensor:
+        x = torch.cat((blend, warped0, warped1, w0), dim=1)
+        return blend + self.out(self.body(F.avg_pool2d(x, 2)))
+
+
+class PriorNet(nn.Module):
+    """The flow-prior network: ``config`` says which tensors exist. It has no parameter-free inference
+    stages, so no options."""
+
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.pair = PairCorrection(config)
+        self.flow_head = FlowHead(config)
+        self.restorer = Restorer(config)
+        self.refiner = Refiner(config)
+
+    def encode(self, frame: torch.Tensor) -> Features:
+        """frame [B, 3, H, W] in [0, 1], H and W multiples of ``config.multiple``."""
+        m = self.config.multiple
+        if frame.shape[-1] % m or frame.shape[-2] % m:
+            raise ValueError(f"frame size {tuple(frame.shape[-2:])} is not a multiple of {m}; pad it first")
+        return self.encoder(frame)
+
+    def restore(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
+                prior: PriorFlows, with_key: bool = True, sharp: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One window F(i-1), F(i), F(i+1), F(i+2) with its features and prior flows -> (key [B,3,H,W] or
+        None, inter [B,T,3,H,W]). ``sharp``: the inputs are known to be sharp (interp mode): the in-between
+        frames take the light refiner, not the restoration path."""
+        if len(frames) != 4 or len(feats) != 4:
+            raise ValueError("restore() takes a window of exactly 4 frames and their features")
+        f_prev, f0, f1 = frames[0], frames[1], frames[2]
+        e0, e1 = feats[1], feats[2]
+        b, _, h, w = f0.shape
+        times = times.to(device=f0.device, dtype=f0.dtype)
+        if times.dim() == 1:
+            times = times.unsqueeze(0).expand(b, -1)
+        n_t = times.shape[1]
+
+        key = None
+        m01 = None
+        if n_t or with_key:
+            m01 = self.pair(e0[2], e1[2], prior.f01)
+        if with_key:
+            key = self.restorer(f0, backward_warp(f_prev, prior.f0p), backward_warp(f1, m01))
+        if n_t == 0:
+            return key, f0.new_zeros((b, 0, 3, h, w))
+        m10 = self.pair(e1[2], e0[2], prior.f10)
+        inter = self._inter(f0, f1, e0, e1, m01, m10, times, sharp)
+        return key, inter
+
+    def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows,
+                sharp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W])."""
+        if frames.shape[1] != 4:
+            raise ValueError(f"expected a window of 4 frames, got {frames.shape[1]}")
+        b, n = frames.shape[:2]
+        flat = self.encode(frames.flatten(0, 1))
+        feats = [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]
+        key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, prior, with_key=True, sharp=sharp)
+        assert key is not None
+        return key, inter
+
+    def _inter(self, f0, f1, e0, e1, m01, m10, times, sharp: bool) -> torch.Tensor:
+        b, _, h, w = f0.shape
+        n_t = times.shape[1]
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            return x.repeat_interleave(n_t, dim=0)
+
+        tau0 = times.reshape(b * n_t, 1, 1, 1)
+        taus = (tau0, 1.0 - tau0)
+        # side 0 samples F(i) along t * M10, side 1 samples F(i+1) along (1 - t) * M01
+        flows = [taus[0] * rep(m10), taus[1] * rep(m01)]
+        size4 = e0[1].shape[-2:]
+        f4 = [rep(e0[1]), rep(e1[1])]
+        flows4 = [resize_flow(fl, tuple(size4)) for fl in flows]
+        warped4 = [backward_warp(f4[s], flows4[s]) for s in (0, 1)]
+        logits = []
+        for s in (0, 1):
+            d, logit = self.flow_head(warped4[s], warped4[1 - s], flows4[s], taus[s].expand(-1, 1, *size4))
+            flows[s] = flows[s] + resize_flow(d, (h, w))
+            logits.append(logit)
+        prior_logit = torch.log(taus[0].clamp_min(1e-4)) - torch.log(taus[1].clamp_min(1e-4))
+        # w0 = sigmoid(l0 - l1 - prior_logit): with zero logits, 1 - t for F(i) and t for F(i+1)
+        w0 = torch.sigmoid((logits[0] - logits[1]).float() - prior_logit.float()).to(f0.dtype)
+        w0 = F.interpolate(w0, size=(h, w), mode="bilinear", align_corners=False)
+        warped = [backward_warp(rep(f0), flows[0]), backward_warp(rep(f1), flows[1])]
+        blend = w0 * warped[0] + (1.0 - w0) * warped[1]
+        if sharp:
+            out = self.refiner(blend, w0, warped[0], warped[1])
+        else:
+            out = self.restorer(blend, warped[0], warped[1])
+        return out.reshape(b, n_t, 3, h, w)
+
+
+def build_prior_model(cfg: PriorConfig | str) -> PriorNet:
+    if isinstance(cfg, str):
+        if cfg not in PRIOR_CONFIGS:
+            raise ValueError(f"unknown model size {cfg!r}; choose from {', '.join(PRIOR_CONFIGS)}")
+        cfg = PRIOR_CONFIGS[cfg]
+    return PriorNet(cfg)

@@ -1,0 +1,219 @@
+"""Training batches for the flow-prior network (:mod:`vidrestore.model.prior_net`), from three sources:
+
+- ``real``: real ordinary-rate footage. A batch takes every ``stride``-th frame as the low-rate input and
+  the frames between as exact in-between targets (self-supervision: any 24-30 fps clip is training
+  data). Each input frame is blurred as cameras blur: :func:`~vidrestore.synth.blur.temporal_blur` over a
+  random exposure (the scene's own motion, REDS-style), camera-shake kernels, both, or neither (sharp
+  input). Blur varies from frame to frame, as in real video.
+- ``interp``: the same footage kept sharp, for the interp-mode path (``sharp=True``).
+- ``synthetic``: the project's rendered scenes (:mod:`vidrestore.synth.scenes`), exact 8x truth.
+
+Every batch carries the prior the network will see at run time: DIS flows computed on the 8-bit
+inputs, as :mod:`vidrestore.prior` does on decoded video.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vidrestore.model.prior_net import PriorFlows
+from vidrestore.prior import batch_prior
+from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
+from vidrestore.synth.footage import decode_video, list_videos
+from vidrestore.synth.scenes import SceneConfig, render_batch
+from vidrestore.synth.textures import TextureBank
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Images in [0, 1] on the CPU."""
+
+    inputs: torch.Tensor  # [B, 4, 3, H, W] F(i-1), F(i), F(i+1), F(i+2) as the network gets them
+    key: torch.Tensor  # [B, 3, H, W] sharp F(i)
+    inter: torch.Tensor  # [B, T, 3, H, W] sharp frames at i + times
+    times: torch.Tensor  # [T]
+    prior: PriorFlows
+    sharp: bool  # the interp-mode path (inputs known sharp)
+    source: str
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.inputs.to(device), self.key.to(device), self.inter.to(device), self.times.to(device),
+                     PriorFlows(*(f.to(device) for f in self.prior)), self.sharp, self.source)
+
+
+@dataclass(frozen=True)
+class BlurConfig:
+    """How ``real`` batches are blurred (lengths in pixels of the crop's resolution)."""
+
+    strides: tuple[int, ...] = (2, 2, 3, 4)  # drawn per batch: the input takes every stride-th frame
+    sharp_prob: float = 0.2  # an item whose inputs stay sharp (the restoration must stay invisible)
+    temporal_prob: float = 0.6  # an item blurred over its exposure by the scene's motion
+    exposure: tuple[float, float] = (0.3, 1.0)  # of the input frame interval (stride source frames)
+    shake_prob: float = 0.5  # an item (also) blurred by camera shake
+    shake_length: tuple[float, float] = (2.0, 32.0)  # px; 5-40 px at 720p is 2.5-20 at 360p, and the
+    #                                                  evaluation's longest blur is 32 px at 640x360
+    lucky_prob: float = 0.2  # per input frame of a blurred item: this frame is sharp(er) (no shake)
+    noise: float = 0.01  # max std of Gaussian noise (then rounded to 8 bits)
+
+
+def _quantize(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> HxWx3 uint8."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def load_footage(paths: Sequence[str | Path], max_side: int, skip_frames: Sequence[int] | int = 0,
+                 min_frames: int = 12, max_frames: int | None = None) -> list[torch.Tensor]:
+    """Videos decoded whole into uint8 [N, H, W, 3] tensors (longer side at most ``max_side``, at most
+    ``max_frames`` each), their first ``skip_frames`` dropped (the frames an evaluation scores), and cut
+    into shots at hard cuts (a window across a cut has no true in-between frames)."""
+    skips = [skip_frames] * len(paths) if isinstance(skip_frames, int) else list(skip_frames)
+    shots = []
+    for path, skip in zip(paths, skips):
+        v = decode_video(path, max_side=max_side, skip_frames=skip, max_frames=max_frames)
+        shots += [s for s in split_shots(v) if s.shape[0] >= min_frames]
+    return shots
+
+
+def split_shots(video: torch.Tensor, threshold: float = 0.12) -> list[torch.Tensor]:
+    """``video`` [N, H, W, 3] uint8 cut where consecutive frames differ by more than ``threshold`` (mean
+    absolute difference of 1/8-size grey images, in [0, 1]) and by 4x the clip's median difference."""
+    if video.shape[0] < 2:
+        return [video]
+    small = video[:, ::8, ::8].float().mean(dim=-1) / 255
+    diff = (small[1:] - small[:-1]).abs().mean(dim=(1, 2))
+    cuts = ((diff > threshold) & (diff > 4 * diff.median())).nonzero().flatten().tolist()
+    bounds = [0, *[c + 1 for c in cuts], video.shape[0]]
+    return [video[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def footage_paths(folders: Sequence[str | Path]) -> list[Path]:
+    """The videos of ``folders`` and their sub-folders."""
+    out: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            out.append(folder)
+            continue
+        for sub in sorted([folder, *[p for p in folder.rglob("*") if p.is_dir()]]):
+            try:
+                out += list_videos(sub)
+            except Exception:  # a folder without videos
+                continue
+    return out
+
+
+class RealSampler:
+    """``real`` and ``interp`` batches cut from footage in memory."""
+
+    def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig = BlurConfig(), threads: int = 2) -> None:
+        self.videos = [v for v in videos if v.shape[0] >= 4 * max(blur.strides) + 4]
+        if not self.videos:
+            raise ValueError("no video is long enough for training windows")
+        self.blur = blur
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        lengths = torch.tensor([float(v.shape[0]) for v in self.videos])
+        self.weights = lengths.sqrt() / lengths.sqrt().sum()  # long videos count more, but not linearly
+
+    def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> Batch:
+        cfg = self.blur
+        stride = cfg.strides[int(torch.randint(len(cfg.strides), (1,), generator=generator))]
+        margin = int(math.ceil(stride / 2))  # source frames a full exposure reaches beyond an input frame
+        inputs, keys, inters = [], [], []
+        for _ in range(batch):
+            v = self.videos[int(torch.multinomial(self.weights, 1, generator=generator))]
+            n, h, w = v.shape[:3]
+            size = min(crop, h, w) // 8 * 8
+            span = 3 * stride + 2 * margin + 1
+            first = int(torch.randint(n - span + 1, (1,), generator=generator))
+            y = int(torch.randint(h - size + 1, (1,), generator=generator))
+            x = int(torch.randint(w - size + 1, (1,), generator=generator))
+            clip = v[first:first + span, y:y + size, x:x + size].numpy()
+            if bool(torch.rand(1, generator=generator) < 0.5):  # mirror: more motion directions
+                clip = clip[:, :, ::-1].copy()
+            if bool(torch.rand(1, generator=generator) < 0.5):  # and time reversed
+                clip = clip[::-1].copy()
+            centres = [margin + k * stride for k in range(4)]  # F(i-1), F(i), F(i+1), F(i+2)
+            sharp_frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255
+            if sharp:
+                blurred = sharp_frames[centres]
+            else:
+                blurred = self._blur(clip, centres, stride, generator)
+            inputs.append(blurred)
+            keys.append(sharp_frames[centres[1]])
+            inters.append(sharp_frames[centres[1] + 1:centres[2]])
+        size = min(t.shape[-1] for t in keys)
+        inputs_t = torch.stack([t[..., :size, :size] for t in inputs])
+        key = torch.stack([t[..., :size, :size] for t in keys])
+        inter = torch.stack([t[..., :size, :size] for t in inters])
+        times = torch.arange(1, stride, dtype=torch.float32) / stride
+        return _finish(inputs_t, key, inter, times, sharp, "interp" if sharp else "real", self.pool, generator)
+
+    def _blur(self, clip: np.ndarray, centres: list[int], stride: int, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.blur
+        u = torch.rand(3, generator=generator)
+        if u[0] < cfg.sharp_prob:
+            return torch.from_numpy(np.ascontiguousarray(clip[centres])).permute(0, 3, 1, 2).float() / 255
+        temporal = bool(u[1] < cfg.temporal_prob)
+        shake = bool(u[2] < cfg.shake_prob) or not temporal
+        lo, hi = cfg.exposure
+        exposure = (lo + (hi - lo) * float(torch.rand(1, generator=generator))) * stride
+        cache: dict = {}
+        frames = []
+        for c in centres:
+            if temporal:
+                f = temporal_blur(clip, c, exposure, flows=cache)
+            else:
+                f = clip[c].astype(np.float32)
+            frames.append(torch.from_numpy(f).permute(2, 0, 1) / 255)
+        out = torch.stack(frames)
+        if shake:
+            lo, hi = cfg.shake_length
+            lengths = lo + (hi - lo) * torch.rand(4, generator=generator)
+            lengths[torch.rand(4, generator=generator) < cfg.lucky_prob] = 0.0
+            k = int(2 * math.ceil(float(lengths.max()) / 2 + 1) + 1)
+            out = apply_kernels(out, shake_kernels(lengths, k, generator))
+        if cfg.noise > 0:
+            sigma = cfg.noise * float(torch.rand(1, generator=generator))
+            out = out + sigma * torch.randn(out.shape, generator=generator)
+        return out
+
+
+class SyntheticSampler:
+    """``synthetic`` batches: rendered scenes with exact ground truth at ``factor`` x."""
+
+    def __init__(self, factor: int = 8, textures: TextureBank | None = None, threads: int = 2) -> None:
+        self.factor = factor
+        self.textures = textures
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
+
+    def sample(self, batch: int, crop: int, generator: torch.Generator) -> Batch:
+        cfg = SceneConfig(height=crop, width=crop, factor=self.factor, subframes_per_interval=max(8, self.factor),
+                          exposure=(0.0, 1.0), sharp_prob=0.15)
+        s = render_batch(cfg, batch, generator, "cpu", self.textures)
+        return _finish(s.inputs, s.key, s.inter, s.times.cpu(), False, "synthetic", self.pool, generator)
+
+
+MAX_TIMES = 2  # target times kept per batch (drawn at random): the restoration path runs once per time
+
+
+def _finish(inputs: torch.Tensor, key: torch.Tensor, inter: torch.Tensor, times: torch.Tensor, sharp: bool,
+            source: str, pool: ThreadPoolExecutor | None, generator: torch.Generator) -> Batch:
+    """At most ``MAX_TIMES`` target times; quantize the inputs to 8 bits (as decoded video) and compute
+    their prior."""
+    if times.numel() > MAX_TIMES:
+        keep = torch.randperm(times.numel(), generator=generator)[:MAX_TIMES].sort().values
+        times, inter = times[keep], inter[:, keep]
+    inputs = _quantize(inputs)
+    windows = [[_u8(inputs[b, i]) for i in range(4)] for b in range(inputs.shape[0])]
+    return Batch(inputs, key, inter, times, batch_prior(windows, pool), sharp, source)

@@ -1,0 +1,139 @@
+"""The flow-prior network, its host-side prior and its weights files (fast: the tiny size)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import reds_rgb
+from vidrestore.errors import WeightsError
+from vidrestore.flow import dis_interpolate
+from vidrestore.frames import to_tensor
+from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorNet, PriorFlows, build_prior_model
+from vidrestore.prior import batch_prior, window_prior
+from vidrestore.weights import META_CONFIG, model_from_file, save_weights
+from vidrestore.weights._files import read_header, tensors_to_bytes
+
+
+def real_window(crop: tuple[int, int] = (176, 320)) -> list[np.ndarray]:
+    """Four consecutive real frames (REDS), every other one: real motion between them."""
+    h, w = crop
+    return [reds_rgb(i)[:h, :w] for i in (0, 2, 4, 6)]
+
+
+def tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
+    return [torch.from_numpy(f).permute(2, 0, 1).float().unsqueeze(0) / 255 for f in frames]
+
+
+def randomize(model: PriorNet, seed: int = 0) -> PriorNet:
+    """Every tensor random (the zero-initialised corrections too), as a trained model's would be."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+@torch.no_grad()
+def test_with_the_corrections_zeroed_the_in_between_frame_is_the_priors_warp_and_blend():
+    """The floor: a network as built (every correction at zero) gives DIS flow's warp-and-blend on real
+    frames, and the key frame is the input frame."""
+    frames = real_window()
+    model = build_prior_model("tiny").eval()
+    x = tensors(frames)
+    feats = [model.encode(f) for f in x]
+    times = torch.tensor([0.25, 0.5, 0.75])
+    key, inter = model.restore(x, feats, times, window_prior(frames), with_key=True)
+    assert torch.equal(key, x[1])
+    for sharp in (False, True):
+        _, inter = model.restore(x, feats, times, window_prior(frames), with_key=False, sharp=sharp)
+        ours = (inter[0].clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+        for j, ref in enumerate(dis_interpolate(frames[1], frames[2], times.tolist())):
+            diff = np.abs(ours[j] - ref.astype(np.float32))
+            # the same sums in another order (OpenCV's remap and blend, torch's): a rounding apart at most
+            assert diff.mean() < 0.01 and diff.max() <= 1, (j, diff.mean(), diff.max())
+
+
+@torch.no_grad()
+def test_a_frame_alone_with_replicated_neighbours():
+    """The ends of a video, scene cuts, a still: all four inputs are the same frame. The prior is zero,
+    and a trained network (random tensors here) still gives finite frames of the right size."""
+    frame = real_window()[1]
+    prior = window_prior([frame] * 4)
+    assert all(float(f.abs().max()) < 1e-3 for f in prior)
+    model = randomize(build_prior_model("tiny")).eval()
+    x = tensors([frame] * 4)
+    key, inter = model.restore(x, [model.encode(f) for f in x], torch.tensor([0.5]), prior)
+    assert key.shape == x[1].shape and inter.shape == (1, 1, *x[1].shape[1:])
+    assert torch.isfinite(key).all() and torch.isfinite(inter).all()
+
+
+@torch.no_grad()
+def test_the_restoration_path_is_local_tiles_agree_with_the_whole_frame():
+    """No global pooling: the restorer's output at a pixel depends on its neighbourhood only, so a tile
+    with enough context equals the whole frame's core."""
+    model = randomize(build_prior_model("tiny"), seed=3).eval()
+    g = torch.Generator().manual_seed(1)
+    x = [torch.rand(1, 3, 128, 128, generator=g) for _ in range(3)]
+    whole = model.restorer(*x)
+    part = model.restorer(*[t[..., :, :96] for t in x])
+    assert torch.allclose(whole[..., 8:120, 8:40], part[..., 8:120, 8:40], atol=1e-5)
+
+
+def test_batch_prior_matches_window_prior_and_uses_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = real_window((64, 96)), real_window((64, 96))[::-1]
+    one = [window_prior(a), window_prior(b)]
+    with ThreadPoolExecutor(2) as pool:
+        both = batch_prior([a, b], pool)
+    for name in PriorFlows._fields:
+        got = getattr(both, name)
+        assert got.shape == (2, 2, 64, 96)
+        assert torch.equal(got[0:1], getattr(one[0], name)) and torch.equal(got[1:2], getattr(one[1], name))
+
+
+def test_frames_must_be_a_multiple_of_the_model_multiple():
+    model = build_prior_model("tiny")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model.encode(torch.zeros(1, 3, 360, 640))
+
+
+def test_weights_round_trip_and_crafted_configs(tmp_path):
+    model = randomize(build_prior_model("tiny"))
+    path = tmp_path / "prior.safetensors"
+    save_weights(model, path, {"train.recipe": "test"})
+    back = model_from_file(path)
+    assert isinstance(back, PriorNet) and back.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
+    with pytest.raises(WeightsError, match="no inference options"):
+        model_from_file(path, {"flow_polish": 0})
+
+    header = read_header(path)
+    meta = dict(header["__metadata__"])
+    tensors = {k: v for k, v in back.state_dict().items()}
+
+    def crafted(change: dict) -> WeightsError:
+        cfg = {**json.loads(meta[META_CONFIG]), **change}
+        p = tmp_path / "crafted.safetensors"
+        p.write_bytes(tensors_to_bytes(tensors, {**meta, META_CONFIG: json.dumps(cfg)}))
+        with pytest.raises(WeightsError) as err:
+            model_from_file(p)
+        return err.value
+
+    assert "out of range" in str(crafted({"widths": [200000, 8, 12, 16]}))  # refused before anything is built
+    assert "unknown architecture" in str(crafted({"arch": "other"}))
+    assert "unknown model config fields" in str(crafted({"extra": 1}))
+    assert "do not fit" in str(crafted({"refine": 9}))  # the file's tensors are not that config's
+
+
+def test_sizes_build_and_say_their_multiple():
+    for name, cfg in PRIOR_CONFIGS.items():
+        assert cfg.multiple == 16
+        with torch.device("meta"):
+            PriorNet(cfg)
+    with pytest.raises(ValueError):
+        PriorConfig("bad", widths=(8, 8), blocks=(1,))

@@ -1,0 +1,119 @@
+"""Training data and the training loop of the flow-prior network: realistic blur on real frames, shots,
+batches with their prior, a recipe run that resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import reds_rgb
+from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
+from vidrestore.train.prior_data import RealSampler, split_shots
+from vidrestore.train.prior_loop import load_prior_recipe, train_prior
+
+
+def test_shake_kernels_have_their_length_and_keep_brightness():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([0.0, 6.0, 16.0, 32.0])
+    k = shake_kernels(lengths, 41, g)
+    assert torch.allclose(k.sum(dim=(1, 2)), torch.ones(4))
+    assert k[0, 20, 20] == 1  # no length: no blur
+    for kernel, length in zip(k[1:], lengths[1:]):
+        ys, xs = (kernel > 1e-4).nonzero(as_tuple=True)
+        extent = math.hypot(float(xs.max() - xs.min()), float(ys.max() - ys.min()))
+        assert 0.3 * float(length) <= extent <= float(length) + 2
+    img = torch.from_numpy(reds_rgb(0)).permute(2, 0, 1).float().unsqueeze(0).repeat(4, 1, 1, 1) / 255
+    out = apply_kernels(img, k)
+    assert torch.equal(out[0], img[0])
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), img.mean(dim=(1, 2, 3)), atol=0.01)  # borders replicate
+    sharpness = [float((o[:, :, 1:] - o[:, :, :-1]).abs().mean()) for o in out]
+    assert sharpness[0] > sharpness[1] > sharpness[2] > sharpness[3]  # longer blur, softer frame
+
+
+def test_temporal_blur_averages_the_scenes_own_motion():
+    """A pattern moving 2 px per frame, blurred over 2 frame intervals, is its average over 4 px of
+    motion; exposure 0 is the frame itself."""
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 160)) * 255).astype(np.float32)
+    base = np.clip(np.repeat(np.repeat(base[::4, ::4], 4, 0), 4, 1), 0, 255)  # blocks DIS can follow
+    frames = [np.repeat(np.roll(base, 2 * i, axis=1)[..., None], 3, axis=2).astype(np.uint8) for i in range(5)]
+    assert np.array_equal(temporal_blur(frames, 2, 0.0), frames[2].astype(np.float32))
+    out = temporal_blur(frames, 2, 2.0, steps=2)  # sub-frames every half interval: whole-pixel shifts
+    shifts = [np.roll(base, 4 + s, axis=1) for s in range(-2, 3)]
+    expect = np.mean(shifts, axis=0)
+    inner = (slice(8, -8), slice(16, -16))
+    assert np.abs(out[..., 0][inner] - expect[inner]).mean() < 1.5
+    assert np.abs(out[..., 0][inner] - frames[2][..., 0][inner]).mean() > 10.0  # it did blur
+
+
+def test_split_shots_cuts_at_hard_cuts_only():
+    a = torch.from_numpy(np.stack([reds_rgb(i) for i in range(5)]))
+    b = 255 - a
+    shots = split_shots(torch.cat((a, b)))
+    assert [s.shape[0] for s in shots] == [5, 5]
+    assert len(split_shots(a)) == 1
+
+
+def test_real_batches_have_targets_between_inputs_and_the_inputs_prior():
+    video = torch.from_numpy(np.stack([reds_rgb(i) for i in range(10)] * 2))  # 20 frames
+    sampler = RealSampler([video], threads=1)
+    g = torch.Generator().manual_seed(0)
+    for sharp in (True, False):
+        b = sampler.sample(2, 64, g, sharp=sharp)
+        stride = round(1 / float(b.times[0])) if b.times.numel() == 1 else None
+        assert b.inputs.shape[:3] == (2, 4, 3) and b.inputs.shape[-1] == 64 and b.sharp == sharp
+        assert b.inter.shape[:2] == (2, b.times.numel()) and 1 <= b.times.numel() <= 2
+        assert torch.equal(b.inputs, torch.round(b.inputs * 255) / 255)  # 8-bit, as decoded video
+        assert b.prior.f01.shape == (2, 2, 64, 64)
+        if sharp:
+            assert torch.allclose(b.inputs[:, 1], b.key, atol=1 / 255)
+        assert stride is None or stride in (2, 3, 4)
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", n=40, size=(96, 64), audio=False)
+    path = tmp_path / "r.toml"
+    path.write_text(f"""arch = "prior"
+size = "tiny"
+steps = 4
+batch = 1
+crop = 48
+warmup = 2
+footage = ["{clip}"]
+holdout = ["{clip}"]
+holdout_frames = 4
+val_every = 2
+log_every = 1
+threads = 1
+[mix]
+real = 1
+interp = 1
+synthetic = 1
+""")
+    return path
+
+
+def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
+    cfg = load_prior_recipe(recipe, {"out": str(tmp_path / "run"), "steps": 4})
+    assert cfg.size == "tiny" and cfg.holdout_frames == 4 and dict(cfg.mix) == {"real": 1, "interp": 1, "synthetic": 1}
+    first = train_prior(load_prior_recipe(recipe, {"out": str(tmp_path / "run"), "steps": 4, "minutes": 0.0}),
+                        echo=lambda line: None)
+    assert first["step"] == 0 and not first["finished"]
+    done = train_prior(cfg, echo=lambda line: None)
+    assert done["step"] == 4 and done["finished"]
+    again = train_prior(cfg, echo=lambda line: None)  # resumed at its last step: nothing left to do
+    assert again["step"] == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4]
+    assert any(r["kind"] == "resume" for r in records)
+    from vidrestore.weights import model_from_file
+
+    model = model_from_file(done["export"])
+    assert model.config.name == "tiny"
