@@ -137,3 +137,40 @@ def test_sizes_build_and_say_their_multiple():
             PriorNet(cfg)
     with pytest.raises(ValueError):
         PriorConfig("bad", widths=(8, 8), blocks=(1,))
+
+
+def _floor(frames: list[np.ndarray], factor: int) -> list[np.ndarray]:
+    """What the untrained flow-prior network must give in joint mode: each frame, then DIS flow's
+    warp-and-blend at i + j/factor (frame copies after the last frame)."""
+    times = [j / factor for j in range(1, factor)]
+    out: list[np.ndarray] = []
+    for i, f in enumerate(frames):
+        out.append(f)
+        out += dis_interpolate(f, frames[i + 1], times) if i + 1 < len(frames) else [f] * (factor - 1)
+    return out
+
+
+@pytest.mark.parametrize("mode, factor, extra", [("joint", 4, {}), ("interp", 2, {"tile": 96}),
+                                                  ("joint", 2, {"ensemble": 2})])
+def test_the_engine_runs_the_flow_prior_network_with_its_prior(mode, factor, extra):
+    """Through the one run path (engine, tiles, the mirrored ensemble, whose prior is mirrored too) the
+    untrained network gives the prior's warp-and-blend: the flows reach it, for the right frames."""
+    from conftest import make_engine
+
+    frames = [reds_rgb(i) for i in range(0, 10, 2)]
+    engine = make_engine(build_prior_model("tiny").eval(), factor=factor, mode=mode, **extra)
+    out = list(engine.process(frames))
+    expect = _floor(frames, factor)
+    assert len(out) == len(expect)
+    for got, ref in zip(out, expect):
+        assert np.abs(got.astype(np.float32) - ref).mean() < 0.05
+
+
+def test_no_flow_is_computed_across_a_scene_cut():
+    from conftest import make_engine
+
+    frames = [reds_rgb(0), reds_rgb(2), 255 - reds_rgb(4), 255 - reds_rgb(6)]
+    engine = make_engine(build_prior_model("tiny").eval(), factor=2, mode="joint")
+    out = list(engine.process(frames, cuts=[False, False, True, False]))
+    assert np.array_equal(out[3], frames[1])  # the last frame before the cut is repeated, not blended
+    assert np.abs(out[1].astype(np.float32) - dis_interpolate(frames[0], frames[1], [0.5])[0]).mean() < 0.05

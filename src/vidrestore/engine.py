@@ -23,6 +23,8 @@ from vidrestore.config import (DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MA
                                effective_factor)
 from vidrestore.errors import ProcessingError
 from vidrestore.frames import to_tensor
+from vidrestore.model.prior_net import PriorFlows
+from vidrestore.prior import PairFlows
 from vidrestore.runtime import Runtime, param_dtype
 from vidrestore.tiler import Canvas, Tile, pad_to_multiple, padded_size, tile_grid
 from vidrestore.windows import SceneDetector, Window, plan_window
@@ -97,6 +99,17 @@ class EngineStats:
     cut_indices: list[int] = field(default_factory=list)
 
 
+# worker threads computing the flow prior (OpenCV DIS releases the GIL: they overlap with the network)
+PRIOR_WORKERS = 2
+
+
+def _crop(t: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """``tile``'s part of a padded [1, C, Hp, Wp] tensor (the tensor itself for a whole-frame tile)."""
+    if tile.y0 == 0 and tile.x0 == 0 and tile.h == t.shape[-2] and tile.w == t.shape[-1]:
+        return t
+    return t[..., tile.y0:tile.y0 + tile.h, tile.x0:tile.x0 + tile.w]
+
+
 def _batch(parts: list[torch.Tensor]) -> torch.Tensor:
     """Concatenate along the batch; a single part is used as is (no copy)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -113,6 +126,7 @@ class Engine:
         self.device = runtime.device
         self.multiple = int(getattr(getattr(self.model, "config", None), "multiple", 1) or 1)
         self.param_dtype = param_dtype(self.model)
+        self.needs_prior = bool(getattr(self.model, "needs_prior", False))
         self.stats = EngineStats()
         self._chunk = cfg.batch  # items (window x tile) per forward; halved on out-of-memory
         self._tile = cfg.tile
@@ -121,6 +135,8 @@ class Engine:
         self._arrays: dict[int, np.ndarray] = {}
         self._tensors: dict[int, torch.Tensor] = {}
         self._feats: dict[tuple[int, int], Features] = {}
+        self._pairs: PairFlows | None = None  # the flow prior's DIS flows (flow-prior networks only)
+        self._flows: dict[tuple[int, int], torch.Tensor] = {}  # ... as padded tensors on the device
         self._cuts: dict[int, bool] = {}
         self._size: tuple[int, int] | None = None
         self._in_dtype: np.dtype | None = None
@@ -148,6 +164,8 @@ class Engine:
         pending: list[Window] = []
         model_was_training = self.model.training
         self.model.eval()
+        if self.needs_prior:
+            self._pairs = PairFlows(PRIOR_WORKERS)
         try:
             while True:
                 while not ended and available <= next_center + 2:
@@ -173,6 +191,9 @@ class Engine:
         finally:
             self.model.train(model_was_training)
             self._reset()
+            if self._pairs is not None:
+                self._pairs.close()
+                self._pairs = None
 
     # ------------------------------------------------------------------------------------------
     # input bookkeeping
@@ -181,6 +202,7 @@ class Engine:
         self._arrays.clear()
         self._tensors.clear()
         self._feats.clear()
+        self._flows.clear()
         self._cuts.clear()
 
     def _accept(self, index: int, arr: np.ndarray, cut_iter: Iterator[bool] | None,
@@ -209,6 +231,8 @@ class Engine:
             self.stats.cuts += 1
             self.stats.cut_indices.append(index)
         self._arrays[index] = arr
+        if self._pairs is not None:
+            self._pairs.add(index, arr, cut)
         self.stats.frames_in += 1
         self.stats.max_frames_held = max(self.stats.max_frames_held, len(self._arrays))
 
@@ -221,6 +245,10 @@ class Engine:
                 del d[k]
         for k in [k for k in self._feats if k[0] < below]:
             del self._feats[k]
+        for k in [k for k in self._flows if min(k) < below]:
+            del self._flows[k]
+        if self._pairs is not None:
+            self._pairs.evict(below)
 
     def _windows_per_batch(self) -> int:
         return max(1, self._chunk // max(1, len(self._current_tiles())))
@@ -240,6 +268,27 @@ class Engine:
             t = pad_to_multiple(to_tensor(self._arrays[index], self.device), self.multiple).to(self.param_dtype)
             self._tensors[index] = t
         return t
+
+    def _flow(self, a: int, b: int) -> torch.Tensor:
+        """The prior's flow from frame ``a`` to ``b`` as a [1, 2, Hp, Wp] float32 tensor on the device, padded
+        like the frames (replicated: the padding continues the border's motion)."""
+        t = self._flows.get((a, b))
+        if t is None:
+            assert self._pairs is not None and self._size is not None
+            flow = torch.from_numpy(self._pairs.get(a, b, self._size)).permute(2, 0, 1).unsqueeze(0).to(self.device)
+            hp, wp = padded_size(*self._size, self.multiple)
+            t = torch.nn.functional.pad(flow, (0, wp - flow.shape[-1], 0, hp - flow.shape[-2]), mode="replicate")
+            self._flows[(a, b)] = t
+        return t
+
+    def _prior(self, windows: list[Window], chunk: list[tuple[int, int]], tiles: list[Tile]) -> PriorFlows:
+        """The chunk's prior (one item per window and tile): F(i) -> F(i+1), back, and F(i) -> F(i-1)."""
+        pairs = ((1, 2), (2, 1), (1, 0))
+        parts = []
+        for a, b in pairs:
+            ids = [(windows[wi].frames[a], windows[wi].frames[b], tiles[ti]) for wi, ti in chunk]
+            parts.append(_batch([_crop(self._flow(fa, fb), tile) for fa, fb, tile in ids]))
+        return PriorFlows(*parts)
 
     # ------------------------------------------------------------------------------------------
     # running the model
@@ -339,10 +388,7 @@ class Engine:
         self.stats.max_features_cached = max(self.stats.max_features_cached, len({f for f, _ in self._feats}))
 
     def _tile_of(self, index: int, tile: Tile) -> torch.Tensor:
-        t = self._tensor(index)
-        if tile.y0 == 0 and tile.x0 == 0 and tile.h == t.shape[-2] and tile.w == t.shape[-1]:
-            return t
-        return t[..., tile.y0:tile.y0 + tile.h, tile.x0:tile.x0 + tile.w]
+        return _crop(self._tensor(index), tile)
 
     def _restore(self, windows: list[Window], tiles: list[Tile], times: torch.Tensor, with_key: bool
                  ) -> tuple[list[np.ndarray] | None, list[list[np.ndarray]]]:
@@ -365,7 +411,8 @@ class Engine:
                 frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in ids]))
                 parts = [self._feats[key] for key in ids]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=sharp)
+            extra = {"prior": self._prior(windows, chunk, tiles)} if self.needs_prior else {}
+            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=sharp, **extra)
             self.stats.forward_calls += 1
             for b, (wi, ti) in enumerate(chunk):
                 if keys is not None and key is not None:

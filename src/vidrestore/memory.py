@@ -12,6 +12,7 @@ import math
 import torch
 
 from vidrestore.errors import ProcessingError
+from vidrestore.model.prior_net import PriorFlows
 from vidrestore.runtime import Runtime
 
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
@@ -47,7 +48,11 @@ def probe_bytes_per_pixel(rt: Runtime, padded: tuple[int, int], multiple: int, f
     with torch.inference_mode(), rt.autocast():
         frames = [x + 0.01 * i for i in range(4)]
         feats = [model.encode(f) for f in frames]
-        model.restore(frames, feats, times, with_key=mode != "interp", sharp=mode == "interp")
+        extra = {}
+        if getattr(model, "needs_prior", False):
+            zero = torch.zeros((1, 2, sh, sw), device=device)
+            extra["prior"] = PriorFlows(zero, zero, zero)
+        model.restore(frames, feats, times, with_key=mode != "interp", sharp=mode == "interp", **extra)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base
     return peak / float(sh * sw)

@@ -44,3 +44,50 @@ def batch_prior(windows: Sequence[Sequence[np.ndarray]], pool: ThreadPoolExecuto
         futures: list[Future] = [pool.submit(dis_flow, a, b) for a, b in jobs]
         flows = [f.result() for f in futures]
     return PriorFlows(_tensor(flows[0::3]), _tensor(flows[1::3]), _tensor(flows[2::3]))
+
+
+def to_u8(arr: np.ndarray) -> np.ndarray:
+    """An 8-bit view of an RGB frame for DIS (16-bit frames: their high byte)."""
+    return arr if arr.dtype == np.uint8 else (arr >> 8).astype(np.uint8)
+
+
+class PairFlows:
+    """The flows between consecutive input frames, both ways, started in worker threads as the frames
+    arrive (the engine reads ahead of the windows it runs, so they overlap with the network), kept until
+    evicted. No flow is computed across a scene cut: a window there replicates its frames, whose flow is
+    zero."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vidrestore-prior")
+        self._jobs: dict[tuple[int, int], Future] = {}
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def add(self, index: int, frame: np.ndarray, cut_before: bool) -> None:
+        """Frame ``index`` arrived (after frame ``index - 1``, unless the stream restarted)."""
+        u8 = to_u8(frame)
+        last = self._last
+        if last is not None and last[0] == index - 1 and not cut_before:
+            prev = last[1]
+            self._jobs[(index - 1, index)] = self.pool.submit(dis_flow, prev, u8)
+            self._jobs[(index, index - 1)] = self.pool.submit(dis_flow, u8, prev)
+        self._last = (index, u8)
+
+    def get(self, a: int, b: int, shape: tuple[int, int]) -> np.ndarray:
+        """The flow from frame ``a`` to frame ``b`` (HxWx2); zero when a == b."""
+        if a == b:
+            return np.zeros((*shape, 2), np.float32)
+        job = self._jobs.get((a, b))
+        if job is None:
+            raise KeyError(f"no flow from frame {a} to {b} (not consecutive, or across a scene cut)")
+        return job.result()
+
+    def evict(self, below: int) -> None:
+        for key in [k for k in self._jobs if min(k) < below]:
+            del self._jobs[key]
+
+    def close(self) -> None:
+        for job in self._jobs.values():
+            job.cancel()
+        self._jobs.clear()
+        self._last = None
+        self.pool.shutdown(wait=True)

@@ -25,6 +25,16 @@ def _flip(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     return x.flip(dims) if dims else x
 
 
+def _flip_flow(flow: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """A flow field [B, 2, H, W] (x then y) of the mirrored frames: mirrored, and the mirrored axis's
+    component negated."""
+    if not dims:
+        return flow
+    sign = torch.tensor([-1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0], device=flow.device,
+                        dtype=flow.dtype).view(1, 2, 1, 1)
+    return flow.flip(dims) * sign
+
+
 class FlipEnsemble(nn.Module):
     """Wraps a :class:`~vidrestore.model.network.VidRestoreNet` with the same ``encode``/``restore`` interface.
 
@@ -46,6 +56,10 @@ class FlipEnsemble(nn.Module):
     def config(self):
         return self.model.config
 
+    @property
+    def needs_prior(self) -> bool:
+        return bool(getattr(self.model, "needs_prior", False))
+
     def encode(self, frame: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out: list[torch.Tensor] = []
         for dims in self.flips:
@@ -59,9 +73,10 @@ class FlipEnsemble(nn.Module):
         times: torch.Tensor,
         with_key: bool = True,
         sharp: bool = False,
+        prior=None,
     ):
         """As the wrapped network's ``restore`` (without ``with_flows``): (key or None, inter), each the mean
-        over the passes."""
+        over the passes. ``prior``: the flow-prior network's flows, mirrored with the frames."""
         n = len(self.flips)
         levels = len(feats[0]) // n
         key_sum = None
@@ -69,7 +84,8 @@ class FlipEnsemble(nn.Module):
         for i, dims in enumerate(self.flips):
             fr = [_flip(f, dims) for f in frames]
             fe = [tuple(f[i * levels:(i + 1) * levels]) for f in feats]
-            key, inter = self.model.restore(fr, fe, times, with_key=with_key, sharp=sharp)
+            extra = {} if prior is None else {"prior": type(prior)(*(_flip_flow(f, dims) for f in prior))}
+            key, inter = self.model.restore(fr, fe, times, with_key=with_key, sharp=sharp, **extra)
             inter = _flip(inter, dims)
             inter_sum = inter if inter_sum is None else inter_sum + inter
             if key is not None:

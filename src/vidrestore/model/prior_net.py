@@ -263,7 +263,8 @@ class PairCorrection(nn.Module):
         attn = torch.softmax(logits.float(), dim=1).to(q.dtype)
         offset = torch.einsum("bkhw,ck->bchw", attn, self.offsets.to(attn.dtype))
         appearance = backward_warp(aligned, offset)  # the attended view, one sample at the expected offset
-        h = self.body(torch.cat((x_own, appearance, attn, offset, p8 / 8.0), dim=1))
+        dt = x_own.dtype  # the flows stay float32 (pixel positions at 4K); the layers run in the features' dtype
+        h = self.body(torch.cat((x_own, appearance.to(dt), attn.to(dt), offset.to(dt), (p8 / 8.0).to(dt)), dim=1))
         d8 = self.delta(h)
         return prior + resize_flow(d8, tuple(prior.shape[-2:]))
 
@@ -279,7 +280,8 @@ class FlowHead(nn.Module):
         self.delta = _zero(_conv(ch, 3))
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, flow4: torch.Tensor, tau: torch.Tensor):
-        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), flow4 / 4.0, tau), dim=1)))
+        dt = own.dtype
+        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), (flow4 / 4.0).to(dt), tau.to(dt)), dim=1)))
         return d[:, :2], d[:, 2:3]
 
 
@@ -300,7 +302,10 @@ class Refiner(nn.Module):
 
 class PriorNet(nn.Module):
     """The flow-prior network: ``config`` says which tensors exist. It has no parameter-free inference
-    stages, so no options."""
+    stages, so no options. Its callers compute the prior (:mod:`vidrestore.prior`) and pass it to
+    ``restore``: ``needs_prior`` says so."""
+
+    needs_prior = True
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
