@@ -117,3 +117,32 @@ def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
 
     model = model_from_file(done["export"])
     assert model.config.name == "tiny"
+
+
+def test_blur_to_length_picks_the_exposure_from_the_motion():
+    """2 px of motion per frame and 8 px asked: an exposure of 4 intervals, the average over 8 px."""
+    from vidrestore.synth.blur import blur_to_length
+
+    rng = np.random.default_rng(1)
+    base = np.clip(np.repeat(np.repeat((rng.random((16, 48)) * 255), 4, 0), 4, 1), 0, 255).astype(np.float32)
+    frames = [np.repeat(np.roll(base, 2 * i, axis=1)[..., None], 3, axis=2).astype(np.uint8) for i in range(9)]
+    out, reached = blur_to_length(frames, 4, 8.0)
+    assert out.dtype == np.uint8 and abs(reached - 8.0) < 1.0
+    expect = np.mean([np.roll(base, 8 + s, axis=1) for s in range(-4, 5)], axis=0)  # whole-pixel shifts
+    inner = (slice(8, -8), slice(16, -16))
+    got = out[..., 0][inner].astype(np.float32)
+    assert np.abs(got - expect[inner]).mean() < 5.0
+    assert np.abs(got - frames[4][..., 0][inner]).mean() > 20.0
+    _, capped = blur_to_length(frames, 1, 8.0)  # one frame each side: at most 2 intervals, 4 px
+    assert capped < 4.5
+
+
+def test_eval_blur_length_only_with_the_deblur_protocol():
+    from vidrestore.errors import UsageError
+    from vidrestore.evaluate.runner import EvalConfig
+
+    EvalConfig(protocol="deblur", stride=16, exposure=15, blur_length=16)
+    with pytest.raises(UsageError, match="blur-length"):
+        EvalConfig(protocol="joint", stride=8, exposure=7, blur_length=16)
+    with pytest.raises(UsageError, match="blur-length"):
+        EvalConfig(protocol="deblur", stride=16, exposure=15, blur_length=0)

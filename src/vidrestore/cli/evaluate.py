@@ -58,6 +58,8 @@ def render_table(report: dict, per_clip: bool):
     title = f"{s['protocol']} protocol: stride {s['stride']}"
     if s["protocol"] != "interp":
         title += f", exposure {s['exposure']}"
+    if s.get("blur_length"):
+        title += f", flow blur {s['blur_length']:g} px"
     title += f", model at {s['factor']}x in {s['mode']} mode"
     tables = []
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
@@ -112,6 +114,9 @@ def render_table(report: dict, per_clip: bool):
               help="Keep every n-th source frame (the model runs at K = n).")
 @click.option("--exposure", type=int, default=None,
               help="Source frames averaged into each blurry input (odd, <= stride) [default: largest odd < stride].")
+@click.option("--blur-length", type=float, default=None, metavar="PX",
+              help="With --protocol deblur: blur each input by the scene's own motion (sub-frames made with optical "
+                   "flow, REDS-style) until its moving parts smear about PX pixels, within --exposure frames.")
 @click.option("--methods", default=None,
               help="Comma-separated: model, repeat, blend, dis-flow, minterpolate, or 'all' [default: all].")
 @run_options
@@ -126,7 +131,7 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--crop", type=int, default=256, show_default=True, help="Crop size of --save-frames.")
 @click.option("--per-clip", is_flag=True, help="Also print a per-clip table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
-def eval_cmd(source, synthetic, protocol, stride, exposure, methods, model_mode, max_frames, resize, count, seed,
+def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods, model_mode, max_frames, resize, count, seed,
              save_frames, crop, per_clip, as_json, **run_kwargs) -> None:
     """Score the model and classical baselines against sharp ground truth.
 
@@ -151,7 +156,7 @@ def eval_cmd(source, synthetic, protocol, stride, exposure, methods, model_mode,
     cfg = EvalConfig(
         protocol=protocol, stride=stride, exposure=exposure, methods=parse_methods(methods, protocol),
         run=run_options_from(run_kwargs), model_mode=model_mode, max_frames=max_frames, resize=parse_size(resize),
-        synthetic_count=count, seed=seed, save_frames=save_frames, crop=crop,
+        synthetic_count=count, seed=seed, save_frames=save_frames, crop=crop, blur_length=blur_length,
     )
     err = Console(stderr=True, highlight=False)
     clips = synthetic_clips(cfg) if synthetic else (c for c, _ in iter_source_clips(source, cfg))

@@ -35,6 +35,7 @@ from vidrestore.evaluate.protocols import (
 )
 from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_clip
 from vidrestore.frames import quantize
+from vidrestore.synth.blur import blur_to_length
 from vidrestore.synth.scenes import validation_set
 from vidrestore.weights import resolve_weights, sha256_file
 
@@ -60,9 +61,14 @@ class EvalConfig:
     seed: int = 1234
     save_frames: Path | None = None
     crop: int = 256
+    # deblur protocol: blur each input by the scene's own motion (flow-upsampled sub-frames, REDS-style)
+    # until its moving parts smear about this many pixels, within the exposure's frames; None: average them
+    blur_length: float | None = None
 
     def __post_init__(self) -> None:
         check_settings(self.protocol, self.stride, self.exposure)
+        if self.blur_length is not None and (self.protocol != "deblur" or not self.blur_length > 0):
+            raise UsageError("--blur-length: a length in pixels above 0, with --protocol deblur")
         if not self.methods:
             raise UsageError("--methods: choose at least one method")
         unknown = [m for m in self.methods if m not in METHODS]
@@ -110,7 +116,14 @@ class PreparedClip:
 
 def prepare_source(clip: SourceClip, cfg: EvalConfig) -> tuple[PreparedClip, Plan]:
     plan = make_plan(cfg.protocol, len(clip.frames), cfg.stride, cfg.exposure)
-    inputs = make_inputs(plan, clip.frames)
+    if cfg.blur_length is not None:
+        inputs = []
+        for inp in plan.inputs:
+            window = [clip.frames[i] for i in inp.sources]
+            blurred, _reached = blur_to_length(window, inp.centre - inp.sources[0], cfg.blur_length)
+            inputs.append(blurred)
+    else:
+        inputs = make_inputs(plan, clip.frames)
     truths = tuple(clip.frames[t.source] for t in plan.targets)
     prepared = PreparedClip(clip.name, tuple(inputs), plan.factor, plan.targets, truths, len(clip.frames))
     return prepared, plan

@@ -100,3 +100,23 @@ def apply_kernels(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     x = F.pad(images.reshape(1, b * c, h, w), (k // 2,) * 4, mode="replicate")
     weight = kernels.flip(-1, -2).repeat_interleave(c, dim=0).unsqueeze(1).to(images.dtype)
     return F.conv2d(x, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def motion_length(frames: Sequence[np.ndarray], centre: int, percentile: float = 90.0) -> float:
+    """How far the moving parts of frame ``centre`` travel per frame interval: the ``percentile`` of the
+    DIS flow magnitude to its neighbours (px per interval, averaged over the two sides)."""
+    sides = [i for i in (centre - 1, centre + 1) if 0 <= i < len(frames)]
+    mags = [float(np.percentile(np.linalg.norm(dis_flow(frames[centre], frames[i]), axis=2), percentile))
+            for i in sides]
+    return sum(mags) / len(mags)
+
+
+def blur_to_length(frames: Sequence[np.ndarray], centre: int, length: float) -> tuple[np.ndarray, float]:
+    """Frame ``centre`` blurred as in :func:`temporal_blur` over the exposure that makes its moving parts
+    smear about ``length`` px (``motion_length`` times the exposure), at most the frames given. Returns
+    (HxWx3 uint8, the length reached)."""
+    motion = max(motion_length(frames, centre), 1e-3)
+    reach = 2.0 * min(centre, len(frames) - 1 - centre)
+    exposure = min(length / motion, reach)
+    out = temporal_blur(frames, centre, exposure)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), exposure * motion
