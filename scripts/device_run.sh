@@ -1,33 +1,32 @@
 #!/usr/bin/env bash
 # Work for the lent GPU machine (the `device` tool). Run from the repository root.
 #
-#   scripts/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training data
+#   scripts/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training footage
 #                                          into .devdata/ (both ignored by git, both carried)
-#   scripts/device_run.sh train MINUTES    THERE: continue the recipe recipes/default-gpu.toml in runs/$RUN
-#                                          for MINUTES (default 9); copies the log and the weights to $OUT/
+#   scripts/device_run.sh train MINUTES    THERE: continue recipes/prior-default-gpu.toml (the flow-prior
+#                                          network, size default) in runs/$RUN for MINUTES (default 9);
+#                                          copies the log and the weights to $OUT/
 #   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
 #
 # On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
 # Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, BATCH, CROP, LR,
-# KEY_WEIGHT, MAX_SPEED, VAL_EVERY, VAL_COUNT, INIT, each passed on as `--set name=VALUE` over the recipe;
-# WEIGHTS, SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench (tests/test_device_script.py runs both on the CPU at
-# tiny sizes).
-# The optimizer state (2x the weights) is too big to travel with the 36 MB wheel, so a run keeps
-# its checkpoint on the machine: issue the next call while it is still warm (it is given back
-# after 30 s idle). On a fresh machine, restart from the last returned weights with
-# INIT=path/to/final.safetensors (fresh optimizer and schedule), carrying that file too.
+# VAL_EVERY, WORKERS (data worker processes), THREADS, each passed on as `--set name=VALUE` over the recipe;
+# WEIGHTS (a trained file; else random weights of ARCH/SIZE), SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench
+# (tests/test_device_script.py runs both on the CPU at tiny sizes).
+# The optimizer state (2x the weights) stays on the machine with the checkpoint: issue the next call
+# while it is still warm (it is given back after 30 s idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE="${1:?usage: scripts/device_run.sh prepare|train [MINUTES]|bench}"
-RUN="${RUN:-runs/default-gpu}"
+RUN="${RUN:-runs/prior-default-gpu}"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 PRECISION="${PRECISION:-bf16}"
 SIZE="${SIZE:-default}"
 OUT="${OUT:-out}"
 AV_VERSION="${AV_VERSION:-18.1.0}"
-DEVDATA="${DEVDATA:-.devdata}"  # the carried training data (reds_000/ and clips/)
+DEVDATA="${DEVDATA:-.devdata}"  # the carried training footage (clips/ and train/, as in ../shared/data)
 
 setup_there() {
     if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -51,28 +50,31 @@ prepare)
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl "av==$AV_VERSION"
     DATA="${DATA:-../shared/data}"
-    cp -r "$DATA/reds_000" "$DATA/clips" .devdata/
-    du -sh .whl .devdata
+    rm -rf .devdata/clips .devdata/train
+    cp -r "$DATA/clips" .devdata/
+    # the training footage that fits beside the wheel in the 64 MiB carried (without the 10-12.5 fps
+    # surveillance clips and the high-speed cine)
+    (cd "$DATA" && find train \( -name '*.mp4' -o -name '*.mkv' -o -name '*.webm' -o -name '*.mpg' \) \
+        ! -name 'car-detection.mp4' ! -name 'one-by-one-person-detection.mp4' -print0 |
+        xargs -0 -I{} cp --parents {} "$OLDPWD/.devdata/")
+    du -shc .whl .devdata
     ;;
 train)
     MINUTES="${2:-9}"
     setup_there
     SETS=()
-    for pair in size:SIZE steps:STEPS batch:BATCH crop:CROP lr:LR key_weight:KEY_WEIGHT max_speed:MAX_SPEED \
-                val_every:VAL_EVERY val_count:VAL_COUNT init:INIT; do
+    for pair in size:SIZE steps:STEPS batch:BATCH crop:CROP lr:LR val_every:VAL_EVERY data_workers:WORKERS threads:THREADS; do
         var="${pair#*:}"
         if [ -n "${!var:-}" ]; then SETS+=(--set "${pair%%:*}=${!var}"); fi
     done
-    "$PY" -m vidrestore train --recipe recipes/default-gpu.toml --out "$RUN" --data "$DEVDATA" \
+    "$PY" -m vidrestore train --recipe recipes/prior-default-gpu.toml --out "$RUN" --data "$DEVDATA" \
         --minutes "$MINUTES" --device "$DEVICE" --precision "$PRECISION" "${SETS[@]}" 2>&1 | tee "$OUT/train.txt"
-    cp "$RUN/default/log.jsonl" "$OUT/"
-    # the recipe's export once the stage has finished, else the stage's weights as they stand
-    if [ -f "$RUN/final.safetensors" ]; then cp "$RUN/final.safetensors" "$OUT/"; else cp "$RUN/default/final.safetensors" "$OUT/"; fi
+    cp "$RUN/log.jsonl" "$RUN/final.safetensors" "$OUT/"
     ;;
 bench)
     setup_there
     W=()
-    [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "$SIZE")
+    [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "prior-$SIZE")
     HD="${HD:-1280x720}"; UHD="${UHD:-3840x2160}"; FRAMES="${FRAMES:-64}"
     "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
         --resolution "$HD" --fps-x 8 --frames "$FRAMES" --json > "$OUT/bench_720p_8x.json"

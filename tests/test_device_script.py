@@ -1,5 +1,5 @@
-"""``scripts/device_run.sh``, the lent GPU's whole training run (``recipes/default-gpu.toml``), smoke-tested on the
-CPU at tiny size: the next GPU session must not spend its device time finding out that a flag no longer exists."""
+"""``scripts/device_run.sh``, the lent GPU's whole training run (``recipes/prior-default-gpu.toml``), smoke-tested on
+the CPU at tiny size: the next GPU session must not spend its device time finding out that a flag no longer exists."""
 
 from __future__ import annotations
 
@@ -25,20 +25,25 @@ def _run(step: list[str], cwd: Path, **settings: str) -> subprocess.CompletedPro
     return res
 
 
-@needs_shared  # the recipe's clip sampler holds out 96 frames of each full-length shared clip
+@needs_shared  # the recipe trains on the shared clips (their first 96 frames held out) and train/ footage
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
+    from conftest import write_clip
+
     data = tmp_path / "devdata"
-    data.mkdir()
-    (data / "reds_000").symlink_to(SHARED / "reds_000")
+    (data / "train").mkdir(parents=True)
     (data / "clips").symlink_to(SHARED / "clips")
+    write_clip(data / "train" / "a.mp4", n=40, size=(96, 64), audio=False)
     res = _run(["train", "1"], tmp_path, DEVDATA=str(data), RUN=str(tmp_path / "run"), OUT=str(tmp_path / "out"),
-               STEPS="2", CROP="64", VAL_COUNT="1", VAL_EVERY="2")
+               STEPS="2", CROP="64", VAL_EVERY="2", WORKERS="1", THREADS="1")
     assert "finished: step 2" in res.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
-    # the run is recipes/default-gpu.toml's one stage, with the environment's overrides
-    assert (tmp_path / "run" / "default" / "stage.json").is_file() and (tmp_path / "run" / "final.safetensors").is_file()
-    assert "model tiny" in res.stdout and "crop 64" in res.stdout
+    # the run is recipes/prior-default-gpu.toml with the environment's overrides
+    from vidrestore.weights import model_from_file
+
+    model = model_from_file(tmp_path / "out" / "final.safetensors")
+    assert type(model).__name__ == "PriorNet" and model.config.name == "tiny"
+    assert "footage: " in res.stdout and "4 shots" in res.stdout
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -49,4 +54,4 @@ def test_device_run_bench_writes_its_three_reports(tmp_path):
     for name, size, factor in (("bench_720p_8x.json", "64x48", 8), ("bench_720p_2x.json", "64x48", 2),
                                ("bench_4k_8x.json", "96x64", 8)):
         settings = json.loads((tmp_path / "out" / name).read_text())["settings"]
-        assert (settings["resolution"], settings["factor"], settings["size"]) == (size, factor, "tiny"), name
+        assert (settings["resolution"], settings["factor"], settings["size"]) == (size, factor, "prior-tiny"), name

@@ -378,3 +378,23 @@ def test_a_0x0_video_is_an_input_error(tmp_path):
     res = CliRunner().invoke(main, ["enhance", str(zero), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"])
     one_line_exit(res, 3, "zero.avi", "has no picture size (0x0)")
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_unexpected_failure_is_one_line_exit_70_not_a_traceback(clip, tmp_path, monkeypatch):
+    """A bug anywhere under a command: one line naming the command, exit 70, no exception text; with
+    VIDRESTORE_DEBUG=1 the traceback is there for the report."""
+    from vidrestore import plan
+
+    def broken(config):
+        raise TypeError("expected str, bytes or os.PathLike object, not dict")
+
+    monkeypatch.setattr(plan, "plan", broken)
+    args = ["enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 70, res.output
+    line = res.output.strip()
+    assert line.startswith("vidrestore: error: 'enhance' failed unexpectedly (TypeError)") and "\n" not in line
+    assert "PathLike" not in line and "Traceback" not in res.output
+    monkeypatch.setenv("VIDRESTORE_DEBUG", "1")
+    res = CliRunner().invoke(main, args)
+    assert isinstance(res.exception, TypeError)

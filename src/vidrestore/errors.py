@@ -41,3 +41,8 @@ class ProcessingError(VidrestoreError, code=6):
 
 class Interrupted(VidrestoreError, code=130):
     """Ctrl-C: stopped by the user, nothing was written."""
+
+
+class InternalError(VidrestoreError, code=70):
+    """A bug: an exception nobody expected. The CLI says which command failed, not the exception's text
+    (``VIDRESTORE_DEBUG=1`` shows the traceback)."""

@@ -8,6 +8,7 @@ Sub-commands live in their own modules and are imported only when invoked, so th
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ import click
 
 from vidrestore import interrupts
 from vidrestore._version import __version__
-from vidrestore.errors import Interrupted, VidrestoreError
+from vidrestore.errors import InternalError, Interrupted, VidrestoreError
 
 # command name -> (module, attribute, one-line help shown by --help without importing it)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -93,6 +94,14 @@ class LazyGroup(click.Group):
                 return super().invoke(ctx)
         except VidrestoreError as err:
             fail(err)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # a bug: one line, no traceback (VIDRESTORE_DEBUG=1 shows it)
+            if os.environ.get("VIDRESTORE_DEBUG"):
+                raise
+            name = ctx.invoked_subcommand or "vidrestore"
+            fail(InternalError(f"'{name}' failed unexpectedly ({type(err).__name__}): this is a bug in vidrestore; "
+                               "run again with VIDRESTORE_DEBUG=1 for the details and report them"))
         except KeyboardInterrupt:
             for signum, handler in interrupts.ignore_from_now().items():  # an interrupt outside the block above
                 _ignored.setdefault(signum, handler)

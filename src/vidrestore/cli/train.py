@@ -112,19 +112,19 @@ def _is_prior_recipe(path: str) -> bool:
         return False  # the recipe loader says what is wrong
 
 
-def _run_prior_recipe(path: str, options: dict, set_options: tuple[str, ...], dry_run: bool, given: set[str]) -> None:
+def _run_prior_recipe(path: str, options: dict, data: str | None, set_options: tuple[str, ...], dry_run: bool,
+                      given: set[str]) -> None:
     """A flow-prior network recipe (``arch = "prior"``): one resumable run into OUT."""
-    from vidrestore.train.prior_loop import load_prior_recipe, train_prior
-    from vidrestore.train.recipe import parse_overrides
+    from vidrestore.train.prior_loop import load_prior_recipe, parse_overrides, train_prior
 
     overrides = dict(parse_overrides(set_options))
-    for name in ("out", "minutes", "threads"):
+    for name in ("out", "minutes", "threads", "device", "precision"):
         if name in given and options.get(name) is not None:
             overrides[name] = options[name]
-    cfg = load_prior_recipe(path, overrides)
+    cfg = load_prior_recipe(path, overrides, data)
     if dry_run:
         click.echo(f"{cfg.name}: flow-prior network, size {cfg.size}, {cfg.steps} steps of {cfg.batch} x {cfg.crop}px "
-                   f"-> {cfg.out}")
+                   f"on {cfg.device} ({cfg.precision}), {len(cfg.footage)} footage paths -> {cfg.out}")
         return
     result = train_prior(cfg, echo=lambda line: click.echo(line))
     state = "finished" if result["finished"] else "paused (run the same command again to continue)"
@@ -136,9 +136,9 @@ def _run_recipe(path: str, options: dict, stage: str | None, data: str | None, s
     from vidrestore.train.recipe import Runner, load_recipe, parse_overrides, plan_lines
 
     if _is_prior_recipe(path):
-        if stage is not None or data is not None:
-            raise UsageError("--stage and --data do not apply to a flow-prior recipe (one stage; paths in the recipe)")
-        _run_prior_recipe(path, options, set_options, dry_run, given)
+        if stage is not None:
+            raise UsageError("--stage does not apply to a flow-prior recipe (it has one stage)")
+        _run_prior_recipe(path, options, data, set_options, dry_run, given)
         return
 
     recipe = load_recipe(path, data=data, overrides=parse_overrides(set_options))

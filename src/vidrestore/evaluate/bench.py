@@ -51,6 +51,10 @@ from vidrestore.io import writer as w
 from vidrestore.io.probe import probe
 from vidrestore.io.reader import FrameReader
 from vidrestore.model.network import CONFIGS, build_model
+from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, build_prior_model
+
+# --size names: the configs of both networks (the flow-prior network's with a "prior-" prefix)
+SIZES = (*CONFIGS, *(f"prior-{name}" for name in PRIOR_CONFIGS))
 from vidrestore.plan import plan
 from vidrestore.runtime import Runtime
 from vidrestore.tiler import padded_size, tile_grid
@@ -86,8 +90,8 @@ class BenchConfig:
             raise UsageError(f"--warmup {self.warmup}: must not be negative")
         if self.run.weights is not None and self.size is not None:
             raise UsageError("give --weights or --size, not both")
-        if self.size is not None and self.size not in CONFIGS:
-            raise UsageError(f"--size {self.size!r}: expected one of {', '.join(CONFIGS)}")
+        if self.size is not None and self.size not in SIZES:
+            raise UsageError(f"--size {self.size!r}: expected one of {', '.join(SIZES)}")
 
     @property
     def effective_factor(self) -> int:
@@ -257,7 +261,10 @@ def load_bench_runtime(cfg: BenchConfig) -> Runtime:
     model = None
     if cfg.size is not None:
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.size).eval()
+        if cfg.size.startswith("prior-"):
+            model = build_prior_model(cfg.size[len("prior-"):]).eval()
+        else:
+            model = build_model(cfg.size).eval()
     return runtime.load(cfg.run, model=model)
 
 
@@ -277,8 +284,12 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
         feats = model.encode(x)
         with FlopCounterMode(display=False) as enc_counter:
             model.encode(x)
+        extra = {}
+        if getattr(model, "needs_prior", False):
+            zero = torch.zeros((1, 2, *x.shape[-2:]), device=device)
+            extra["prior"] = PriorFlows(zero, zero, zero)
         with FlopCounterMode(display=False) as res_counter:
-            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"), sharp=(mode == "interp"))
+            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"), sharp=(mode == "interp"), **extra)
     enc = n_tiles * enc_counter.get_total_flops() / 2
     res = n_tiles * res_counter.get_total_flops() / 2
     return {

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 
 from vidrestore.errors import UsageError
-from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet, prior_config_to_json
+from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet
+from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.losses import charbonnier, laplacian_loss
 from vidrestore.train.prior_data import Batch, BlurConfig, RealSampler, SyntheticSampler, footage_paths, load_footage
@@ -55,7 +56,10 @@ class PriorTrainConfig:
     val_every: int = 250
     log_every: int = 25
     checkpoint_minutes: float = 10.0
-    threads: int = 2
+    threads: int = 2  # torch threads of the training process
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; the parameters stay float32)
+    data_workers: int = 0  # processes making batches (0: in the training process, between steps)
     blur: BlurConfig = field(default_factory=BlurConfig)
 
     def __post_init__(self) -> None:
@@ -68,20 +72,22 @@ class PriorTrainConfig:
             raise UsageError("steps and batch must be >= 1, crop a multiple of 8 from 32")
 
 
-def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> PriorTrainConfig:
-    """A recipe file: top-level ``arch = "prior"``, the config's fields, and a ``[blur]`` table. Paths
-    are relative to the recipe's folder; ``{shared}`` is ``../shared`` beside the repository."""
+def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
+                      data: str | Path | None = None) -> PriorTrainConfig:
+    """A recipe file: top-level ``arch = "prior"``, the config's fields, and a ``[blur]`` and a ``[mix]``
+    table. Paths are relative to the recipe's folder; ``{data}`` is ``data``, by default
+    ``../shared/data`` beside the repository the recipe is in."""
     path = Path(path)
+    root = Path(data) if data is not None else path.resolve().parent.parent.parent / "shared" / "data"
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise UsageError(f"cannot read recipe {path}: {err}") from None
     data.pop("arch", None)
     data.update(overrides or {})
-    shared = path.resolve().parent.parent.parent / "shared"
 
     def resolve(p: str) -> str:
-        p = p.replace("{shared}", str(shared))
+        p = p.replace("{data}", str(root))
         q = Path(p)
         return str(q if q.is_absolute() else (path.parent / q).resolve())
 
@@ -102,6 +108,21 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None)
         return PriorTrainConfig(**data, blur=BlurConfig(**blur))
     except TypeError as err:
         raise UsageError(f"recipe {path}: {err}") from None
+
+
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` items (VALUE in TOML syntax, else a string) -> recipe fields."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set steps=2")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()
+        out[key.strip().lstrip("-").replace("-", "_")] = parsed
+    return out
 
 
 class _Data:
@@ -133,6 +154,38 @@ class _Data:
         return self.batch(source, cfg, g)
 
 
+def _make_batches(data: _Data, cfg: PriorTrainConfig, seed: int, queue) -> None:
+    """A data worker process: batches into ``queue`` until the parent ends it."""
+    torch.set_num_threads(1)  # one busy thread per worker process (plus its DIS thread)
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        queue.put(data.next(cfg, g))
+
+
+class _Workers:
+    """``cfg.data_workers`` processes making batches ahead of the training steps (forked: they share the
+    footage already in memory). Their batches are random, not replayed exactly after a resume."""
+
+    def __init__(self, data: _Data, cfg: PriorTrainConfig, seed: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.queue = ctx.Queue(maxsize=2 * cfg.data_workers)
+        self.procs = [ctx.Process(target=_make_batches, args=(data, cfg, seed * 1000 + i, self.queue), daemon=True)
+                      for i in range(cfg.data_workers)]
+        for proc in self.procs:
+            proc.start()
+
+    def next(self) -> Batch:
+        return self.queue.get(timeout=600)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+
 def outputs(model: PriorNet, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The network on a batch as the engine runs it: interp-mode batches (sharp inputs) keep their key
     frames as decoded, so only their in-between frames are made."""
@@ -146,7 +199,7 @@ def outputs(model: PriorNet, batch: Batch) -> tuple[torch.Tensor | None, torch.T
 
 def loss_of(model: PriorNet, batch: Batch, cfg: PriorTrainConfig) -> torch.Tensor:
     key, inter = outputs(model, batch)
-    loss = torch.zeros((), dtype=torch.float32)
+    loss = torch.zeros((), dtype=torch.float32, device=batch.key.device)
     if key is not None:
         loss = loss + cfg.key_weight * (charbonnier(key, batch.key)
                                         + cfg.laplacian * laplacian_loss(key, batch.key))
@@ -168,17 +221,20 @@ def _db(mse: float) -> float:
 class Validator:
     """Fixed batches of every source (seeded), scored against their floors."""
 
-    def __init__(self, data: _Data, cfg: PriorTrainConfig, count: int = 3) -> None:
+    def __init__(self, data: _Data, cfg: PriorTrainConfig, device: torch.device, dtype: torch.dtype,
+                 count: int = 3) -> None:
         g = torch.Generator().manual_seed(10_000 + cfg.seed)
-        self.batches = [(s, data.batch(s, cfg, g)) for s in data.sources for _ in range(count)]
-        floor = PriorNet(PRIOR_CONFIGS[cfg.size]).eval()  # every correction zero: the prior's warp-and-blend
+        self.device, self.dtype = device, dtype
+        self.batches = [(s, data.batch(s, cfg, g).to(device)) for s in data.sources for _ in range(count)]
+        floor = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device).eval()  # every correction zero: warp-and-blend
         self.floor = self._score(floor, with_floor_key=True)
 
     @torch.no_grad()
     def _score(self, model: PriorNet, with_floor_key: bool = False) -> dict[str, float]:
         acc: dict[str, list[float]] = {}
         for source, batch in self.batches:
-            key, inter = outputs(model, batch)
+            with autocast(self.device, self.dtype):
+                key, inter = outputs(model, batch)
             if key is not None:
                 acc.setdefault(f"{source}.key", []).append(_mse(batch.inputs[:, 1] if with_floor_key else key,
                                                                 batch.key))
@@ -215,7 +271,9 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = PriorNet(PRIOR_CONFIGS[cfg.size])
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.precision, device)
+    model = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(cfg.seed)
     step, seconds, history = 0, 0.0, []
@@ -227,7 +285,8 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
             g.set_state(rng["cpu"])
         log("resume", f"resumed {cfg.name} at step {step} ({seconds / 60:.1f} min trained)", step=step)
     data = _Data(cfg, lambda text: log("data", text))
-    validator = Validator(data, cfg)
+    workers = _Workers(data, cfg, cfg.seed + step) if cfg.data_workers > 0 else None  # forked before any compute
+    validator = Validator(data, cfg, device, dtype)
     log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
     model.train()
     start = time.monotonic()
@@ -242,10 +301,11 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
     running = 0.0
     try:
         while step < cfg.steps and (budget is None or time.monotonic() - start < budget):
-            batch = data.next(cfg, g)
+            batch = (workers.next() if workers is not None else data.next(cfg, g)).to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step)
-            loss = loss_of(model, batch, cfg)
+            with autocast(device, dtype):
+                loss = loss_of(model, batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,17 +324,25 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                 checkpoint()
                 last_ckpt = time.monotonic()
     finally:
+        if workers is not None:
+            workers.close()
         checkpoint()
         total = seconds + time.monotonic() - start
         export = out / "final.safetensors"
         meta = {"train.recipe": cfg.name, "train.steps": str(step), "train.seconds": str(round(total)),
-                "train.hardware": f"{platform.machine()} CPU, {cfg.threads} threads",
+                "train.hardware": _hardware(device, cfg.threads),
                 "train.config": json.dumps(_jsonable(cfg), sort_keys=True)}
         model.eval()
         save_weights(model, export, meta)
         log("export", f"step {step}, {total / 60:.1f} min trained: {export}", step=step)
     return {"step": step, "finished": step >= cfg.steps, "export": str(export),
             "val": history[-1] if history else {}, "floor": validator.floor}
+
+
+def _hardware(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {threads} threads"
 
 
 def _jsonable(cfg: PriorTrainConfig) -> dict[str, Any]:
