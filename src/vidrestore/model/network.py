@@ -50,6 +50,7 @@ from vidrestore.model.attention import (
     window_products,
 )
 from vidrestore.model.filters import box_mean
+from vidrestore.model.layers import ResBlock, act, conv, zero_init
 from vidrestore.model.polish import luma, polish_flows
 from vidrestore.model.warp import backward_warp, resize_flow
 
@@ -170,39 +171,16 @@ def options_from_dict(data: dict, base: InferenceOptions = InferenceOptions()) -
     return dataclasses.replace(base, **data)
 
 
-def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-
-
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.1, inplace=True)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(_conv(c, c), _act(), _conv(c, c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 class Up(nn.Module):
     """x2 upsampling by sub-pixel convolution (1x1: the following 3x3 convs mix space)."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = _conv(cin, cout * 4, k=1)
+        self.conv = conv(cin, cout * 4, k=1)
         self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(x))
-
-
-def _zero(module: nn.Conv2d) -> nn.Conv2d:
-    nn.init.zeros_(module.weight)
-    nn.init.zeros_(module.bias)
-    return module
 
 
 class Encoder(nn.Module):
@@ -210,9 +188,9 @@ class Encoder(nn.Module):
         super().__init__()
         c1, c2, c3 = cfg.channels
         self.coarse_levels = coarse_levels
-        self.s1 = nn.Sequential(_conv(3, c1, 2), _act(), _conv(c1, c1), _act())
-        self.s2 = nn.Sequential(_conv(c1, c2, 2), _act(), ResBlock(c2))
-        self.s3 = nn.Sequential(_conv(c2, c3, 2), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
+        self.s1 = nn.Sequential(conv(3, c1, 2), act(), conv(c1, c1), act())
+        self.s2 = nn.Sequential(conv(c1, c2, 2), act(), ResBlock(c2))
+        self.s3 = nn.Sequential(conv(c2, c3, 2), act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
 
     def forward(self, x: torch.Tensor) -> Features:
         f1 = self.s1(x - 0.5)
@@ -227,12 +205,12 @@ class KeyBranch(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c1, c2, c3 = cfg.channels
-        self.fuse = nn.Sequential(_conv(4 * c3 + 4, c3), _act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
+        self.fuse = nn.Sequential(conv(4 * c3 + 4, c3), act(), *[ResBlock(c3) for _ in range(cfg.latent_blocks)])
         self.up2 = Up(c3, c2)
-        self.mix2 = nn.Sequential(_conv(4 * c2, c2), _act(), ResBlock(c2))
+        self.mix2 = nn.Sequential(conv(4 * c2, c2), act(), ResBlock(c2))
         self.up1 = Up(c2, c1)
-        self.mix1 = nn.Sequential(_conv(2 * c1, c1), _act(), _conv(c1, c1), _act())
-        self.out = nn.Sequential(_zero(_conv(c1, 3 * 4)), nn.PixelShuffle(2))
+        self.mix1 = nn.Sequential(conv(2 * c1, c1), act(), conv(c1, c1), act())
+        self.out = nn.Sequential(zero_init(conv(c1, 3 * 4)), nn.PixelShuffle(2))
 
     def forward(
         self,
@@ -261,9 +239,9 @@ class FlowHead(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c3, ch = cfg.channels[2], cfg.head_channels
-        self.body = nn.Sequential(_conv(3 * c3 + 3, ch), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act())
-        self.delta = _zero(_conv(ch, 3))
-        self.ctx = _conv(ch, cfg.channels[1], k=1)
+        self.body = nn.Sequential(conv(3 * c3 + 3, ch), act(), conv(ch, ch), act(), conv(ch, ch), act())
+        self.delta = zero_init(conv(ch, 3))
+        self.ctx = conv(ch, cfg.channels[1], k=1)
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, z: torch.Tensor, flow: torch.Tensor, tau: torch.Tensor):
         h = self.body(torch.cat((own, other, z, flow, tau), dim=1))
@@ -288,9 +266,9 @@ class FineFlow(nn.Module):
         super().__init__()
         c2, ch = cfg.channels[1], cfg.fine_flow
         self.body = nn.Sequential(
-            _conv(3 * c2 + 9 + 3, ch, k=1), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act()
+            conv(3 * c2 + 9 + 3, ch, k=1), act(), conv(ch, ch), act(), conv(ch, ch), act()
         )
-        self.delta = _zero(_conv(ch, 3))
+        self.delta = zero_init(conv(ch, 3))
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, ctx: torch.Tensor, flow: torch.Tensor, tau: torch.Tensor):
         corr = local_correlation(own, other)
@@ -312,9 +290,9 @@ class HalfFlow(nn.Module):
         c1, ch = cfg.channels[0], cfg.half_flow
         self.features = c1  # own/other: c1 feature channels, then the 3 of the half-size frame
         self.body = nn.Sequential(
-            _conv(2 * (c1 + 3) + 9 + 4, ch, k=1), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act()
+            conv(2 * (c1 + 3) + 9 + 4, ch, k=1), act(), conv(ch, ch), act(), conv(ch, ch), act()
         )
-        self.delta = _zero(_conv(ch, 3))
+        self.delta = zero_init(conv(ch, 3))
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, flow: torch.Tensor, logit_diff: torch.Tensor,
                 tau: torch.Tensor):
@@ -330,12 +308,12 @@ class Refiner(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c1, c2, _ = cfg.channels
-        self.side2 = nn.Sequential(_conv(2 * c2, c2), _act())
+        self.side2 = nn.Sequential(conv(2 * c2, c2), act())
         self.body2 = nn.Sequential(ResBlock(c2))
         self.up = Up(c2, c1)
-        self.side1 = nn.Sequential(_conv(c1 + 3, c1), _act())
-        self.body1 = nn.Sequential(_conv(2 * c1 + 3, c1), _act(), _conv(c1, c1), _act())
-        self.out = nn.Sequential(_zero(_conv(c1, 3 * 4)), nn.PixelShuffle(2))
+        self.side1 = nn.Sequential(conv(c1 + 3, c1), act())
+        self.body1 = nn.Sequential(conv(2 * c1 + 3, c1), act(), conv(c1, c1), act())
+        self.out = nn.Sequential(zero_init(conv(c1, 3 * 4)), nn.PixelShuffle(2))
 
     def forward(self, blend: torch.Tensor, sides: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """sides: per side (warped f1 @1/2 with warped frame @1/2, warped f2 @1/4, context @1/4)."""

@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidrestore.model.attention import window_products
+from vidrestore.model.layers import ResBlock, act, conv, zero_init
 from vidrestore.model.warp import backward_warp, resize_flow
 
 ARCH = "prior"
@@ -114,38 +115,15 @@ def prior_config_from_dict(data: dict) -> PriorConfig:
     return PriorConfig(**data)
 
 
-def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-
-
-def _zero(module: nn.Conv2d) -> nn.Conv2d:
-    nn.init.zeros_(module.weight)
-    nn.init.zeros_(module.bias)
-    return module
-
-
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.1, inplace=True)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(_conv(c, c), _act(), _conv(c, c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 class Encoder(nn.Module):
     """Per-frame features at 1/2, 1/4 and 1/8 scale (matching and the flow heads)."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         c1, c2, c3 = cfg.channels
-        self.s1 = nn.Sequential(_conv(3, c1, stride=2), _act(), ResBlock(c1))
-        self.s2 = nn.Sequential(_conv(c1, c2, stride=2), _act(), ResBlock(c2))
-        self.s3 = nn.Sequential(_conv(c2, c3, stride=2), _act(), ResBlock(c3))
+        self.s1 = nn.Sequential(conv(3, c1, stride=2), act(), ResBlock(c1))
+        self.s2 = nn.Sequential(conv(c1, c2, stride=2), act(), ResBlock(c2))
+        self.s3 = nn.Sequential(conv(c2, c3, stride=2), act(), ResBlock(c3))
 
     def forward(self, x: torch.Tensor) -> Features:
         f1 = self.s1(x - 0.5)
@@ -206,7 +184,7 @@ class Restorer(nn.Module):
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         w = cfg.widths
-        self.intro = nn.Sequential(nn.PixelUnshuffle(2), _conv(9 * 4, w[0]))
+        self.intro = nn.Sequential(nn.PixelUnshuffle(2), conv(9 * 4, w[0]))
         self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.enc = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(cfg.blocks[i])])
                                  for i in range(len(w) - 1))
@@ -215,7 +193,7 @@ class Restorer(nn.Module):
                                 for i in range(len(w) - 1))
         self.dec = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(max(1, cfg.blocks[i]))])
                                  for i in range(len(w) - 1))
-        self.out = nn.Sequential(_zero(_conv(w[0], 3 * 4)), nn.PixelShuffle(2))
+        self.out = nn.Sequential(zero_init(conv(w[0], 3 * 4)), nn.PixelShuffle(2))
 
     def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor) -> torch.Tensor:
         h = self.intro(torch.cat((centre, aux_a, aux_b), dim=1) - 0.5)
@@ -250,8 +228,8 @@ class PairCorrection(nn.Module):
         r = self.radius
         ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
         self.register_buffer("offsets", torch.stack((xs.flatten(), ys.flatten())).float(), persistent=False)
-        self.body = nn.Sequential(_conv(2 * c3 + k * k + 2 + 2, ch), _act(), _conv(ch, ch), _act())
-        self.delta = _zero(_conv(ch, 2))
+        self.body = nn.Sequential(conv(2 * c3 + k * k + 2 + 2, ch), act(), conv(ch, ch), act())
+        self.delta = zero_init(conv(ch, 2))
 
     def forward(self, x_own: torch.Tensor, x_other: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """x_own, x_other [B,C,h,w] at 1/8; prior [B,2,H,W] full resolution -> motion [B,2,H,W]."""
@@ -276,8 +254,8 @@ class FlowHead(nn.Module):
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         c2, ch = cfg.channels[1], cfg.head
-        self.body = nn.Sequential(_conv(3 * c2 + 2 + 1, ch), _act(), _conv(ch, ch), _act(), _conv(ch, ch), _act())
-        self.delta = _zero(_conv(ch, 3))
+        self.body = nn.Sequential(conv(3 * c2 + 2 + 1, ch), act(), conv(ch, ch), act(), conv(ch, ch), act())
+        self.delta = zero_init(conv(ch, 3))
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, flow4: torch.Tensor, tau: torch.Tensor):
         dt = own.dtype
@@ -292,8 +270,8 @@ class Refiner(nn.Module):
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         c = cfg.refine
-        self.body = nn.Sequential(_conv(9 + 1, c), _act(), _conv(c, c), _act(), _conv(c, c), _act())
-        self.out = nn.Sequential(_zero(_conv(c, 3 * 4)), nn.PixelShuffle(2))
+        self.body = nn.Sequential(conv(9 + 1, c), act(), conv(c, c), act(), conv(c, c), act())
+        self.out = nn.Sequential(zero_init(conv(c, 3 * 4)), nn.PixelShuffle(2))
 
     def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor) -> torch.Tensor:
         x = torch.cat((blend, warped0, warped1, w0), dim=1)

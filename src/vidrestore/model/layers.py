@@ -1,0 +1,31 @@
+"""Small building blocks shared by the networks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
+    """A k x k convolution that keeps the size (at stride 1)."""
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def act() -> nn.Module:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+def zero_init(module: nn.Conv2d) -> nn.Conv2d:
+    """``module`` with zero weights and bias: a residual or correction that starts at nothing."""
+    nn.init.zeros_(module.weight)
+    nn.init.zeros_(module.bias)
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(c, c), act(), conv(c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
