@@ -18,6 +18,14 @@ date -u +"%Y-%m-%dT%H:%MZ" > "$OUT/date.txt"
 # (b) real footage: the three sample clips, 91 frames each at 640x360, every second frame dropped
 "$PY" scripts/cut_clips.py --out "$OUT/clips360" --frames 91 --size 640x360 --format png > /dev/null
 "$VR" eval "$OUT/clips360" "${W[@]}" --protocol interp --stride 2 --json > "$OUT/clips_interp2.json"
+# (d) deblurring real content: the held-out clips blurred by their own motion (sub-frames made with optical
+#     flow, averaged), about 8, 16 and 32 px at 640x360; and sharp frames in deblur mode (must stay as they are)
+for L in 8 16 32; do
+    "$VR" eval "$OUT/clips360" "${W[@]}" --protocol deblur --stride 16 --exposure 15 --blur-length "$L" \
+        --methods model,repeat --json > "$OUT/clips_deblur_flow${L}px.json"
+done
+"$VR" eval "$OUT/clips360" "${W[@]}" --protocol deblur --stride 1 --exposure 1 --methods model --json \
+    > "$OUT/clips_deblur_sharp.json"
 # (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged)
 "$VR" eval --synthetic "${W[@]}" --methods model --ensemble 4 --json > "$OUT/synthetic_joint_ensemble4.json"
 "$VR" eval "$OUT/clips360" "${W[@]}" --methods model --ensemble 4 --protocol interp --stride 2 --json > "$OUT/clips_interp2_ensemble4.json"
