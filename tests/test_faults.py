@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,50 @@ def test_an_unexpected_failure_is_one_line_exit_70_not_a_traceback(clip, tmp_pat
     monkeypatch.setenv("VIDRESTORE_DEBUG", "1")
     res = CliRunner().invoke(main, args)
     assert isinstance(res.exception, TypeError)
+
+
+def _damage(src: Path, dst: Path, how: str, at: float = 0.45, share: float = 0.10) -> Path:
+    """``src`` with ``share`` of its bytes from ``at`` zeroed, or deleted."""
+    data = src.read_bytes()
+    a = int(len(data) * at)
+    b = a + int(len(data) * share)
+    dst.write_bytes(data[:a] + bytes(b - a) + data[b:] if how == "zeroed" else data[:a] + data[b:])
+    return dst
+
+
+@pytest.mark.parametrize("ext, codec, how", [("webm", "libvpx-vp9", "zeroed"), ("webm", "libvpx-vp9", "cut"),
+                                             ("mkv", "libx264", "zeroed"), ("mkv", "libx264", "cut")])
+def test_frames_lost_mid_file_are_an_input_error_naming_where(tiny_weights, tmp_path, ext, codec, how):
+    """Damage in the middle of a Matroska/WebM file: the demuxer skips it and the frames after it decode
+    fine, so nothing failed before, and the output silently lacked frames (exit 0). Now: exit 3 saying
+    where frames are missing, nothing written; with --allow-gaps the run goes on and keeps the gap."""
+    clean = write_clip(tmp_path / f"clean.{ext}", n=150, size=(160, 96), audio=False, codec=codec)
+    src = _damage(clean, tmp_path / f"damaged.{ext}", how)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = ["enhance", str(src), "-o", str(out_dir / "o.mp4"), "--weights", str(tiny_weights), "--device", "cpu",
+            "--threads", "1", "--mode", "interp"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 3, res.output
+    assert "frame(s) at 30000/1001 fps are missing between" in res.output and "--allow-gaps" in res.output
+    assert os.listdir(out_dir) == []
+    if ext == "mkv":
+        return  # Matroska loses the rest of the file after this damage: exit 3 with --allow-gaps too
+    res = CliRunner().invoke(main, [*args, "--allow-gaps"])
+    assert res.exit_code == 0, res.output
+    assert "the output keeps the gap" in res.output
+    from vidrestore.io.probe import probe
+
+    kept = probe(src, scan=True).frame_count
+    assert kept < 150 and probe(out_dir / "o.mp4", scan=True).frame_count == 2 * kept
+
+
+def test_grid_gaps_finds_missing_grid_points_only():
+    from vidrestore.io.timing import grid_gaps
+
+    tb = Fraction(1, 1000)  # Matroska's milliseconds: 30000/1001 fps steps of 33 and 34
+    pts = [round(j * 1001 / 30) for j in range(40) if not 10 <= j < 20]
+    (gap,) = grid_gaps(pts, tb, Fraction(30000, 1001))
+    assert gap.missing == 10 and gap.before == Fraction(pts[9], 1000) and gap.after == Fraction(pts[10], 1000)
+    assert grid_gaps([round(j * 1001 / 30) for j in range(40)], tb, Fraction(30000, 1001)) == ()  # no gap
+    assert grid_gaps([0, 33, 50, 100], tb, Fraction(30000, 1001)) == ()  # off the grid: variable rate

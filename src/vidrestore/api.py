@@ -50,7 +50,7 @@ def _runtime(model: torch.nn.Module | None, run: RunOptions) -> runtime.Runtime:
 def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int = DEFAULT_FACTOR,
             mode: str = "joint", *, model: torch.nn.Module | None = None, codec: str | None = None,
             crf: int | None = None, preset: str | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
-            overwrite: bool = False, fps: str | Fraction | None = None,
+            overwrite: bool = False, fps: str | Fraction | None = None, allow_gaps: bool = False,
             progress: Callable[[pipeline.Progress], None] | None = None,
             notes: Callable[[str], None] | None = None, **run_options: Any) -> pipeline.RunSummary:
     """Enhance the video file ``src`` into ``dst`` (``vidrestore enhance``): N input frames become N*fps_x,
@@ -58,11 +58,13 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
     from :func:`load_model`, reused across calls (else ``weights=`` or the default is loaded). Returns the
     run's summary (frames, rates, seconds, notes). Raises :class:`vidrestore.errors.VidrestoreError`.
     ``src``/``dst`` may be image sequences (a folder, or a pattern such as ``frames/%06d.png``); ``fps``: an
-    input sequence's rate, as ``--fps``. ``codec`` None: the output container's default."""
+    input sequence's rate, as ``--fps``. ``codec`` None: the output container's default. ``allow_gaps``:
+    as ``--allow-gaps``."""
     run = RunOptions(**run_options)
     config = EnhanceConfig(input=Path(src), output=Path(dst), factor=fps_x, mode=mode, run=run, codec=codec, crf=crf,
                            preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
-                           scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps)
+                           scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps,
+                           allow_gaps=allow_gaps)
     return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
 
 

@@ -101,6 +101,8 @@ def plan(config: EnhanceConfig) -> Plan:
         check_complete(info)
         check_picture(info)
         timing = input_timing(src, info.video_index)
+        if timing.gaps:
+            notes.append(_gaps_text(src, timing, config.allow_gaps))
     pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
     target = None
     if seq_out:
@@ -128,6 +130,24 @@ def plan(config: EnhanceConfig) -> Plan:
                 full_range_source=full_range, factor=k, rate_in=rate_in, rate_out=rate_in * k, time_base_out=tb_out,
                 pts_scale=scale, grid=grid, width=width, height=height, notes=tuple(notes), codec=codec,
                 source=source, frames_target=target, threads=threads.resolve(config.threads))
+
+
+def _gaps_text(src: Path, timing: InputTiming, allowed: bool) -> str:
+    """The note on frames missing from a constant-rate input; an InputError unless ``allowed``."""
+    gaps = timing.gaps
+    assert timing.gap_rate is not None
+    missing = sum(g.missing for g in gaps)
+    first = gaps[0]
+    where = (f"between {float(first.before):.2f} s and {float(first.after):.2f} s"
+             + (f" and in {len(gaps) - 1} more place(s)" if len(gaps) > 1 else ""))
+    what = f"{missing} frame(s) at {format_rate(timing.gap_rate)} fps are missing {where}"
+    if not timing.damaged:  # dropped here and there, as variable-rate recordings do
+        return (f"the input skips {missing} frame(s) of its {format_rate(timing.gap_rate)} fps grid ({where}): "
+                "the output follows its timestamps")
+    if not allowed:
+        raise InputError(f"{src}: {what}: the file is damaged there (or was recorded with pauses); "
+                         "--allow-gaps keeps the gap (the output then follows the input's timestamps)")
+    return f"{what} (--allow-gaps: the output keeps the gap)"
 
 
 def _check_reachable(path: Path, error: type[InputError] | type[OutputError], what: str) -> None:

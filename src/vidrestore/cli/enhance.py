@@ -150,10 +150,14 @@ def _codec_help() -> str:
               help="Scene-cut sensitivity in (0, 1]; lower finds more cuts. No frames are made across a cut.")
 @click.option("--no-scene-detect", is_flag=True, help="Never treat a frame change as a scene cut.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--allow-gaps", is_flag=True,
+              help="Frames missing from a constant-rate input (a damaged file, a recording with pauses): keep the "
+                   "gap and go on, instead of stopping with an error.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
 @threads_option
 def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, codec: str | None, crf: int | None,
-            preset: str | None, scene_threshold: float, no_scene_detect: bool, overwrite: bool, quiet: bool,
+            preset: str | None, scene_threshold: float, no_scene_detect: bool, overwrite: bool, allow_gaps: bool,
+            quiet: bool,
             threads: int | None, **run_kwargs) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
@@ -168,7 +172,7 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
     config = EnhanceConfig(
         input=input, output=output, factor=factor, mode=mode, run=run_options_from(run_kwargs), codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
-        fps=fps, threads=threads)
+        allow_gaps=allow_gaps, fps=fps, threads=threads)
     from vidrestore import plan
 
     planned = plan.plan(config)  # every check that needs no model, before torch is imported

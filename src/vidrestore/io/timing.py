@@ -17,6 +17,7 @@ from math import gcd
 from pathlib import Path
 
 import av
+import av.logging
 
 _MAX_TIME_BASE_DEN = 2**31 - 1
 # Matroska stores a frame duration in whole nanoseconds, so FFmpeg reads 60000/1001 back as
@@ -26,12 +27,38 @@ _STANDARD_RATES = tuple(Fraction(n, 1001) for n in (24000, 30000, 48000, 60000, 
 _SNAP = 1e-6
 
 
+# missing frames in one place that a recording does not drop by itself (a variable-rate source drops one
+# or two at a time)
+GAP_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Frames missing from a constant-rate stream: the timestamps jump from ``before`` to ``after``
+    (seconds) where ``missing`` frames at the nominal rate should be."""
+
+    before: Fraction
+    after: Fraction
+    missing: int
+
+
 @dataclass(frozen=True)
 class InputTiming:
-    """The constant rate of the input (None for VFR) and the first frame's time in seconds."""
+    """The constant rate of the input (None for VFR) and the first frame's time in seconds. ``gaps``: a
+    stream whose every timestamp lies on a constant-rate grid, but with grid points missing (the file is
+    damaged there, or was recorded with pauses); its ``rate`` is None, and ``gap_rate`` is that grid's."""
 
     rate: Fraction | None
     start: Fraction
+    gaps: tuple[Gap, ...] = ()
+    gap_rate: Fraction | None = None
+    demux_errors: int = 0  # errors the demuxer reported while reading the packets (damage it skipped)
+
+    @property
+    def damaged(self) -> bool:
+        """Frames are missing from a constant-rate stream, and not as a recording drops one now and then:
+        the demuxer skipped damage, or a gap holds ``GAP_FRAMES`` or more frames."""
+        return bool(self.gaps) and (self.demux_errors > 0 or any(g.missing >= GAP_FRAMES for g in self.gaps))
 
 
 def on_grid(pts: list[int], time_base: Fraction, rate: Fraction) -> bool:
@@ -46,20 +73,50 @@ def input_timing(path: Path, index: int) -> InputTiming:
     """Scan the packets of video stream ``index`` (no decoding): the first of its declared and
     average rates on which every timestamp lies, or None (VFR); a damaged tail ends the scan."""
     pts: list[int] = []
-    with av.open(str(path)) as container:
-        stream = container.streams[index]
-        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-        declared = [Fraction(r) for r in (stream.base_rate, stream.average_rate) if r and r > 0]
-        try:
-            pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]
-        except av.error.FFmpegError:
-            pass
+    previous, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)  # no decoder runs here: the demuxer's own reports, captured
+    av.logging.set_skip_repeated(False)  # (the same file scanned twice logs the same lines)
+    try:
+        with av.logging.Capture() as logs, av.open(str(path)) as container:
+            stream = container.streams[index]
+            time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+            declared = [Fraction(r) for r in (stream.base_rate, stream.average_rate) if r and r > 0]
+            try:
+                pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]
+            except av.error.FFmpegError:
+                pass
+    finally:
+        av.logging.set_skip_repeated(skip)
+        av.logging.set_level(previous)
+    errors = sum(1 for level, _, _ in logs if level <= av.logging.ERROR)
     pts.sort()
     start = Fraction(pts[0]) * time_base if pts else Fraction(0)
-    for rate in [c for r in declared for c in (standard_rate(r), r) if c is not None]:
+    rates = [c for r in declared for c in (standard_rate(r), r) if c is not None]
+    for rate in rates:
         if on_grid(pts, time_base, rate):
             return InputTiming(rate, start)
+    for rate in rates:
+        gaps = grid_gaps(pts, time_base, rate)
+        if gaps:
+            return InputTiming(None, start, gaps, rate, errors)
     return InputTiming(None, start)
+
+
+def grid_gaps(pts: list[int], time_base: Fraction, rate: Fraction) -> tuple[Gap, ...]:
+    """Where a stream with every ``pts`` (sorted) within one tick of a point of the grid
+    ``pts[0] + j / (rate * time_base)``, at strictly increasing j, skips grid points: the gaps; () when
+    it has none or is not on the grid (a variable-rate stream)."""
+    if rate <= 0 or len(pts) < 2:
+        return ()
+    step = 1 / (rate * time_base)
+    index = []
+    for p in pts:
+        j = round((p - pts[0]) / step)
+        if abs(p - pts[0] - j * step) > 1 or (index and j <= index[-1]):
+            return ()
+        index.append(j)
+    return tuple(Gap(Fraction(a) * time_base, Fraction(b) * time_base, jb - ja - 1)
+                 for a, b, ja, jb in zip(pts, pts[1:], index, index[1:]) if jb - ja > 1)
 
 
 def standard_rate(rate: Fraction) -> Fraction | None:
