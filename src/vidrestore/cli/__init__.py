@@ -69,6 +69,8 @@ def _interrupted(command: str | None) -> Interrupted:
     done = interrupts.committed()
     if done and command == "enhance":  # the signal came after the final rename: the output is complete and stays
         return Interrupted(f"interrupted after the output was written: {done[-1]}")
+    if command == "train":
+        return Interrupted("interrupted; the run is checkpointed (run the same command again to continue)")
     return Interrupted("interrupted; no output was written")
 
 

@@ -217,7 +217,8 @@ class PairCorrection(nn.Module):
     The other frame's features are warped by the prior, so the (2r+1)^2 attention window of each pixel is
     centred where the prior says it moved. Scaled dot products over the window, softmax: the expected
     offset (the attention's motion) and the attended appearance. A small head turns them, with the frame's
-    own features and the prior, into a correction of the prior (its last layer starts at zero)."""
+    own features and the prior, into a correction of the prior in full-resolution pixels (its last layer
+    starts at zero)."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
@@ -243,12 +244,13 @@ class PairCorrection(nn.Module):
         appearance = backward_warp(aligned, offset)  # the attended view, one sample at the expected offset
         dt = x_own.dtype  # the flows stay float32 (pixel positions at 4K); the layers run in the features' dtype
         h = self.body(torch.cat((x_own, appearance.to(dt), attn.to(dt), offset.to(dt), (p8 / 8.0).to(dt)), dim=1))
-        d8 = self.delta(h)
-        return prior + resize_flow(d8, tuple(prior.shape[-2:]))
+        d = self.delta(h)  # in full-resolution pixels: a unit of the head is one pixel of motion, not eight
+        return prior + F.interpolate(d, size=tuple(prior.shape[-2:]), mode="bilinear", align_corners=False)
 
 
 class FlowHead(nn.Module):
-    """Per t and side, at 1/4 scale: a correction of that side's flow to t and its visibility logit, from
+    """Per t and side, at 1/4 scale: a correction of that side's flow to t (in full-resolution pixels) and its
+    visibility logit, from
     both sides' 1/4 features warped to t, their difference, the flow and t. Shared by both sides."""
 
     def __init__(self, cfg: PriorConfig) -> None:
@@ -358,7 +360,8 @@ class PriorNet(nn.Module):
         logits = []
         for s in (0, 1):
             d, logit = self.flow_head(warped4[s], warped4[1 - s], flows4[s], taus[s].expand(-1, 1, *size4))
-            flows[s] = flows[s] + resize_flow(d, (h, w))
+            # d is in full-resolution pixels (so a step of the optimizer moves the flow by as much at any scale)
+            flows[s] = flows[s] + F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False)
             logits.append(logit)
         prior_logit = torch.log(taus[0].clamp_min(1e-4)) - torch.log(taus[1].clamp_min(1e-4))
         # w0 = sigmoid(l0 - l1 - prior_logit): with zero logits, 1 - t for F(i) and t for F(i+1)
