@@ -446,3 +446,69 @@ def test_grid_gaps_finds_missing_grid_points_only():
     assert gap.missing == 10 and gap.before == Fraction(pts[9], 1000) and gap.after == Fraction(pts[10], 1000)
     assert grid_gaps([round(j * 1001 / 30) for j in range(40)], tb, Fraction(30000, 1001)) == ()  # no gap
     assert grid_gaps([0, 33, 50, 100], tb, Fraction(30000, 1001)) == ()  # off the grid: variable rate
+
+
+class _StreamWithout:
+    """A stream as PyAV gives one it has no decoder parameters for (codec_context None)."""
+
+    codec_context = None
+
+    def __init__(self, stream):
+        self._s = stream
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+class _Container:
+    """An input container whose audio streams come without a codec context."""
+
+    def __init__(self, container):
+        self._c = container
+
+    @property
+    def streams(self):
+        return [_StreamWithout(s) if s.type == "audio" else s for s in self._c.streams]
+
+    def demux(self, *streams):
+        return self._c.demux(*[getattr(s, "_s", s) for s in streams])
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+
+def test_an_audio_stream_without_decoder_parameters_is_dropped_with_a_note(tiny_weights, tmp_path, monkeypatch):
+    """It was `processing failed: AttributeError: 'NoneType' object has no attribute 'sample_rate'`."""
+    from vidrestore.io import remux
+    from vidrestore.io.probe import probe
+
+    src = write_clip(tmp_path / "in.mkv", n=6, audio=True)
+    real = remux.open_input
+    monkeypatch.setattr(remux, "open_input", lambda path: _Container(real(path)))
+    out = tmp_path / "o.mp4"
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
+                                    "--device", "cpu", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "dropped audio stream #1" in res.output and "parameters are damaged" in res.output
+    assert [s.type for s in probe(out).streams] == ["video"]
+
+
+def test_audio_packets_the_muxer_refuses_are_an_input_error_about_that_stream(tiny_weights, tmp_path, monkeypatch):
+    """It was `encoding failed at output frame 1: Invalid argument` (exit 6): the audio was at fault."""
+    import av
+
+    from vidrestore.io import remux
+
+    src = write_clip(tmp_path / "in.mp4", n=6, audio=True)
+
+    def refuse(self, side, packet):
+        raise av.error.InvalidDataError(22, "Invalid argument")
+
+    monkeypatch.setattr(remux.SideStreams, "_encode_audio", refuse)
+    monkeypatch.setattr(remux.SideStreams, "_copy_refusal", lambda self, s: "test: re-encode it")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(out_dir / "o.mp4"), "--weights",
+                                    str(tiny_weights), "--device", "cpu", "--threads", "1"])
+    line = one_line_exit(res, 3, "audio stream #1 of", "is damaged", "re-encoded")
+    assert "Traceback" not in line and os.listdir(out_dir) == []

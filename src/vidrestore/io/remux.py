@@ -76,6 +76,9 @@ class SideStreams:
             if kind not in ("audio", "subtitle", "data", "attachment"):
                 self._note(f"dropped {label}: unknown stream type")
                 continue
+            if kind == "audio" and not _audio_parameters_ok(s):  # no decoder parameters, 0 Hz, no channels
+                self._note(f"dropped {label}: its codec is unknown or its parameters are damaged")
+                continue
             refusal = self._copy_refusal(s)
             if refusal is None:
                 copy = out.add_stream_from_template(s)
@@ -240,17 +243,30 @@ class SideStreams:
                     and float(ts * packet.time_base) > until_s:
                 self._held_packet = packet
                 return
-            if side.reencode:
-                self._encode_audio(side, packet)
-            elif side.text:
-                self._convert_subtitle(side, packet)
-            else:
-                packet.stream = side.out
-                self._out.mux(packet)
+            try:
+                if side.reencode:
+                    self._encode_audio(side, packet)
+                elif side.text:
+                    self._convert_subtitle(side, packet)
+                else:
+                    packet.stream = side.out
+                    self._out.mux(packet)
+            except av.error.FFmpegError as err:
+                raise self._damaged(side, err) from None
         for side in self._side.values():
             if side.reencode:
-                for p in side.out.encode(None):
-                    self._out.mux(p)
+                try:
+                    for p in side.out.encode(None):
+                        self._out.mux(p)
+                except av.error.FFmpegError as err:
+                    raise self._damaged(side, err) from None
+
+    def _damaged(self, side: _SideStream, err: av.error.FFmpegError) -> InputError:
+        """A side stream whose packets cannot be decoded, re-encoded or written: about the input's stream."""
+        s = side.src
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        return InputError(f"{s.type} stream #{s.index} of {self._source} is damaged: its packets cannot be "
+                          f"{'re-encoded' if side.reencode else 'written'} ({reason})")
 
     def _encode_audio(self, side: _SideStream, packet: Any) -> None:
         frames = side.src.codec_context.decode(packet) if packet is not None else side.src.codec_context.decode(None)
@@ -272,6 +288,15 @@ class SideStreams:
         out.time_base = packet.time_base
         out.stream = side.out
         self._out.mux(out)
+
+
+def _audio_parameters_ok(s: Any) -> bool:
+    """An audio stream a muxer can take: known decoder parameters, a sample rate and channels."""
+    cc = s.codec_context
+    try:
+        return cc is not None and int(cc.sample_rate or 0) > 0 and int(cc.channels or 0) > 0
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _copy_stream_tags(src: Any, out: Any) -> None:
