@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import write_clip
 from vidrestore.cli import main
 from vidrestore.config import EnhanceConfig
-from vidrestore.errors import OutputError
+from vidrestore.errors import InputError, OutputError
 from vidrestore.io import files
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and renames")
@@ -512,3 +512,32 @@ def test_audio_packets_the_muxer_refuses_are_an_input_error_about_that_stream(ti
                                     str(tiny_weights), "--device", "cpu", "--threads", "1"])
     line = one_line_exit(res, 3, "audio stream #1 of", "is damaged", "re-encoded")
     assert "Traceback" not in line and os.listdir(out_dir) == []
+
+
+def test_frames_too_large_for_memory_are_refused_before_decoding(tmp_path, monkeypatch):
+    """16000x16000 frames passed 8 GB before failing: now one line, exit 3, before anything is decoded."""
+    from vidrestore import plan as plan_mod
+
+    src = write_clip(tmp_path / "in.mp4", n=3, size=(64, 48), audio=False)
+    monkeypatch.setattr(plan_mod, "available_memory", lambda: 64 * 48 * plan_mod.host_bytes_per_pixel(2, 1) - 1)
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"])
+    one_line_exit(res, 3, "frames of 64x48 need about", "GiB is available")
+    with pytest.raises(InputError, match="16000x16000"):
+        plan_mod.check_host_memory(16000, 16000, 2, 1, available=24 * 2**30)
+    plan_mod.check_host_memory(3840, 2160, 8, 1, available=24 * 2**30)  # 4K 8x fits a 24 GiB machine
+
+
+def test_frames_beyond_4k_run_in_tiles_on_the_cpu(tiny_model, monkeypatch):
+    """The model's working memory on a whole frame beyond 4K outgrows ordinary machines: the CPU engine
+    tiles such frames (here with the threshold lowered to a small frame)."""
+    import numpy as np
+
+    from conftest import make_engine
+    from vidrestore import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "CPU_WHOLE_FRAME_PIXELS", 64 * 64)
+    monkeypatch.setattr(engine_mod, "CPU_TILE", 48)
+    eng = make_engine(tiny_model, factor=2, mode="joint")
+    frames = [np.full((96, 128, 3), 40 * i, np.uint8) for i in range(3)]
+    out = list(eng.process(frames))
+    assert len(out) == 6 and eng.stats.planned_tile == 48

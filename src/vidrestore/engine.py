@@ -99,6 +99,10 @@ class EngineStats:
     cut_indices: list[int] = field(default_factory=list)
 
 
+# on the CPU (whose memory is not planned by a probe), frames larger than 4K run in tiles of this side
+CPU_WHOLE_FRAME_PIXELS = 3840 * 2176
+CPU_TILE = 1024
+
 # worker threads computing the flow prior (OpenCV DIS releases the GIL: they overlap with the network)
 PRIOR_WORKERS = 2
 
@@ -310,6 +314,12 @@ class Engine:
             return
         budget = self._budget_bytes()
         if budget is None:
+            hp, wp = padded_size(*self._size, self.multiple)
+            if self.device.type == "cpu" and hp * wp > CPU_WHOLE_FRAME_PIXELS:
+                # beyond 4K the model's working memory on a whole frame outgrows ordinary machines: tiles
+                side = -(-CPU_TILE // self.multiple) * self.multiple
+                self.stats.planned_tile = side
+                self._set_tile(side)
             return
         bpp = self._probe_bytes_per_pixel()
         hp, wp = padded_size(*self._size, self.multiple)

@@ -103,6 +103,7 @@ def plan(config: EnhanceConfig) -> Plan:
         timing = input_timing(src, info.video_index)
         if timing.gaps:
             notes.append(_gaps_text(src, timing, config.allow_gaps))
+    check_host_memory(info.width, info.height, k, config.run.batch)
     pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
     target = None
     if seq_out:
@@ -130,6 +131,53 @@ def plan(config: EnhanceConfig) -> Plan:
                 full_range_source=full_range, factor=k, rate_in=rate_in, rate_out=rate_in * k, time_base_out=tb_out,
                 pts_scale=scale, grid=grid, width=width, height=height, notes=tuple(notes), codec=codec,
                 source=source, frames_target=target, threads=threads.resolve(config.threads))
+
+
+# host memory per pixel of the frame size that a run holds whatever the model: decoded frames queued by the
+# reader and the writer and held by the engine (uint8 RGB), the engine's float tensors of its window frames and
+# outputs, and the per-frame features (a bound measured on the bundled networks, about 100 bytes per pixel)
+QUEUED_FRAMES = 8 + 8 + 4
+FEATURE_BYTES_PER_PIXEL = 100
+
+
+def host_bytes_per_pixel(factor: int, batch: int) -> int:
+    """What a run keeps per pixel of its frame size, apart from the model's own working memory."""
+    frames_u8 = 3 * (QUEUED_FRAMES + factor * batch * 2)
+    tensors_f32 = 12 * (4 + factor)
+    return frames_u8 + tensors_f32 + FEATURE_BYTES_PER_PIXEL
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable, capped by a cgroup limit); None
+    where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_path).read_text().strip()
+            usage = int(Path(usage_path).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            avail = min(avail, max(0, int(limit) - usage))
+        break
+    return avail
+
+
+def check_host_memory(width: int, height: int, factor: int, batch: int, available: int | None = None) -> None:
+    """Refuse, before anything is decoded, frames too large for this machine's memory (the model's working
+    memory is bounded by tiling; these buffers are not)."""
+    need = width * height * host_bytes_per_pixel(factor, batch)
+    have = available if available is not None else available_memory()
+    if have is not None and need > have:
+        raise InputError(f"frames of {width}x{height} need about {need / 2**30:.1f} GiB of memory for a {factor}x run, "
+                         f"and {have / 2**30:.1f} GiB is available: downscale the input first "
+                         "(e.g. to 3840 wide), or use a machine with more memory")
 
 
 def _gaps_text(src: Path, timing: InputTiming, allowed: bool) -> str:
