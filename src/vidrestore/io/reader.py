@@ -126,6 +126,10 @@ class FrameReader(Reading):
             if declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
                                  f"of {declared} in {path}")
+            scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
+            if scanned and total < scanned:
+                raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
+                                 f"in {path}")
             if container_duration and last_end_s > 0:
                 slack = max(_TRUNCATION_SLACK_S, _TRUNCATION_SLACK_FRACTION * container_duration)
                 start = container.start_time / 1e6 if container.start_time else 0.0

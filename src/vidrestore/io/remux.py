@@ -155,13 +155,13 @@ class SideStreams:
         """The first non-empty packet of stream ``index`` among the source's first ``limit``."""
         assert self._source is not None
         try:
-            with av.open(str(self._source)) as c:
+            with open_input(self._source) as c:
                 for n, packet in enumerate(c.demux()):
                     if n >= limit:
                         return None
                     if packet.stream.index == index and packet.size:
                         return packet
-        except av.error.FFmpegError:
+        except (av.error.FFmpegError, InputError):
             return None
         return None
 

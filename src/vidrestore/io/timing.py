@@ -19,6 +19,8 @@ from pathlib import Path
 import av
 import av.logging
 
+from vidrestore.io.probe import open_input
+
 _MAX_TIME_BASE_DEN = 2**31 - 1
 # Matroska stores a frame duration in whole nanoseconds, so FFmpeg reads 60000/1001 back as
 # 19001/317: a declared rate this close to a standard one is taken to be that one
@@ -77,7 +79,7 @@ def input_timing(path: Path, index: int) -> InputTiming:
     av.logging.set_level(av.logging.ERROR)  # no decoder runs here: the demuxer's own reports, captured
     av.logging.set_skip_repeated(False)  # (the same file scanned twice logs the same lines)
     try:
-        with av.logging.Capture() as logs, av.open(str(path)) as container:
+        with av.logging.Capture() as logs, open_input(path) as container:
             stream = container.streams[index]
             time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
             declared = [Fraction(r) for r in (stream.base_rate, stream.average_rate) if r and r > 0]
