@@ -47,3 +47,20 @@ def test_enhance_frames_streams_k_frames_per_input(tiny_model):
     assert all(out[2 * j] is frames[j] for j in range(4))  # interp keeps the input frames
     with pytest.raises(UsageError):
         list(vidrestore.enhance_frames(frames, fps_x=99, model=tiny_model))
+
+
+def test_deblur_mode_with_more_frames_asked_is_refused_as_on_the_command_line(tiny_model):
+    """``enhance(mode="deblur", fps_x=8)`` ignored fps_x; the CLI refuses the contradiction, and so does the API."""
+    import numpy as np
+
+    import vidrestore
+    from vidrestore.errors import UsageError
+
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 2
+    with pytest.raises(UsageError, match="fps_x=8 contradicts"):
+        list(vidrestore.enhance_frames(frames, fps_x=8, mode="deblur", model=tiny_model))
+    with pytest.raises(UsageError, match="fps_x=8 contradicts"):
+        vidrestore.enhance("in.mp4", "out.mp4", fps_x=8, mode="deblur", model=tiny_model)
+    assert len(list(vidrestore.enhance_frames(frames, mode="deblur", model=tiny_model))) == 2
+    assert len(list(vidrestore.enhance_frames(frames, fps_x=1, mode="deblur", model=tiny_model))) == 2
+    assert len(list(vidrestore.enhance_frames(frames, model=tiny_model))) == 4  # the default: 2x

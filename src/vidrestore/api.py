@@ -26,6 +26,7 @@ from vidrestore import pipeline, runtime
 from vidrestore.config import (DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceConfig, RunOptions,
                                check_factor_mode)
 from vidrestore.engine import Engine, EngineConfig
+from vidrestore.errors import UsageError
 from vidrestore.model.network import VidRestoreNet
 
 
@@ -47,7 +48,16 @@ def _runtime(model: torch.nn.Module | None, run: RunOptions) -> runtime.Runtime:
     return runtime.load(run, model=model, device=device)
 
 
-def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int = DEFAULT_FACTOR,
+def _factor(fps_x: int | None, mode: str) -> int:
+    """``fps_x`` as given (None: the default, 2), refused where deblur mode, which adds no frames, is asked
+    for more, as the command line does."""
+    if mode == "deblur" and fps_x not in (None, 1):
+        raise UsageError(f"mode='deblur' keeps the frame rate, so fps_x={fps_x!r} contradicts it: leave out fps_x, "
+                         "or use mode='joint' to deblur and interpolate")
+    return DEFAULT_FACTOR if fps_x is None else fps_x
+
+
+def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int | None = None,
             mode: str = "joint", *, model: torch.nn.Module | None = None, codec: str | None = None,
             crf: int | None = None, preset: str | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
             overwrite: bool = False, fps: str | Fraction | None = None, allow_gaps: bool = False,
@@ -61,19 +71,21 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
     input sequence's rate, as ``--fps``. ``codec`` None: the output container's default. ``allow_gaps``:
     as ``--allow-gaps``."""
     run = RunOptions(**run_options)
-    config = EnhanceConfig(input=Path(src), output=Path(dst), factor=fps_x, mode=mode, run=run, codec=codec, crf=crf,
+    config = EnhanceConfig(input=Path(src), output=Path(dst), factor=_factor(fps_x, mode), mode=mode, run=run,
+                           codec=codec, crf=crf,
                            preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
                            scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps,
                            allow_gaps=allow_gaps)
     return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
 
 
-def enhance_frames(frames: Iterable[np.ndarray], fps_x: int = DEFAULT_FACTOR, mode: str = "joint", *,
+def enhance_frames(frames: Iterable[np.ndarray], fps_x: int | None = None, mode: str = "joint", *,
                    model: torch.nn.Module | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
                    **run_options: Any) -> Iterator[np.ndarray]:
     """Enhance a stream of HxWx3 uint8 (or uint16) RGB frames: yields fps_x frames per input frame, in order,
     each the input's size and type (in ``interp`` mode the input frames themselves). Frames are pulled
     lazily, so a long stream holds only a few frames at a time."""
     run = RunOptions(**run_options)
-    check_factor_mode(fps_x, mode)
-    yield from Engine(_runtime(model, run), EngineConfig.of(fps_x, mode, run, scene_threshold)).process(frames)
+    factor = _factor(fps_x, mode)
+    check_factor_mode(factor, mode)
+    yield from Engine(_runtime(model, run), EngineConfig.of(factor, mode, run, scene_threshold)).process(frames)
