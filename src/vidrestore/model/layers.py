@@ -29,3 +29,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+def check_multiple(frame: torch.Tensor, multiple: int) -> None:
+    """A network's input must be padded to a multiple of its ``multiple`` (the caller pads, not the network)."""
+    if frame.shape[-1] % multiple or frame.shape[-2] % multiple:
+        raise ValueError(f"frame size {tuple(frame.shape[-2:])} is not a multiple of {multiple}; pad it first")

@@ -50,7 +50,7 @@ from vidrestore.model.attention import (
     window_products,
 )
 from vidrestore.model.filters import box_mean
-from vidrestore.model.layers import ResBlock, act, conv, zero_init
+from vidrestore.model.layers import ResBlock, act, check_multiple, conv, zero_init
 from vidrestore.model.polish import luma, polish_flows
 from vidrestore.model.warp import backward_warp, resize_flow
 
@@ -345,9 +345,7 @@ class VidRestoreNet(nn.Module):
     # -- per frame -------------------------------------------------------------------------
     def encode(self, frame: torch.Tensor) -> Features:
         """frame [B, 3, H, W] in [0, 1], H and W multiples of ``config.multiple``."""
-        m = self.config.multiple
-        if frame.shape[-1] % m or frame.shape[-2] % m:
-            raise ValueError(f"frame size {tuple(frame.shape[-2:])} is not a multiple of {m}; pad it first")
+        check_multiple(frame, self.config.multiple)
         return self.encoder(frame)
 
     # -- per window ------------------------------------------------------------------------
