@@ -541,3 +541,22 @@ def test_frames_beyond_4k_run_in_tiles_on_the_cpu(tiny_model, monkeypatch):
     frames = [np.full((96, 128, 3), 40 * i, np.uint8) for i in range(3)]
     out = list(eng.process(frames))
     assert len(out) == 6 and eng.stats.planned_tile == 48
+
+
+def test_a_bug_inside_the_run_is_exit_70_without_its_text_and_leaves_nothing(tiny_weights, clip, tmp_path,
+                                                                             monkeypatch):
+    """It was `processing failed: KeyError: 'x'` (exit 6): a bug's own text, presented as a processing
+    failure. Now exit 70, one line, and the partial output is gone all the same."""
+    from vidrestore.engine import Engine
+
+    def broken(self, frames, cuts=None):
+        raise KeyError("internal detail")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(Engine, "process", broken)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(out_dir / "o.mp4"), "--weights", str(tiny_weights),
+                                    "--device", "cpu", "--threads", "1"])
+    line = one_line_exit(res, 70, "'enhance' failed unexpectedly (KeyError)")
+    assert "internal detail" not in res.output and os.listdir(out_dir) == []

@@ -20,8 +20,8 @@ import torch
 from vidrestore import interrupts, runtime
 from vidrestore.config import EnhanceConfig, format_rate
 from vidrestore.engine import Engine, EngineConfig
-from vidrestore.errors import InputError, OutputError, ProcessingError, VidrestoreError
-from vidrestore.io import files
+from vidrestore.errors import InputError, ProcessingError, VidrestoreError
+from vidrestore.io import failures, files
 from vidrestore.io import writer as w
 from vidrestore.io.reader import DecodedFrame, FrameReader
 from vidrestore.io.sequence import SequenceReader, SequenceWriter
@@ -124,13 +124,14 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
                 writer.abort()
             if temp is not None:
                 _unlink(temp)
-        if isinstance(err, (VidrestoreError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+        if not isinstance(err, Exception) or isinstance(err, VidrestoreError):
             raise
-        if files.is_disk_full(err):
-            raise OutputError(f"disk full while writing {config.output}") from None
-        if isinstance(err, MemoryError):
-            raise ProcessingError("out of memory: try a smaller --batch or --tile") from None
-        raise ProcessingError(f"processing failed: {type(err).__name__}: {' '.join(str(err).split())}") from err
+        mapped = failures.typed(err, writing=Path(config.output))
+        if mapped is None and isinstance(err, RuntimeError):  # torch's own failures (a device, a kernel)
+            mapped = ProcessingError(f"the model failed on {rt.device}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        if mapped is None:
+            raise  # a bug: the CLI says so, without its text
+        raise mapped from None
     finally:
         if reader is not None:
             reader.close()

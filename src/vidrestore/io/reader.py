@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from vidrestore.errors import InputError, one_line
+from vidrestore.io import failures
 from vidrestore.io.probe import VideoInfo, open_input
 from vidrestore.io.worker import Reading, Worker
 
@@ -58,8 +59,13 @@ class FrameReader(Reading):
         self._nominal_step = max(1, round(step))
 
     # -- producer side (the reader thread) -------------------------------------------------------
-    def _decode_error(self, err: BaseException) -> InputError:
-        return err if isinstance(err, InputError) else InputError(f"cannot decode {self.info.path}: {one_line(err)}")
+    def _decode_error(self, err: BaseException) -> BaseException:
+        mapped = failures.typed(err, reading=Path(self.info.path))
+        if mapped is not None:
+            return mapped
+        if isinstance(err, ValueError):  # PyAV's refusals of a damaged frame
+            return InputError(f"cannot decode {self.info.path}: {one_line(err)}")
+        return err  # a bug: the CLI says so
 
     def _decode_all(self) -> None:
         info = self.info

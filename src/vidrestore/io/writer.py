@@ -15,7 +15,6 @@ What is written (container, codec, pixel format, colour tags) is decided in
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -26,7 +25,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidrestore.errors import InputError, OutputError, ProcessingError, UsageError, one_line
+from vidrestore.errors import OutputError, ProcessingError, UsageError, one_line
+from vidrestore.io import failures
 from vidrestore.io.files import commit, is_disk_full, remove_temp
 from vidrestore.io.formats import codec_defaults, codec_tag_for, output_colour
 from vidrestore.io.probe import ColourInfo
@@ -207,14 +207,13 @@ class VideoWriter:
             self._side.follow(float((pts + duration) * self.spec.time_base))
 
     def _map_error(self, err: BaseException) -> BaseException:
-        if isinstance(err, (OutputError, ProcessingError, UsageError, InputError)):
-            return err
-        if is_disk_full(err):
-            return OutputError(f"disk full while writing {self.spec.target}")
-        if isinstance(err, OSError) and getattr(err, "errno", None) in (errno.EIO, errno.EACCES, errno.EROFS,
-                                                                         errno.EPERM):
-            return OutputError(f"cannot write {self.spec.target}: {one_line(err)}")
-        return ProcessingError(f"encoding failed at output frame {self.frames_written}: {one_line(err)}")
+        doing = f"encoding failed at output frame {self.frames_written}"
+        mapped = failures.typed(err, writing=self.spec.target, doing=doing)
+        if mapped is not None:
+            return mapped
+        if isinstance(err, ValueError):  # PyAV's refusals of a frame or a setting
+            return ProcessingError(f"{doing}: {one_line(err)}")
+        return err  # a bug: the CLI says so
 
     def _to_video_frame(self, frame: Any) -> Any:
         spec = self.spec
