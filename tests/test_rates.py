@@ -109,3 +109,22 @@ def test_grid_helpers():
     g = cfr_grid(Fraction(60000, 1001), Fraction(21, 1000))
     assert g.pts(0) * g.time_base == Fraction(21, 1000)
     assert g.step_ticks * g.time_base == Fraction(1001, 60000)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mov"])
+def test_variable_rate_mp4_declares_its_whole_duration(tiny_model, make_clip, tmp_path, ext):
+    """MP4/MOV keep durations as decode-time steps; with B-frames over irregular steps the file declared
+    itself one frame or more short. The last frame ends where the input's does, and the file says so."""
+    pts = [0, 1, 2, 4, 5, 8]
+    src = make_clip("vfr.mkv", moving_pattern(6, 32, 32), rate=Fraction(25), time_base=Fraction(1, 25), pts=pts,
+                    audio=False)
+    dst = tmp_path / f"out.{ext}"
+    summary, _ = enhance(tiny_model, src, dst, factor=2, mode="interp")
+    assert summary.variable_rate
+    with av.open(str(dst)) as c:
+        s = c.streams.video[0]
+        declared = Fraction(s.duration) * Fraction(s.time_base)
+        packets = sorted((p.pts, p.duration) for p in c.demux(s) if p.size)
+    end = Fraction(pts[-1] + 1, 25)  # the last input frame lasts one step
+    assert declared == end
+    assert [Fraction(p + d) * Fraction(s.time_base) for p, d in packets][-1] == end

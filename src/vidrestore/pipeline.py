@@ -154,7 +154,7 @@ def _writer(p: Plan, temp: Path | None, note: Callable[[str], None]) -> Any:
         rotation=info.rotation, display_matrix=info.display_matrix, sample_aspect_ratio=info.sample_aspect_ratio,
         video_metadata=info.video_tags, container_metadata=info.container_tags,
         source=None if p.source is not None else Path(config.input), source_video_index=info.video_index,
-        threads=p.threads, overwrite=config.overwrite)
+        threads=p.threads, overwrite=config.overwrite, variable_rate=p.variable_rate)
     return w.VideoWriter(spec, notes=note)
 
 

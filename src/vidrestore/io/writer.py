@@ -39,6 +39,10 @@ Notes = Callable[[str], None]
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 
 
+# muxers that keep sample durations as decode-time deltas (ISO BMFF)
+_MOV_FAMILY = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "ismv", "psp", "f4v"})
+
+
 @dataclass(frozen=True)
 class WriterSpec:
     target: Path
@@ -63,6 +67,7 @@ class WriterSpec:
     source_video_index: int = 0
     threads: int = 0  # encoder threads (vidrestore.threads); 0: the encoder's choice
     overwrite: bool = False  # finish() may replace a file that appeared at the target while running
+    variable_rate: bool = False  # the timestamps follow a variable-rate input, not a constant step
 
 
 class VideoWriter:
@@ -147,6 +152,10 @@ class VideoWriter:
         preset = spec.preset if spec.preset is not None else defaults.preset
         if preset is not None:
             options["preset"] = str(preset)
+        if spec.variable_rate and spec.format_name in _MOV_FAMILY:
+            # MP4/MOV store durations as decode-time steps: with B-frames reordering irregular steps, the
+            # last frames' durations are lost and the file declares itself short. No B-frames there.
+            cc.max_b_frames = 0
         cc.options = options
         for k, v in spec.video_metadata:
             stream.metadata[k] = v
