@@ -133,3 +133,16 @@ def test_output_checks(tmp_path, make_clip):
         check_codec("aac", "mp4")
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     assert os.listdir(tmp_path) == ["in.mp4"]
+
+
+def test_a_variable_rate_stream_in_a_fine_time_base_has_its_average_rate():
+    """r_frame_rate can be the time base itself (90000 for 1/90000): it was reported as "90000 -> 180000
+    fps" and the output claimed 180000 fps."""
+    from types import SimpleNamespace
+
+    from vidrestore.io.probe import stream_rate
+
+    vfr = SimpleNamespace(base_rate=Fraction(90000), average_rate=Fraction(240000, 8008), guessed_rate=None)
+    assert stream_rate(vfr) == Fraction(240000, 8008)
+    cfr = SimpleNamespace(base_rate=Fraction(30000, 1001), average_rate=Fraction(2997, 100), guessed_rate=None)
+    assert stream_rate(cfr) == Fraction(30000, 1001)  # the exact nominal rate where it agrees with the average

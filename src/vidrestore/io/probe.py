@@ -189,8 +189,15 @@ def pix_fmt_depth(pix_fmt: str) -> int:
 
 
 def stream_rate(stream) -> Fraction:
-    """The exact nominal frame rate of a video stream (r_frame_rate, else avg, else guessed)."""
-    for rate in (getattr(stream, "base_rate", None), stream.average_rate, getattr(stream, "guessed_rate", None)):
+    """The exact nominal frame rate of a video stream (r_frame_rate, else avg, else guessed). FFmpeg's
+    r_frame_rate is the lowest rate that represents every timestamp: for a variable-rate stream in a fine
+    time base it can be the time base itself (90000 for 1/90000), so where it is more than twice the
+    average rate, the average is the stream's rate."""
+    base = getattr(stream, "base_rate", None)
+    average = stream.average_rate
+    if base and average and average > 0 and base > 2 * average:
+        base = None
+    for rate in (base, average, getattr(stream, "guessed_rate", None)):
         if rate and rate > 0:
             return Fraction(rate)
     return Fraction(25, 1)
