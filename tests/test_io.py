@@ -146,3 +146,18 @@ def test_a_variable_rate_stream_in_a_fine_time_base_has_its_average_rate():
     assert stream_rate(vfr) == Fraction(240000, 8008)
     cfr = SimpleNamespace(base_rate=Fraction(30000, 1001), average_rate=Fraction(2997, 100), guessed_rate=None)
     assert stream_rate(cfr) == Fraction(30000, 1001)  # the exact nominal rate where it agrees with the average
+
+
+def test_a_matroska_file_cut_short_is_refused_before_the_run(make_clip, tmp_path):
+    """Matroska has no frame count in its index, so a file cut short used to fail at the end of the run
+    (after all the work); its header's duration tells the scan, and the run is refused up front."""
+    from vidrestore.io.probe import check_complete
+
+    full = make_clip("full.mkv", n=60, audio=True)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    info = probe(cut, scan=True)
+    assert info.short_of is not None and info.frame_count < 60
+    with pytest.raises(InputError, match=r"is truncated: its header says 2\.0\d s .* ends after \d+ frames"):
+        check_complete(info)
+    assert probe(full, scan=True).short_of is None

@@ -68,6 +68,6 @@ def format_info(vi) -> str:
         tags = (s.detail, f"[{s.language}]" if s.language else "", f'"{s.title}"' if s.title else "")
         extra = " ".join(x for x in tags if x)
         lines.append(f"  #{s.index} {s.type:<8} {s.codec or '-':<10} {extra}".rstrip())
-    if vi.truncated:
+    if vi.truncation():
         lines.append(f"warning: {vi.truncation()}")
     return "\n".join(lines)

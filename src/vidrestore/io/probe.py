@@ -97,13 +97,19 @@ class VideoInfo:
     container_tags: tuple[tuple[str, str], ...] = ()  # title, creation_time, ... (not muxer bookkeeping)
     index_frames: int = 0  # video frames the container's index lists (0: no index count)
     truncated: bool = False  # scanned: the file ends before the frames its index lists (frame_count: complete ones)
+    # scanned, without an index count: the header's duration (s) when the packets end well before it at the
+    # end of the file (a Matroska/WebM file cut short); else None
+    short_of: float | None = None
 
     def truncation(self) -> str | None:
         """One line on a truncated file, or None."""
-        if not self.truncated:
-            return None
-        return (f"{self.path} is truncated: its index lists {self.index_frames} video frames but the file "
-                f"({self.size_bytes} bytes) ends after {self.frame_count} of them")
+        if self.truncated:
+            return (f"{self.path} is truncated: its index lists {self.index_frames} video frames but the file "
+                    f"({self.size_bytes} bytes) ends after {self.frame_count} of them")
+        if self.short_of is not None:
+            return (f"{self.path} is truncated: its header says {self.short_of:.2f} s but the file "
+                    f"({self.size_bytes} bytes) ends after {self.frame_count} frames")
+        return None
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -132,6 +138,15 @@ def check_readable(path: Path) -> None:
             fh.read(1)
     except OSError as err:
         raise InputError(f"cannot read input {path}: {err.strerror or err}") from None
+
+
+# how far the packets may end before a container's declared duration without the file counting as cut short
+TRUNCATION_SLACK_S = 0.5
+TRUNCATION_SLACK_FRACTION = 0.02
+
+
+def truncation_slack(duration: float) -> float:
+    return max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * duration)
 
 
 def check_complete(info: VideoInfo) -> None:
@@ -254,16 +269,20 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         cont_duration = container.duration / 1e6 if container.duration else None
         count, exact, cfr = declared, declared > 0, None
         truncated = False
+        short_of = None
         if scan:
             pts_list: list[int] = []
             last_dur = 0
             size = p.stat().st_size
             broken = False  # a packet of any stream cut off by the end of the file
             complete, last_end = 0, -1  # whole video packets; the end of the last packet of any stream
+            last_end_s = 0.0  # where the packets of any stream reached, in seconds
             try:
                 for packet in container.demux():  # every stream: in an interleaved file the audio may end it
                     if packet.size == 0:
                         continue
+                    if packet.pts is not None and packet.time_base is not None:
+                        last_end_s = max(last_end_s, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                     pos = packet.pos if packet.pos is not None else -1
                     end = pos + packet.size
                     if pos >= 0 and (end > size or (end == size and packet.is_corrupt)):
@@ -281,6 +300,11 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
                 pass  # a damaged tail: report what could be read; enhance reports the exact frame
             # the index lists frames the packets did not deliver, and they ran out at the end of the file
             truncated = declared > complete and (broken or last_end >= size)
+            # the same rule as the reader's at the end of a run, here before it starts
+            if not declared and cont_duration and last_end_s > 0:
+                first = container.start_time / 1e6 if container.start_time else 0.0
+                if last_end_s - first < cont_duration - truncation_slack(cont_duration):
+                    short_of = cont_duration
             if pts_list:
                 count, exact = len(pts_list), True
                 pts_list.sort()
@@ -311,7 +335,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             container_duration=cont_duration, streams=tuple(_stream_info(s) for s in container.streams),
             video_tags=tuple((k, v.metadata[k]) for k in ("language", "title", "handler_name") if v.metadata.get(k)),
             container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
-            index_frames=declared, truncated=bool(truncated),
+            index_frames=declared, truncated=bool(truncated), short_of=short_of,
         )
     finally:
         container.close()

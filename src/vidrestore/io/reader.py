@@ -18,12 +18,10 @@ import numpy as np
 
 from vidrestore.errors import InputError, one_line
 from vidrestore.io import failures
-from vidrestore.io.probe import VideoInfo, open_input
+from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
 from vidrestore.io.worker import Reading, Worker
 
 # a file whose packets stop this much before its declared duration is reported as truncated
-_TRUNCATION_SLACK_S = 0.5
-_TRUNCATION_SLACK_FRACTION = 0.02
 
 
 @dataclass
@@ -137,7 +135,7 @@ class FrameReader(Reading):
                 raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
                                  f"in {path}")
             if container_duration and last_end_s > 0:
-                slack = max(_TRUNCATION_SLACK_S, _TRUNCATION_SLACK_FRACTION * container_duration)
+                slack = truncation_slack(container_duration)
                 start = container.start_time / 1e6 if container.start_time else 0.0
                 if last_end_s - start < container_duration - slack:
                     raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
