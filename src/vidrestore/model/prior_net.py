@@ -256,12 +256,17 @@ class FlowHead(nn.Module):
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         c2, ch = cfg.channels[1], cfg.head
-        self.body = nn.Sequential(conv(3 * c2 + 2 + 1, ch), act(), conv(ch, ch), act(), conv(ch, ch), act())
+        self.body = nn.Sequential(conv(3 * c2 + 2 + 2, ch), act(), conv(ch, ch), act(), conv(ch, ch), act())
         self.delta = zero_init(conv(ch, 3))
 
-    def forward(self, own: torch.Tensor, other: torch.Tensor, flow4: torch.Tensor, tau: torch.Tensor):
+    def forward(self, own: torch.Tensor, other: torch.Tensor, flow4: torch.Tensor, tau: torch.Tensor,
+                sharp: bool = False):
+        """``sharp``: the inputs are known to be sharp (interp mode), where the classical flow is at its best
+        and a correction learnt on blurry input would only blur it: the head is told, as one more channel."""
         dt = own.dtype
-        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), (flow4 / 4.0).to(dt), tau.to(dt)), dim=1)))
+        flag = torch.full_like(tau, 1.0 if sharp else 0.0).to(dt)
+        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), (flow4 / 4.0).to(dt), tau.to(dt), flag),
+                                           dim=1)))
         return d[:, :2], d[:, 2:3]
 
 
@@ -357,7 +362,7 @@ class PriorNet(nn.Module):
         warped4 = [backward_warp(f4[s], flows4[s]) for s in (0, 1)]
         logits = []
         for s in (0, 1):
-            d, logit = self.flow_head(warped4[s], warped4[1 - s], flows4[s], taus[s].expand(-1, 1, *size4))
+            d, logit = self.flow_head(warped4[s], warped4[1 - s], flows4[s], taus[s].expand(-1, 1, *size4), sharp)
             # d is in full-resolution pixels (so a step of the optimizer moves the flow by as much at any scale)
             flows[s] = flows[s] + F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False)
             logits.append(logit)
