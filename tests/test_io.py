@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import moving_pattern
 from vidrestore.errors import InputError, OutputError, UsageError
@@ -161,3 +162,23 @@ def test_a_matroska_file_cut_short_is_refused_before_the_run(make_clip, tmp_path
     with pytest.raises(InputError, match=r"is truncated: its header says 2\.0\d s .* ends after \d+ frames"):
         check_complete(info)
     assert probe(full, scan=True).short_of is None
+
+
+@pytest.mark.parametrize("name, seconds", [("xvid_default.avi", 0.48), ("xvid_bf.avi", 0.44)])
+def test_avi_as_ffmpeg_writes_it_runs_with_every_frame_and_its_timing(tiny_model, tmp_path, name, seconds):
+    """FFmpeg's default AVI (MPEG-4 Part 2 + MP3) decodes cleanly to 11 frames, but its header counts a
+    zero-byte drop chunk as a 12th: it was refused as "decoding stopped at frame 11 of 12" (exit 3).
+    Now both variants run, with the drop kept as timing (frame 0 shows for two intervals)."""
+    from pathlib import Path as P
+
+    from vidrestore.config import EnhanceConfig
+    from vidrestore.pipeline import run
+
+    src = P(__file__).parent / "assets" / "avi" / name
+    out = tmp_path / "o.mp4"
+    summary = run(EnhanceConfig(input=src, output=out, factor=2, mode="interp"), model=tiny_model,
+                  device=torch.device("cpu"), dtype=torch.float32)
+    assert summary.frames_in == 11 and summary.frames_out == 22
+    info = probe(out, scan=True)
+    assert info.frame_count == 22 and abs(info.duration - seconds) < 1e-3  # 12 slots of 1/25 s; 11 from 1/25 s
+    assert [s.type for s in info.streams] == ["video", "audio"]

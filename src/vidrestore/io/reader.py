@@ -127,6 +127,11 @@ class FrameReader(Reading):
             total = count + (1 if pending is not None else 0)
             if total == 0:
                 raise InputError(f"no decodable video frames in {path}")
+            if info.frame_count_exact and 0 < info.frame_count < declared:
+                # the header counts more than the scan found whole, and the file was not cut short (the
+                # probe says so): AVI counts its zero-byte "drop" chunks, slots where the previous frame
+                # stays on screen, which hold no frame to decode
+                declared = info.frame_count
             if declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
                                  f"of {declared} in {path}")

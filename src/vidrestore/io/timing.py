@@ -68,7 +68,15 @@ def on_grid(pts: list[int], time_base: Fraction, rate: Fraction) -> bool:
     if rate <= 0 or not pts:
         return False
     step = 1 / (rate * time_base)
-    return all(abs(p - pts[0] - j * step) <= 1 for j, p in enumerate(pts))
+    tol = _tolerance(step)
+    return all(abs(p - pts[0] - j * step) <= tol for j, p in enumerate(pts))
+
+
+def _tolerance(step: Fraction) -> Fraction:
+    """How far (ticks) a timestamp may sit from its grid point: one tick (a coarse time base rounds), but
+    under half a step, so that a time base as coarse as the rate (AVI: 1/25 at 25 fps) does not let a
+    missing frame pass for rounding."""
+    return min(Fraction(1), step / 3)
 
 
 def input_timing(path: Path, index: int) -> InputTiming:
@@ -111,10 +119,11 @@ def grid_gaps(pts: list[int], time_base: Fraction, rate: Fraction) -> tuple[Gap,
     if rate <= 0 or len(pts) < 2:
         return ()
     step = 1 / (rate * time_base)
+    tol = _tolerance(step)
     index = []
     for p in pts:
         j = round((p - pts[0]) / step)
-        if abs(p - pts[0] - j * step) > 1 or (index and j <= index[-1]):
+        if abs(p - pts[0] - j * step) > tol or (index and j <= index[-1]):
             return ()
         index.append(j)
     return tuple(Gap(Fraction(a) * time_base, Fraction(b) * time_base, jb - ja - 1)
