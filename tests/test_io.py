@@ -182,3 +182,21 @@ def test_avi_as_ffmpeg_writes_it_runs_with_every_frame_and_its_timing(tiny_model
     info = probe(out, scan=True)
     assert info.frame_count == 22 and abs(info.duration - seconds) < 1e-3  # 12 slots of 1/25 s; 11 from 1/25 s
     assert [s.type for s in info.streams] == ["video", "audio"]
+
+
+def test_our_own_avi_output_reads_back_as_written(tiny_model, make_clip, tmp_path):
+    """`-o x.avi` wrote 20 frames under a header that counted 240; `info` called it variable-rate and
+    `enhance` refused it. It reads back with its frames, rate and duration, and runs again."""
+    from vidrestore.config import EnhanceConfig
+    from vidrestore.pipeline import run
+
+    src = make_clip("in.mp4", n=10, audio=False)
+    avi = tmp_path / "x.avi"
+    run(EnhanceConfig(input=src, output=avi, factor=2, mode="interp"), model=tiny_model, device=torch.device("cpu"),
+        dtype=torch.float32)
+    info = probe(avi, scan=True)
+    assert (info.frame_count, info.cfr, info.rate) == (20, True, Fraction(60000, 1001))
+    assert info.index_frames in (0, 20) and info.truncation() is None
+    again = run(EnhanceConfig(input=avi, output=tmp_path / "y.mp4", factor=2, mode="interp"), model=tiny_model,
+                device=torch.device("cpu"), dtype=torch.float32)
+    assert again.frames_out == 40
