@@ -1,6 +1,6 @@
 """Mutated video files: every one is refused with a typed error, or runs with exactly the frames it holds.
 
-A seeded generator damages small valid clips (several containers and codecs) with a handful of mutators:
+A seeded generator damages small valid clips (five containers, eight codecs) with a handful of mutators:
 flipped bytes, zeroed, deleted, duplicated or inserted ranges, truncation, a damaged header. For every
 file, in-process: ``plan`` (probe, packet scan, timing and gap checks) either raises a
 ``VidrestoreError`` or passes, and then the pipeline's reader either raises one or yields exactly the
@@ -27,14 +27,18 @@ from vidrestore.config import EnhanceConfig
 from vidrestore.errors import VidrestoreError
 
 COUNT = int(os.environ.get("VIDRESTORE_FUZZ", "240"))
-CLI_EVERY = 24  # one file in this many also goes through the command line
-SEEDS = (  # (name, codec, audio)
-    ("h264.mp4", "libx264", True),
-    ("h264.mkv", "libx264", False),
-    ("vp9.webm", "libvpx-vp9", False),
-    ("h264.mov", "libx264", True),
-    ("mpeg4.avi", "mpeg4", False),
-    ("ffv1.mkv", "ffv1", False),
+CLI_EVERY = int(os.environ.get("VIDRESTORE_FUZZ_CLI_EVERY", "24"))  # one file in this many also through the CLI
+SEEDS = (  # (name, codec, pixel format, audio)
+    ("h264.mp4", "libx264", "yuv420p", True),
+    ("h264.mkv", "libx264", "yuv420p", False),
+    ("vp9.webm", "libvpx-vp9", "yuv420p", False),
+    ("h264.mov", "libx264", "yuv420p", True),
+    ("mpeg4.avi", "mpeg4", "yuv420p", False),
+    ("ffv1.mkv", "ffv1", "yuv420p", False),
+    ("hevc.mp4", "libx265", "yuv420p", True),
+    ("vp8.webm", "libvpx", "yuv420p", False),
+    ("mjpeg.avi", "mjpeg", "yuvj420p", False),
+    ("prores.mov", "prores_ks", "yuv422p10le", False),
 )
 
 
@@ -97,7 +101,8 @@ MUTATORS = (_flip, _zero, _delete, _duplicate, _insert, _truncate, _header, _swa
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("seeds")
-    return [write_clip(folder / name, n=12, size=(64, 48), codec=codec, audio=audio) for name, codec, audio in SEEDS]
+    return [write_clip(folder / name, n=12, size=(64, 48), codec=codec, pix_fmt=pix_fmt, audio=audio)
+            for name, codec, pix_fmt, audio in SEEDS]
 
 
 def _mutants(seeds: list[Path], folder: Path, count: int):
