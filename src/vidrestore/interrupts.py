@@ -53,10 +53,16 @@ def held() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        restore(previous)
         for signum in dict.fromkeys(caught):  # once each: a second Ctrl-C changes nothing more
             signal.raise_signal(signum)
+
+
+def restore(handlers: dict[int, object]) -> None:
+    """Put back signal handlers that ``signal.signal`` returned (None, for one not set from Python: the
+    default)."""
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def importing(frame: object) -> bool:

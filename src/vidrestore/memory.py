@@ -48,10 +48,7 @@ def probe_bytes_per_pixel(rt: Runtime, padded: tuple[int, int], multiple: int, f
     with torch.inference_mode(), rt.autocast():
         frames = [x + 0.01 * i for i in range(4)]
         feats = [model.encode(f) for f in frames]
-        extra = {}
-        if getattr(model, "needs_prior", False):
-            zero = torch.zeros((1, 2, sh, sw), device=device)
-            extra["prior"] = PriorFlows(zero, zero, zero)
+        extra = {"prior": PriorFlows.zero(sh, sw, device)} if getattr(model, "needs_prior", False) else {}
         model.restore(frames, feats, times, with_key=mode != "interp", sharp=mode == "interp", **extra)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base

@@ -17,20 +17,8 @@ from vidrestore.flow import dis_flow
 from vidrestore.model.prior_net import PriorFlows
 
 
-def pair_flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flow a -> b, flow b -> a) of two HxWx3 uint8 RGB frames."""
-    return dis_flow(a, b), dis_flow(b, a)
-
-
 def _tensor(flows: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).contiguous()
-
-
-def window_prior(frames: Sequence[np.ndarray]) -> PriorFlows:
-    """The prior of one window F(i-1), F(i), F(i+1), F(i+2) (HxWx3 uint8), as [1, 2, H, W] tensors."""
-    f01, f10 = pair_flows(frames[1], frames[2])
-    f0p = dis_flow(frames[1], frames[0])
-    return PriorFlows(_tensor([f01]), _tensor([f10]), _tensor([f0p]))
 
 
 def batch_prior(windows: Sequence[Sequence[np.ndarray]], pool: ThreadPoolExecutor | None = None) -> PriorFlows:
@@ -44,6 +32,11 @@ def batch_prior(windows: Sequence[Sequence[np.ndarray]], pool: ThreadPoolExecuto
         futures: list[Future] = [pool.submit(dis_flow, a, b) for a, b in jobs]
         flows = [f.result() for f in futures]
     return PriorFlows(_tensor(flows[0::3]), _tensor(flows[1::3]), _tensor(flows[2::3]))
+
+
+def window_prior(frames: Sequence[np.ndarray]) -> PriorFlows:
+    """The prior of one window F(i-1), F(i), F(i+1), F(i+2) (HxWx3 uint8), as [1, 2, H, W] tensors."""
+    return batch_prior([frames])
 
 
 def to_u8(arr: np.ndarray) -> np.ndarray:

@@ -61,8 +61,7 @@ def _signals_as_interrupt() -> Iterator[None]:
         raise
     finally:
         if not _ignored:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            interrupts.restore(previous)
 
 
 def _interrupted(command: str | None) -> Interrupted:
@@ -119,8 +118,7 @@ class LazyGroup(click.Group):
             if args is None:  # the process is exiting: a late signal must not print a traceback from threading
                 interrupts.ignore_from_now()
             if args is not None and _ignored and threading.current_thread() is threading.main_thread():
-                for signum, handler in _ignored.items():
-                    signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+                interrupts.restore(_ignored)
             if args is not None:
                 _ignored.clear()
 

@@ -68,6 +68,7 @@ def format_info(vi) -> str:
         tags = (s.detail, f"[{s.language}]" if s.language else "", f'"{s.title}"' if s.title else "")
         extra = " ".join(x for x in tags if x)
         lines.append(f"  #{s.index} {s.type:<8} {s.codec or '-':<10} {extra}".rstrip())
-    if vi.truncation():
-        lines.append(f"warning: {vi.truncation()}")
+    truncation = vi.truncation()
+    if truncation:
+        lines.append(f"warning: {truncation}")
     return "\n".join(lines)

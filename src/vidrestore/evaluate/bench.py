@@ -284,10 +284,7 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
         feats = model.encode(x)
         with FlopCounterMode(display=False) as enc_counter:
             model.encode(x)
-        extra = {}
-        if getattr(model, "needs_prior", False):
-            zero = torch.zeros((1, 2, *x.shape[-2:]), device=device)
-            extra["prior"] = PriorFlows(zero, zero, zero)
+        extra = {"prior": PriorFlows.zero(*x.shape[-2:], device)} if getattr(model, "needs_prior", False) else {}
         with FlopCounterMode(display=False) as res_counter:
             model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"), sharp=(mode == "interp"), **extra)
     enc = n_tiles * enc_counter.get_total_flops() / 2

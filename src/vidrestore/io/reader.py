@@ -21,8 +21,6 @@ from vidrestore.io import failures
 from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
 from vidrestore.io.worker import Reading, Worker
 
-# a file whose packets stop this much before its declared duration is reported as truncated
-
 
 @dataclass
 class DecodedFrame:

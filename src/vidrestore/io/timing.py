@@ -65,11 +65,24 @@ class InputTiming:
 
 def on_grid(pts: list[int], time_base: Fraction, rate: Fraction) -> bool:
     """Every ``pts[j]`` (sorted) within one tick of ``pts[0] + j / (rate * time_base)``."""
+    index = grid_index(pts, time_base, rate)
+    return index is not None and index == list(range(len(pts)))
+
+
+def grid_index(pts: list[int], time_base: Fraction, rate: Fraction) -> list[int] | None:
+    """Each ``pts`` (sorted)'s point j on the grid ``pts[0] + j / (rate * time_base)``, strictly increasing;
+    None when a timestamp is off the grid (more than ``_tolerance`` away) or there is none."""
     if rate <= 0 or not pts:
-        return False
+        return None
     step = 1 / (rate * time_base)
     tol = _tolerance(step)
-    return all(abs(p - pts[0] - j * step) <= tol for j, p in enumerate(pts))
+    index: list[int] = []
+    for p in pts:
+        j = round((p - pts[0]) / step)
+        if abs(p - pts[0] - j * step) > tol or (index and j <= index[-1]):
+            return None
+        index.append(j)
+    return index
 
 
 def _tolerance(step: Fraction) -> Fraction:
@@ -102,11 +115,12 @@ def input_timing(path: Path, index: int) -> InputTiming:
     pts.sort()
     start = Fraction(pts[0]) * time_base if pts else Fraction(0)
     rates = [c for r in declared for c in (standard_rate(r), r) if c is not None]
-    for rate in rates:
-        if on_grid(pts, time_base, rate):
+    indices = [(rate, grid_index(pts, time_base, rate)) for rate in rates]
+    for rate, index in indices:
+        if index is not None and index == list(range(len(pts))):
             return InputTiming(rate, start)
-    for rate in rates:
-        gaps = grid_gaps(pts, time_base, rate)
+    for rate, index in indices:
+        gaps = _gaps(pts, index, time_base) if index is not None else ()
         if gaps:
             return InputTiming(None, start, gaps, rate, errors)
     return InputTiming(None, start)
@@ -116,16 +130,11 @@ def grid_gaps(pts: list[int], time_base: Fraction, rate: Fraction) -> tuple[Gap,
     """Where a stream with every ``pts`` (sorted) within one tick of a point of the grid
     ``pts[0] + j / (rate * time_base)``, at strictly increasing j, skips grid points: the gaps; () when
     it has none or is not on the grid (a variable-rate stream)."""
-    if rate <= 0 or len(pts) < 2:
-        return ()
-    step = 1 / (rate * time_base)
-    tol = _tolerance(step)
-    index = []
-    for p in pts:
-        j = round((p - pts[0]) / step)
-        if abs(p - pts[0] - j * step) > tol or (index and j <= index[-1]):
-            return ()
-        index.append(j)
+    index = grid_index(pts, time_base, rate)
+    return _gaps(pts, index, time_base) if index is not None else ()
+
+
+def _gaps(pts: list[int], index: list[int], time_base: Fraction) -> tuple[Gap, ...]:
     return tuple(Gap(Fraction(a) * time_base, Fraction(b) * time_base, jb - ja - 1)
                  for a, b, ja, jb in zip(pts, pts[1:], index, index[1:]) if jb - ja > 1)
 

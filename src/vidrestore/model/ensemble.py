@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from vidrestore.model.network import window_features
+from vidrestore.model.layers import window_features
 
 # the mirrorings, in the order their passes are added: none, left-right, up-down, both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))

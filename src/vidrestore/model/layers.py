@@ -35,3 +35,11 @@ def check_multiple(frame: torch.Tensor, multiple: int) -> None:
     """A network's input must be padded to a multiple of its ``multiple`` (the caller pads, not the network)."""
     if frame.shape[-1] % multiple or frame.shape[-2] % multiple:
         raise ValueError(f"frame size {tuple(frame.shape[-2:])} is not a multiple of {multiple}; pad it first")
+
+
+def window_features(encode, frames: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Each frame of windows ``frames`` [B, 4, 3, H, W] encoded by ``encode`` (one call for all B*4 frames):
+    a list of 4 feature tuples, each level [B, ...]."""
+    b, n = frames.shape[:2]
+    flat = encode(frames.flatten(0, 1))
+    return [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]

@@ -50,7 +50,7 @@ from vidrestore.model.attention import (
     window_products,
 )
 from vidrestore.model.filters import box_mean
-from vidrestore.model.layers import ResBlock, act, check_multiple, conv, zero_init
+from vidrestore.model.layers import ResBlock, act, check_multiple, conv, window_features, zero_init
 from vidrestore.model.polish import luma, polish_flows
 from vidrestore.model.warp import backward_warp, resize_flow
 
@@ -535,14 +535,6 @@ class _Pair:
     def rep(self, t: torch.Tensor) -> torch.Tensor:
         """[B, ...] -> [B*T, ...], each item repeated for its T times."""
         return t.repeat_interleave(self.n_t, dim=0)
-
-
-def window_features(encode, frames: torch.Tensor) -> list[Features]:
-    """Each frame of windows ``frames`` [B, 4, 3, H, W] encoded by ``encode`` (one call for all B*4 frames):
-    a list of 4 feature tuples, each level [B, ...]."""
-    b, n = frames.shape[:2]
-    flat = encode(frames.flatten(0, 1))
-    return [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]
 
 
 def box_difference(a: torch.Tensor, b: torch.Tensor, kernel: int) -> torch.Tensor:

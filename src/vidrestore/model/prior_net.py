@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidrestore.model.attention import window_products
-from vidrestore.model.layers import ResBlock, act, check_multiple, conv, zero_init
+from vidrestore.model.layers import ResBlock, act, check_multiple, conv, window_features, zero_init
 from vidrestore.model.warp import backward_warp, resize_flow
 
 ARCH = "prior"
@@ -59,6 +59,12 @@ class PriorFlows(NamedTuple):
     f01: torch.Tensor  # F(i) -> F(i+1)
     f10: torch.Tensor  # F(i+1) -> F(i)
     f0p: torch.Tensor  # F(i) -> F(i-1)
+
+    @classmethod
+    def zero(cls, height: int, width: int, device: torch.device | str = "cpu") -> "PriorFlows":
+        """No motion, for one [1, 2, height, width] item (probes of memory and cost)."""
+        z = torch.zeros((1, 2, height, width), device=device)
+        return cls(z, z, z)
 
 
 @dataclass(frozen=True)
@@ -250,8 +256,8 @@ class PairCorrection(nn.Module):
 
 class FlowHead(nn.Module):
     """Per t and side, at 1/4 scale: a correction of that side's flow to t (in full-resolution pixels) and its
-    visibility logit, from
-    both sides' 1/4 features warped to t, their difference, the flow and t. Shared by both sides."""
+    visibility logit, from both sides' 1/4 features warped to t, their difference, the flow and t. Shared by
+    both sides."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
@@ -338,9 +344,7 @@ class PriorNet(nn.Module):
         """frames [B, 4, 3, H, W]; times [T] or [B, T]. Returns (key [B,3,H,W], inter [B,T,3,H,W])."""
         if frames.shape[1] != 4:
             raise ValueError(f"expected a window of 4 frames, got {frames.shape[1]}")
-        b, n = frames.shape[:2]
-        flat = self.encode(frames.flatten(0, 1))
-        feats = [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]
+        feats = window_features(self.encode, frames)
         key, inter = self.restore([frames[:, i] for i in range(4)], feats, times, prior, with_key=True, sharp=sharp)
         assert key is not None
         return key, inter

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 
 from vidrestore.errors import Interrupted, ProcessingError, UsageError
-from vidrestore.model.network import VidRestoreNet, config_to_json, window_features
+from vidrestore.model.layers import window_features
+from vidrestore.model.network import VidRestoreNet, config_to_json
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.synth.scenes import Sample, default_times, render_batch, validation_set
 from vidrestore.synth.textures import TextureBank

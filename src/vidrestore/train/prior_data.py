@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vidrestore.frames import quantize
 from vidrestore.model.prior_net import PriorFlows
 from vidrestore.prior import batch_prior
 from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
@@ -61,15 +62,6 @@ class BlurConfig:
     #                                                  evaluation's longest blur is 32 px at 640x360
     lucky_prob: float = 0.2  # per input frame of a blurred item: this frame is sharp(er) (no shake)
     noise: float = 0.01  # max std of Gaussian noise (then rounded to 8 bits)
-
-
-def _quantize(x: torch.Tensor) -> torch.Tensor:
-    return torch.round(x.clamp(0, 1) * 255) / 255
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    """[3, H, W] in [0, 1] -> HxWx3 uint8."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
 def load_footage(paths: Sequence[str | Path], max_side: int, skip_frames: Sequence[int] | int = 0,
@@ -214,6 +206,8 @@ def _finish(inputs: torch.Tensor, key: torch.Tensor, inter: torch.Tensor, times:
     if times.numel() > MAX_TIMES:
         keep = torch.randperm(times.numel(), generator=generator)[:MAX_TIMES].sort().values
         times, inter = times[keep], inter[:, keep]
-    inputs = _quantize(inputs)
-    windows = [[_u8(inputs[b, i]) for i in range(4)] for b in range(inputs.shape[0])]
+    b, n = inputs.shape[:2]
+    u8 = quantize(inputs.flatten(0, 1))  # [B*4, H, W, 3], as decoded video holds them
+    inputs = (torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255).unflatten(0, (b, n))
+    windows = [list(u8[i * n:(i + 1) * n]) for i in range(b)]
     return Batch(inputs, key, inter, times, batch_prior(windows, pool), sharp, source)

@@ -22,11 +22,13 @@ from typing import Any, Callable
 import torch
 
 from vidrestore.errors import UsageError
+from vidrestore.model.layers import window_features
 from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.losses import charbonnier, laplacian_loss
 from vidrestore.train.prior_data import Batch, BlurConfig, RealSampler, SyntheticSampler, footage_paths, load_footage
+from vidrestore.train.recipe import set_items
 from vidrestore.weights import save_weights
 
 SOURCES = ("real", "interp", "synthetic")
@@ -112,17 +114,7 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
 
 def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """``--set NAME=VALUE`` items (VALUE in TOML syntax, else a string) -> recipe fields."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set steps=2")
-        try:
-            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = value.strip()
-        out[key.strip().lstrip("-").replace("-", "_")] = parsed
-    return out
+    return {key.strip().lstrip("-").replace("-", "_"): value for key, value in set_items(items)}
 
 
 class _Data:
@@ -190,9 +182,7 @@ def outputs(model: PriorNet, batch: Batch) -> tuple[torch.Tensor | None, torch.T
     """The network on a batch as the engine runs it: interp-mode batches (sharp inputs) keep their key
     frames as decoded, so only their in-between frames are made."""
     frames = batch.inputs
-    b, n = frames.shape[:2]
-    flat = model.encode(frames.flatten(0, 1))
-    feats = [tuple(part.unflatten(0, (b, n))[:, i] for part in flat) for i in range(n)]
+    feats = window_features(model.encode, frames)
     return model.restore([frames[:, i] for i in range(4)], feats, batch.times, batch.prior,
                          with_key=not batch.sharp, sharp=batch.sharp)
 

@@ -161,17 +161,25 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``--set NAME=VALUE`` items -> flat train options."""
-    out: dict[str, Any] = {}
+def set_items(items: Sequence[str]) -> list[tuple[str, Any]]:
+    """``--set NAME=VALUE`` items -> (NAME as given, parsed VALUE) pairs."""
+    out: list[tuple[str, Any]] = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set steps=2")
+        out.append((key, parse_value(value.strip())))
+    return out
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` items -> flat train options."""
+    out: dict[str, Any] = {}
+    for key, value in set_items(items):
         name = option_name(key)
         if name in _RUNNER_KEYS:
             raise UsageError(f"--set {key}: the recipe runner sets {name} itself")
-        out[name] = parse_value(value.strip())
+        out[name] = value
     return out
 
 
