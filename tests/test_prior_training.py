@@ -146,3 +146,15 @@ def test_eval_blur_length_only_with_the_deblur_protocol():
         EvalConfig(protocol="joint", stride=8, exposure=7, blur_length=16)
     with pytest.raises(UsageError, match="blur-length"):
         EvalConfig(protocol="deblur", stride=16, exposure=15, blur_length=0)
+
+
+def test_restoration_path_has_its_own_learning_rate_scale():
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet
+    from vidrestore.train.prior_loop import PriorTrainConfig, _param_groups
+
+    model = PriorNet(PRIOR_CONFIGS["tiny"])
+    groups = _param_groups(model, PriorTrainConfig(name="t", out="x", restore_lr_scale=3.0))
+    assert [g["scale"] for g in groups] == [1.0, 3.0]
+    restore = {id(p) for p in model.restorer.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == restore
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

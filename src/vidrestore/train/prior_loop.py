@@ -43,6 +43,7 @@ class PriorTrainConfig:
     batch: int = 4
     crop: int = 160
     lr: float = 4e-4
+    restore_lr_scale: float = 1.0  # the restoration path's learning rate, as a multiple of ``lr``
     warmup: int = 200
     weight_decay: float = 1e-4
     minutes: float | None = None  # this call's budget
@@ -248,6 +249,15 @@ def _lr(cfg: PriorTrainConfig, step: int) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def _param_groups(model: PriorNet, cfg: PriorTrainConfig) -> list[dict[str, Any]]:
+    """Two groups: the restoration path (its own ``restore_lr_scale``: it makes images, and learns
+    slowly at the rate that suits the flow corrections, whose units are pixels of motion), the rest."""
+    restore = [p for p in model.restorer.parameters()]
+    ids = {id(p) for p in restore}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest, "scale": 1.0}, {"params": restore, "scale": cfg.restore_lr_scale}]
+
+
 def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) a recipe on the CPU; returns the last validation and the export path."""
     out = Path(cfg.out)
@@ -264,7 +274,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.precision, device)
     model = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(cfg.seed)
     step, seconds, history = 0, 0.0, []
     ckpt = find_checkpoint(out)
@@ -273,6 +283,8 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
         step, seconds, history = int(state["step"]), float(state["seconds"]), list(state.get("val", []))
         if "cpu" in rng:
             g.set_state(rng["cpu"])
+        for group, fresh in zip(opt.param_groups, _param_groups(model, cfg)):
+            group["scale"] = fresh["scale"]  # the recipe's, not the checkpoint's
         log("resume", f"resumed {cfg.name} at step {step} ({seconds / 60:.1f} min trained)", step=step)
     data = _Data(cfg, lambda text: log("data", text))
     workers = _Workers(data, cfg, cfg.seed + step) if cfg.data_workers > 0 else None  # forked before any compute
@@ -293,7 +305,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
         while step < cfg.steps and (budget is None or time.monotonic() - start < budget):
             batch = (workers.next() if workers is not None else data.next(cfg, g)).to(device)
             for group in opt.param_groups:
-                group["lr"] = _lr(cfg, step)
+                group["lr"] = _lr(cfg, step) * group["scale"]
             with autocast(device, dtype):
                 loss = loss_of(model, batch, cfg)
             opt.zero_grad(set_to_none=True)
