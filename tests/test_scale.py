@@ -1,0 +1,271 @@
+"""Folders, chunks, workers and resume (vidrestore.scale): a chunked run gives the frames, timestamps and
+duration of a run in one piece (bit-identical frames with a lossless codec), on this process or on a local
+Ray of two workers; a killed worker or driver loses no output; a folder with a bad file finishes the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import decode_all, moving_pattern, packet_times, write_clip
+from vidrestore import runtime
+from vidrestore.config import EnhanceConfig, RunOptions
+from vidrestore.io.index import FrameIndex, frame_index
+from vidrestore.scale import chunks as ch
+from vidrestore.scale.batch import ScaleOptions, enhance_all
+from vidrestore.scale.manifest import job_dir
+from vidrestore.scale.pool import LocalPool
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "VIDRESTORE_PROGRESS_INTERVAL": "0"}
+HAVE_RAY = __import__("importlib").util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'vidrestore[ray]')")
+
+CUT = 40  # the scene cut, on a key frame (every 8th) and so on a chunk boundary
+
+
+def cut_frames(n: int = 64) -> list[np.ndarray]:
+    a = moving_pattern(CUT, 96, 64)
+    b = [f // 4 for f in moving_pattern(n - CUT, 96, 64, seed=3)]  # a dark scene: a clear cut
+    return a + b
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("scale") / "cut.mp4", cut_frames(), gop=8)
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_model):
+    rt = runtime.load(RunOptions(), model=tiny_model, device=torch.device("cpu"), dtype=torch.float32)
+    return LocalPool(EnhanceConfig(input="x.mp4", output="y.mp4"), runtime=rt)
+
+
+def config(src: Path, out: Path, **kw) -> EnhanceConfig:
+    codec = {"mkv": "ffv1", "mp4": "libx264"}[out.suffix[1:]]
+    extra = {"crf": 0} if codec == "libx264" else {}  # x264 at qp 0: lossless
+    return EnhanceConfig(input=src, output=out, factor=2, codec=codec, **extra, **kw)
+
+
+def assert_same_video(a: Path, b: Path) -> None:
+    import av
+
+    fa, fb = decode_all(a, "rgb24"), decode_all(b, "rgb24")
+    assert len(fa) == len(fb) and all(np.array_equal(x, y) for x, y in zip(fa, fb))
+    assert packet_times(a)[0] == packet_times(b)[0]  # every video timestamp
+    assert packet_times(a, "audio")[0] == packet_times(b, "audio")[0]
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        assert ca.duration == cb.duration
+        assert [s.type for s in ca.streams] == [s.type for s in cb.streams]
+        assert ca.streams.video[0].time_base == cb.streams.video[0].time_base
+
+
+def test_chunks_start_at_key_frames_and_prefer_scene_cuts():
+    pts = tuple(range(0, 3000, 10))
+    # key frames every 50 frames, and an encoder's early one at 130 (a scene cut)
+    index = FrameIndex(pts, (0, 50, 100, 130, 180, 230, 280), 3000)
+    assert ch.scene_cut_keyframes(index) == {130}
+    chunks = ch.plan_chunks(index, 2)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 130), (130, 300)]  # 150 is ideal: the cut at 130 wins
+    chunks = ch.plan_chunks(index, 6)
+    assert all(c.start in index.keyframes for c in chunks)
+    assert sum(c.frames for c in chunks) == 300 and chunks[0].start == 0 and chunks[-1].stop == 300
+    single_key = FrameIndex(pts, (0,), 3000)
+    assert len(ch.plan_chunks(single_key, 4)) == 1
+    span = ch.span_of(index, chunks[1])
+    assert span.first == chunks[1].start - 1 and span.stop == chunks[1].stop + 2  # the halo
+    assert span.seek <= index.pts[span.first] and span.pts == index.pts[span.first:span.stop]
+
+
+def test_frame_index_reads_every_frame_and_key_frame(clip):
+    index = frame_index(clip, 0)
+    assert index is not None and len(index) == 64
+    assert index.keyframes == tuple(range(0, 64, 8))
+
+
+@pytest.mark.parametrize("ext, k", [("mkv", 8), ("mp4", 2), ("mkv", 2)])
+def test_chunked_output_is_the_single_run_output(pool, clip, tmp_path, ext, k):
+    single = tmp_path / f"single.{ext}"
+    whole, = enhance_all([config(clip, single)], ScaleOptions(chunks=1), pool=pool)
+    assert whole.status == "done", whole.message
+    out = tmp_path / f"chunked.{ext}"
+    notes: list[str] = []
+    result, = enhance_all([config(clip, out)], ScaleOptions(chunks=k), pool=pool, notes=notes.append)
+    assert result.status == "done", result.message
+    assert result.summary.frames_out == 128 and result.summary.scene_cuts == whole.summary.scene_cuts == 1
+    assert_same_video(single, out)
+    assert sorted(os.listdir(tmp_path)) == sorted([single.name, out.name])  # no job folder, no chunk left
+
+
+def test_a_killed_run_resumes_from_its_done_chunks(tiny_weights, clip, tmp_path):
+    """kill -9 of the whole job half way: the rerun reuses the finished chunks (it says so) and its
+    output is an uninterrupted run's."""
+    out = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(clip), "-o", str(out), "--weights", str(tiny_weights),
+           "--device", "cpu", "--threads", "1", "--codec", "ffv1", "--chunks", "8"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    manifest = job_dir(out) / "manifest.json"
+    deadline = time.monotonic() + 240
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = len(json.loads(manifest.read_text())["done"])
+        except (OSError, ValueError, KeyError):
+            done = 0
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()}"
+    proc.kill()
+    proc.wait()
+    assert not out.exists() and manifest.exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming out.mkv:" in again.stderr and "of 8 chunks" in again.stderr
+    assert not job_dir(out).exists()
+    single = tmp_path / "single.mkv"
+    subprocess.run([*cmd[:6], str(single), *cmd[7:-2], "--chunks", "1"], check=True, capture_output=True, env=ENV)
+    assert_same_video(single, out)
+
+
+def test_changed_options_start_over(pool, clip, tmp_path):
+    out = tmp_path / "out.mkv"
+    from vidrestore.scale.manifest import Job, input_identity, output_options
+
+    cfg = config(clip, out)
+    index = frame_index(clip, 0)
+    chunks = ch.plan_chunks(index, 4)
+    job = Job.open(out, input_identity(clip), output_options(cfg, "w"), chunks, lambda m: None)
+    job.chunk_path(0).write_bytes(b"x" * 10)
+    job.mark_done(0, 20, ((0, 0, 1),))
+    notes: list[str] = []
+    again = Job.open(out, input_identity(clip), output_options(cfg, "w"), chunks, notes.append)
+    assert list(again.done) == [0] and notes and notes[0].startswith("resuming out.mkv: 1 of 4 chunks")
+    notes.clear()
+    other = Job.open(out, input_identity(clip), output_options(config(clip, out, mode="interp"), "w"), chunks,
+                     notes.append)
+    assert other.done == {} and notes == ["out.mkv: the options changed since the interrupted run: starting over"]
+    other.chunk_path(1).write_bytes(b"y")
+    other.mark_done(1, 20, ((0, 0, 1),))
+    st = clip.stat()
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the input was touched
+    notes.clear()
+    Job.open(out, input_identity(clip), output_options(config(clip, out, mode="interp"), "w"), chunks, notes.append)
+    assert notes == ["out.mkv: the input changed since the interrupted run: starting over"]
+
+
+def test_workers_without_ray_name_the_extra(tiny_weights, clip, tmp_path):
+    code = ("import sys, importlib.util as u; real = u.find_spec; "
+            "u.find_spec = lambda name, *a: None if name == 'ray' else real(name, *a); "
+            "from vidrestore.cli import main; sys.argv = ['vidrestore', 'enhance', sys.argv[1], '-o', sys.argv[2], "
+            "'--workers', '2']; main()")
+    r = subprocess.run([sys.executable, "-c", code, str(clip), str(tmp_path / "o.mp4")], capture_output=True, text=True,
+                       env=ENV, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("vidrestore: error: --workers above 1 and --ray run on Ray, which is not installed: "
+                                "pip install 'vidrestore[ray]'")
+    assert os.listdir(tmp_path) == []
+
+
+# -- a local Ray of two workers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_pool(tiny_weights):
+    if not HAVE_RAY:
+        pytest.skip("Ray is not installed (pip install 'vidrestore[ray]')")
+    from vidrestore.scale.pool import RayPool
+
+    cfg = EnhanceConfig(input="x.mp4", output="y.mp4", run=RunOptions(weights=str(tiny_weights), device="cpu"))
+    p = RayPool(cfg, 2, threads=1)
+    yield p
+    p.stop()
+
+
+@needs_ray
+def test_two_ray_workers_give_the_single_run_output(ray_pool, pool, tiny_weights, clip, tmp_path):
+    run = RunOptions(weights=str(tiny_weights), device="cpu")
+    single = tmp_path / "single.mkv"
+    enhance_all([config(clip, single)], ScaleOptions(chunks=1), pool=pool)
+    out = tmp_path / "ray.mkv"
+    result, = enhance_all([config(clip, out, run=run)], ScaleOptions(workers=2, chunks=8), pool=ray_pool)
+    assert result.status == "done", result.message
+    assert_same_video(single, out)
+
+
+@needs_ray
+def test_a_worker_killed_mid_job_is_replaced(ray_pool, pool, tiny_weights, tmp_path):
+    """SIGKILL of one of the two workers while it runs a chunk: a new worker runs that chunk again and the
+    output is the uninterrupted one."""
+    src = write_clip(tmp_path / "long.mp4", moving_pattern(160, 96, 64), gop=16)
+    run = RunOptions(weights=str(tiny_weights), device="cpu")
+    single = tmp_path / "single.mkv"
+    enhance_all([config(src, single)], ScaleOptions(chunks=1), pool=pool)
+    victim = ray_pool.pids()[0]
+    killed = []
+
+    def progress(p):
+        if not killed and p.frames_out > 0:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    out = tmp_path / "ray.mkv"
+    result, = enhance_all([config(src, out, run=run)], ScaleOptions(workers=2, chunks=10), pool=ray_pool,
+                          progress=progress)
+    assert killed and result.status == "done", result.message
+    assert victim not in ray_pool.pids()
+    assert_same_video(single, out)
+
+
+@needs_ray
+def test_a_folder_with_a_corrupt_file_finishes_the_others(tiny_weights, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_clip(src / "a.mp4", moving_pattern(12, 64, 48))
+    write_clip(src / "sub" / "b.mkv", moving_pattern(10, 64, 48, seed=2))
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(out), "--recursive",
+           "--weights", str(tiny_weights), "--device", "cpu", "--workers", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "2 done, 1 failed, 0 skipped of 3 videos"
+    assert any(line.startswith("broken.mp4: failed: ") for line in r.stderr.splitlines()), r.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.mp4", "sub/b.mkv"]
+    assert len(decode_all(out / "a.mp4")) == 24 and len(decode_all(out / "sub" / "b.mkv")) == 20
+    again = subprocess.run(cmd[:-2] + ["--workers", "1"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 3
+    assert again.stderr.strip().splitlines()[-1] == "0 done, 1 failed, 2 skipped of 3 videos"
+
+
+@needs_ray
+def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
+    src = write_clip(tmp_path / "in.mp4", moving_pattern(240, 160, 96), gop=24)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.mkv"
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
+           "--device", "cpu", "--workers", "2", "--chunks", "8", "--codec", "ffv1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        folder = job_dir(out)
+        if folder.exists() and any(p.name.endswith(".mkv") and p.stat().st_size > 0 for p in folder.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written", err
+    assert os.listdir(out_dir) == []
