@@ -67,6 +67,7 @@ def write_clip(
     colour: tuple[int, int, int, int] | None = None,  # primaries, trc, matrix, range
     language: str | None = None,
     options: dict[str, str] | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Encode ``frames`` (HxWx3 uint8/uint16 RGB; default: a moving pattern) into ``path``,
     with a 440 Hz stereo AAC track exactly as long as the video when ``audio``."""
@@ -89,7 +90,10 @@ def write_clip(
     vs.time_base = tb
     vs.codec_context.time_base = tb
     if codec in ("libx264", "libx265"):
-        vs.codec_context.options = {"crf": "12", **({"x265-params": "log-level=error"} if codec == "libx265" else {})}
+        vs.codec_context.options = {"crf": "12", **({"x265-params": "log-level=error"} if codec == "libx265" else {}),
+                                    **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+    elif gop:
+        vs.codec_context.gop_size = gop
     if rotation or hflip:
         vs.set_display_rotation(rotation, hflip=hflip)
     if colour is not None:

@@ -199,7 +199,7 @@ def test_ctrl_c_removes_the_temp_file(cli, clip, tmp_path, monkeypatch):
 
     real = engine.Engine.process
 
-    def interrupted(self, frames, cuts=None):
+    def interrupted(self, frames, cuts=None, first=0):
         for n, out in enumerate(real(self, frames, cuts)):
             if n == 3:
                 raise KeyboardInterrupt

@@ -550,7 +550,7 @@ def test_a_bug_inside_the_run_is_exit_70_without_its_text_and_leaves_nothing(tin
     failure. Now exit 70, one line, and the partial output is gone all the same."""
     from vidrestore.engine import Engine
 
-    def broken(self, frames, cuts=None):
+    def broken(self, frames, cuts=None, first=0):
         raise KeyError("internal detail")
         yield  # pragma: no cover
 

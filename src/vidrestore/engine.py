@@ -149,12 +149,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # public
     # ------------------------------------------------------------------------------------------
-    def process(self, frames: Iterable[np.ndarray], cuts: Iterable[bool] | None = None) -> Iterator[np.ndarray]:
+    def process(self, frames: Iterable[np.ndarray], cuts: Iterable[bool] | None = None,
+                first: int = 0) -> Iterator[np.ndarray]:
         """Yield exactly ``N * factor`` HxWx3 frames (same dtype as the input: uint8 or uint16).
 
         ``cuts[j]`` True means a scene cut between input j-1 and j; None detects cuts with the
         configured threshold. In ``interp`` mode, output frame j*factor *is* the input array j
-        (the same object), so callers can recognise untouched frames.
+        (the same object), so callers can recognise untouched frames. ``first``: the index of the first
+        frame in the whole video (a chunk of a longer job): windows are batched at the same places as in
+        a run over the whole video, so that a chunk computes what that run computes.
         """
         self._reset()
         self.stats = EngineStats()
@@ -185,7 +188,8 @@ class Engine:
                 pending.append(plan_window(next_center, available, self._cut_before))
                 next_center += 1
                 done = ended and next_center >= available
-                if len(pending) >= self._windows_per_batch() or done:
+                per_batch = self._windows_per_batch()
+                if len(pending) >= per_batch or done or (first + next_center) % per_batch == 0:
                     outputs = self._run(pending)
                     pending = []
                     self._evict(below=next_center - 1)

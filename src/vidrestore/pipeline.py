@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,9 +23,21 @@ from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import InputError, ProcessingError, VidrestoreError
 from vidrestore.io import failures, files
 from vidrestore.io import writer as w
-from vidrestore.io.reader import DecodedFrame, FrameReader
+from vidrestore.io.reader import DecodedFrame, FrameReader, Span
 from vidrestore.io.sequence import SequenceReader, SequenceWriter
 from vidrestore.plan import Plan, plan
+from vidrestore.scale.chunks import Chunk
+
+
+@dataclass(frozen=True)
+class Part:
+    """One chunk of a longer job (:mod:`vidrestore.scale`): the frames of ``span`` are decoded (the chunk and
+    its halo), those of ``chunk`` emitted, with the timestamps of a run over the whole video; the video alone
+    is encoded, into ``path``, with the settings of the whole job (the chunks are joined by stream copy)."""
+
+    chunk: Chunk
+    span: Span
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class RunSummary:
     scene_cuts: int
     notes: tuple[str, ...] = field(default_factory=tuple)
     variable_rate: bool = False  # VFR input: the output follows its timestamps, there is no one rate
+    packets: tuple[tuple[int | None, int | None, int], ...] = ()  # a chunk's: its video packets' timing (io.join)
 
     @property
     def fps(self) -> float:
@@ -76,11 +89,11 @@ def engine_config(config: EnhanceConfig) -> EngineConfig:
 def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,
         notes: Callable[[str], None] | None = None, model: torch.nn.Module | None = None,
         device: torch.device | None = None, dtype: torch.dtype | None = None,
-        loaded: runtime.Runtime | None = None, planned: Plan | None = None) -> RunSummary:
+        loaded: runtime.Runtime | None = None, planned: Plan | None = None, part: Part | None = None) -> RunSummary:
     """Run one enhance job. ``loaded`` (a model set up once for many jobs: bench, the Python API), or
     ``model``/``device``/``dtype`` (tests), replace what ``config.run`` would load. ``planned``: the job's
     :func:`~vidrestore.plan.plan`, when the caller made it already (the CLI does, before torch loads), so that
-    the input is probed and scanned once."""
+    the input is probed and scanned once. ``part``: run one chunk of the job (written to ``part.path``)."""
     if planned is not None and planned.config != config:
         raise ValueError("run(): planned was made for another config")
     p = planned if planned is not None else plan(config)
@@ -96,26 +109,33 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         note(msg)
     writer: Any = None
     reader: Any = None
-    temp = None if p.frames_target is not None else files.create_temp(Path(config.output))
+    if part is not None and (p.source is not None or p.frames_target is not None):
+        raise ValueError("run(): chunks are for video input and output")
+    target = part.path if part is not None else Path(config.output)
+    temp = None if p.frames_target is not None else files.create_temp(target)
     try:
         engine = Engine(rt, engine_config(config))
-        writer = _writer(p, temp, note)
+        writer = _writer(p, temp, note, part)
         writer.start()
         reader = (SequenceReader(p.source) if p.source is not None
-                  else FrameReader(p.info, keep_raw=config.mode == "interp", threads=p.threads))
+                  else FrameReader(p.info, keep_raw=config.mode == "interp", threads=p.threads,
+                                   span=part.span if part is not None else None))
         start = time.perf_counter()
-        frames_in, frames_out = _stream(p, reader, engine, writer, progress, start)
+        frames_in, frames_out = _stream(p, reader, engine, writer, progress, start, part)
         if frames_in == 0:
             raise InputError(f"no decodable video frames in {config.input}")
         writer.finish()
         seconds = time.perf_counter() - start
         if progress is not None:
             progress(Progress(frames_in, frames_out, frames_in, frames_out, seconds))
+        cuts = engine.stats.cuts if part is None else sum(
+            1 for j in engine.stats.cut_indices if part.chunk.start <= part.span.first + j < part.chunk.stop)
         return RunSummary(
-            input=Path(config.input), output=Path(config.output), frames_in=frames_in, frames_out=frames_out,
+            input=Path(config.input), output=target, frames_in=frames_in, frames_out=frames_out,
             factor=p.factor, mode=config.mode, rate_in=p.rate_in, rate_out=p.rate_out, seconds=seconds,
             codec=p.codec or _frames_format(p), pix_fmt=p.pix_fmt, device=str(rt.device), dtype=rt.dtype_name,
-            scene_cuts=engine.stats.cuts, notes=tuple(note_list), variable_rate=p.variable_rate)
+            scene_cuts=cuts, notes=tuple(note_list), variable_rate=p.variable_rate,
+            packets=tuple(writer.packets or ()) if part is not None else ())
     except BaseException as err:
         with interrupts.held():  # a second Ctrl-C/SIGTERM waits until the partial file is gone
             if reader is not None:
@@ -141,13 +161,22 @@ def _frames_format(p: Plan) -> str:
     return p.frames_target.suffix.lstrip(".") if p.frames_target is not None else ""
 
 
-def _writer(p: Plan, temp: Path | None, note: Callable[[str], None]) -> Any:
-    """The writer for the plan's output: image files, or the video encoder (with the source's side streams)."""
-    config, info = p.config, p.info
+def _writer(p: Plan, temp: Path | None, note: Callable[[str], None], part: Part | None = None) -> Any:
+    """The writer for the plan's output: image files, or the video encoder (with the source's side streams;
+    a chunk's file has the video alone)."""
     if p.frames_target is not None:
         return SequenceWriter(p.frames_target, notes=note)
     assert temp is not None
-    spec = w.WriterSpec(
+    spec = writer_spec(p, temp)
+    if part is not None:
+        spec = replace(spec, target=part.path, source=None, overwrite=True)
+    return w.VideoWriter(spec, notes=note, record_packets=part is not None)
+
+
+def writer_spec(p: Plan, temp: Path) -> w.WriterSpec:
+    """How the plan's video output is encoded (also what the chunks of a job are joined into)."""
+    config, info = p.config, p.info
+    return w.WriterSpec(
         target=Path(config.output), temp=temp, format_name=p.format_name, codec=p.codec,
         pix_fmt=p.pix_fmt, width=p.width, height=p.height, rate=p.rate_out, time_base=p.time_base_out,
         crf=config.crf, preset=config.preset, colour=info.colour, full_range_source=p.full_range_source,
@@ -155,16 +184,18 @@ def _writer(p: Plan, temp: Path | None, note: Callable[[str], None]) -> Any:
         video_metadata=info.video_tags, container_metadata=info.container_tags,
         source=None if p.source is not None else Path(config.input), source_video_index=info.video_index,
         threads=p.threads, overwrite=config.overwrite, variable_rate=p.variable_rate)
-    return w.VideoWriter(spec, notes=note)
 
 
 def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[Progress], None] | None,
-            start: float) -> tuple[int, int]:
-    """Feed decoded frames through the engine and hand outputs to the writer with exact pts."""
+            start: float, part: Part | None = None) -> tuple[int, int]:
+    """Feed decoded frames through the engine and hand outputs to the writer with exact pts. For a chunk,
+    the halo's frames go through the engine, and only the chunk's outputs to the writer."""
     k = p.factor
     scale = p.pts_scale
     pending: collections.deque[DecodedFrame] = collections.deque()  # read, not yet fully written
-    total_in = p.info.frame_count or None
+    first = part.span.first if part is not None else 0
+    lo, hi = (part.chunk.start, part.chunk.stop) if part is not None else (0, None)
+    total_in = part.chunk.frames if part is not None else (p.info.frame_count or None)
     total_out = total_in * k if total_in else None
 
     def feed() -> Iterator[Any]:
@@ -173,31 +204,38 @@ def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[
             yield decoded.rgb
 
     raw_ok = p.config.mode == "interp"
+    made = 0  # outputs of the engine (a chunk's halo included)
     frames_out = 0
     frames_done = 0
     last_report = 0.0
     with reader:
-        for out in engine.process(feed()):
-            j, i = divmod(frames_out, k)
+        for out in engine.process(feed(), first=first):
+            j, i = divmod(made, k)
+            made += 1
             cur = pending[0]
-            if cur.index != j:  # pragma: no cover - engine/pipeline bookkeeping out of step
-                raise ProcessingError(f"internal error: output {frames_out} for input {cur.index}")
-            nxt_pts = pending[1].pts if len(pending) > 1 else cur.pts + cur.duration
-            step = nxt_pts - cur.pts
-            if p.grid is not None:  # constant rate: the exact K*rate grid
-                pts, dur = p.grid.pts(frames_out), p.grid.step_ticks
-            elif scale == k:
-                pts, dur = cur.pts * k + i * step, step
-            else:  # coarse fallback: time base == input time base
-                pts, dur = cur.pts + (i * step) // k, max(1, step // k)
-            frame: Any = out
-            if raw_ok and out is cur.rgb and cur.raw is not None and _raw_matches(cur.raw, p):
-                frame = cur.raw
-            writer.write(frame, pts, dur)
-            frames_out += 1
+            if cur.index != first + j:  # pragma: no cover - engine/pipeline bookkeeping out of step
+                raise ProcessingError(f"internal error: output {made - 1} for input {cur.index}")
+            emit = cur.index >= lo and (hi is None or cur.index < hi)
+            if emit:
+                n = cur.index * k + i  # the output frame's number in the whole video
+                nxt_pts = pending[1].pts if len(pending) > 1 else cur.pts + cur.duration
+                step = nxt_pts - cur.pts
+                if p.grid is not None:  # constant rate: the exact K*rate grid
+                    pts, dur = p.grid.pts(n), p.grid.step_ticks
+                elif scale == k:
+                    pts, dur = cur.pts * k + i * step, step
+                else:  # coarse fallback: time base == input time base
+                    pts, dur = cur.pts + (i * step) // k, max(1, step // k)
+                frame: Any = out
+                if raw_ok and out is cur.rgb and cur.raw is not None and _raw_matches(cur.raw, p):
+                    frame = cur.raw
+                writer.write(frame, pts, dur)
+                frames_out += 1
             if i == k - 1:
                 done = pending.popleft()
                 done.raw = None
+                if not emit:
+                    continue
                 frames_done += 1
                 now = time.perf_counter()
                 if progress is not None and (now - last_report >= 0.1 or frames_done == 1):

@@ -66,6 +66,12 @@ class SceneDetector:
 # ------------------------------------------------------------------------------------------------
 
 
+# how far a window reaches from its centre i: F(i-1) .. F(i+2). A chunk of a longer job decodes this many
+# frames beyond its ends (its halo) so that its windows, scene cuts and flows are those of the whole video
+HALO_BEFORE = 1
+HALO_AFTER = 2
+
+
 @dataclass(frozen=True)
 class Window:
     """The four frames the model sees for centre frame ``center``.

@@ -154,35 +154,128 @@ def _codec_help() -> str:
               help="Frames missing from a constant-rate input (a damaged file, a recording with pauses): keep the "
                    "gap and go on, instead of stopping with an error.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
+@click.option("-r", "--recursive", is_flag=True, help="INPUT is a folder of videos: include its sub-folders.")
+@click.option("--chunks", "chunks", default="auto", show_default=True, metavar="auto|N",
+              help="Split each video into N chunks at key frames (seamless: each sees its neighbours' frames), "
+                   "processed in parallel by the workers and resumed after a crash; auto: by length and workers; "
+                   "1: never split.")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="Parallel workers, each with its own model (on Ray: pip install 'vidrestore[ray]') "
+                   "[default: one per GPU, else one].")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Run the workers on an existing Ray cluster [default: a local Ray, started for --workers > 1].")
 @threads_option
 def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, codec: str | None, crf: int | None,
             preset: str | None, scene_threshold: float, no_scene_detect: bool, overwrite: bool, allow_gaps: bool,
-            quiet: bool,
+            quiet: bool, recursive: bool, chunks: str, workers: int | None, ray_address: str | None,
             threads: int | None, **run_kwargs) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
-    INPUT is a video, a folder of frames (PNG 8/16-bit, JPEG, TIFF, EXR; natural order) or a pattern
-    such as frames/%06d.png. Audio and subtitles are copied; the output has exactly N*K frames and the
-    input's duration.
+    INPUT is a video, a folder of videos (OUTPUT: a folder; the names are kept), a folder of frames (PNG
+    8/16-bit, JPEG, TIFF, EXR; natural order) or a pattern such as frames/%06d.png. Audio and subtitles are
+    copied; the output has exactly N*K frames and the input's duration.
     """
     explicit = click.get_current_context().get_parameter_source("factor") != click.core.ParameterSource.DEFAULT
     if mode == "deblur" and factor != 1 and explicit:
         raise UsageError(f"--mode deblur keeps the frame rate, so --fps-x {factor} contradicts it: leave out --fps-x, "
                          "or use --mode joint to deblur and interpolate")
-    config = EnhanceConfig(
-        input=input, output=output, factor=factor, mode=mode, run=run_options_from(run_kwargs), codec=codec, crf=crf,
+    from vidrestore.scale.batch import ScaleOptions
+    from vidrestore.scale.folder import is_video_folder
+
+    scale = ScaleOptions(workers=workers, chunks=_chunks(chunks), ray=ray_address)
+    if (workers or 1) > 1 or ray_address is not None:
+        _check_ray()
+    run = run_options_from(run_kwargs)
+    make = lambda src, dst: EnhanceConfig(  # noqa: E731
+        input=src, output=dst, factor=factor, mode=mode, run=run, codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
         allow_gaps=allow_gaps, fps=fps, threads=threads)
+    if is_video_folder(input, recursive):
+        _enhance_folder(input, output, recursive, make, scale, quiet, threads, factor)
+        return
+    if recursive:
+        raise UsageError(f"--recursive: {input} is not a folder of videos")
+    config = make(input, output)
     from vidrestore import plan
 
     planned = plan.plan(config)  # every check that needs no model, before torch is imported
     setup_threads(threads)  # before torch starts its thread pool
-    from vidrestore import pipeline
+    from vidrestore.scale.batch import enhance_all
 
     quiet_ffmpeg()
     if quiet:
-        pipeline.run(config, planned=planned)
-        return
-    with ProgressBar(f"{Path(input).name} x{config.effective_factor}") as bar:
-        summary = pipeline.run(config, progress=bar.update, notes=bar.note, planned=planned)
-    bar.console.print(summary.one_line(), highlight=False, soft_wrap=True)
+        result, = enhance_all([config], scale, planned=[planned])
+    else:
+        with ProgressBar(f"{Path(input).name} x{config.effective_factor}") as bar:
+            result, = enhance_all([config], scale, progress=bar.update, notes=bar.note, planned=[planned])
+    if result.error is not None:
+        raise result.error
+    assert result.summary is not None
+    if not quiet:
+        bar.console.print(result.summary.one_line(), highlight=False, soft_wrap=True)
+
+
+def _chunks(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"--chunks {text!r}: expected auto or a number of chunks") from None
+    if n < 1:
+        raise UsageError(f"--chunks {n}: must be auto or at least 1")
+    return n
+
+
+def _check_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        from vidrestore.scale.pool import RAY_EXTRA
+
+        raise UsageError(f"--workers above 1 and --ray run on Ray, which is not installed: {RAY_EXTRA}")
+
+
+def _enhance_folder(in_dir: Path, out_dir: Path, recursive: bool, make, scale, quiet: bool, threads: int | None,
+                    factor: int) -> None:
+    """Every video of ``in_dir``: a bad one is reported and skipped, the others finish; a summary line, and
+    the exit code of the first failure (0 when none failed)."""
+    from vidrestore.scale import folder
+    from vidrestore.scale.batch import FileResult, enhance_all
+
+    folder.check_output_folder(in_dir, out_dir)
+    videos = folder.video_files(in_dir, recursive, exclude=out_dir)
+    configs, skipped = [], []
+    for video in videos:
+        target = folder.output_for(video, in_dir, out_dir)
+        config = make(video, target)
+        if target.exists() and not config.overwrite:
+            skipped.append(FileResult(video, target, "skipped", "the output exists (--overwrite replaces it)"))
+            continue
+        configs.append(config)
+    setup_threads(threads)
+    quiet_ffmpeg()
+    for config in configs:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+    if quiet:
+        results = enhance_all(configs, scale, skipped=skipped)
+        console = None
+    else:
+        with ProgressBar(f"{len(videos)} videos x{factor}") as bar:
+            results = enhance_all(configs, scale, progress=bar.update, notes=bar.note, skipped=skipped)
+        console = bar.console
+    failed = [r for r in results if r.status == "failed"]
+    if console is not None:
+        for r in results:
+            line = (r.summary.one_line() if r.summary is not None else f"{r.input.name}: {r.status}: {r.message}")
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+        done = sum(1 for r in results if r.status == "done")
+        console.print(f"{done} done, {len(failed)} failed, {len(results) - done - len(failed)} skipped "
+                      f"of {len(results)} videos", highlight=False)
+    if failed:
+        import sys
+
+        for r in failed:
+            if console is None:
+                print(f"vidrestore: error: {r.input.name}: {r.message}", file=sys.stderr)
+        sys.exit(failed[0].error.exit_code if failed[0].error is not None else 1)

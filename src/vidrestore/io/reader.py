@@ -22,6 +22,19 @@ from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
 from vidrestore.io.worker import Reading, Worker
 
 
+@dataclass(frozen=True)
+class Span:
+    """Frames ``first`` .. ``stop - 1`` (presentation order) of a video whose packet index is clean: their
+    timestamps ``pts`` (sorted) and the one after them (``end``: the next frame's, or the last frame's end),
+    and ``seek``, the timestamp of the key frame at or before ``first`` from which decoding starts."""
+
+    first: int
+    stop: int
+    pts: tuple[int, ...]
+    end: int
+    seek: int
+
+
 @dataclass
 class DecodedFrame:
     index: int
@@ -43,11 +56,14 @@ class FrameReader(Reading):
     on every path, including errors and Ctrl-C in the consumer.
     """
 
-    def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8, threads: int = 0) -> None:
+    def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8, threads: int = 0,
+                 span: Span | None = None) -> None:
         self.info = info
+        self.span = span  # decode only these frames (a chunk of a longer job): seek, then decode forward
         self.keep_raw = keep_raw
         self.threads = threads  # decoder threads (vidrestore.threads); 0: FFmpeg's choice
-        self._worker = Worker(self._decode_all, "reader", queue_size, on_error=self._decode_error)
+        body = self._decode_all if span is None else self._decode_span
+        self._worker = Worker(body, "reader", queue_size, on_error=self._decode_error)
         self.frames_read = 0
         self.rgb_format = rgb_format_for(info.pix_fmt, info.bit_depth)
         tb = info.time_base
@@ -144,6 +160,45 @@ class FrameReader(Reading):
                     raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
                                      f"({last_end_s:.2f} s of {container_duration:.2f} s) in {path}")
             emit(None, True)
+        finally:
+            container.close()
+
+    def _decode_span(self) -> None:
+        """The frames of ``self.span``, with their indices in the whole video and durations from its index."""
+        span = self.span
+        assert span is not None
+        info = self.info
+        path = Path(info.path)
+        container = open_input(path)
+        wanted = span.pts
+        count = 0
+        try:
+            stream = container.streams[info.video_index]
+            stream.thread_type = "AUTO"
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
+            try:
+                container.seek(span.seek, stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    if self._worker.stopping:
+                        return
+                    if frame.pts is None or frame.pts < wanted[0]:
+                        continue
+                    if frame.pts != wanted[count]:
+                        raise InputError(f"{path}: frame {span.first + count} decoded with timestamp {frame.pts}, "
+                                         f"its index says {wanted[count]}: this file cannot be split into chunks "
+                                         "(run it with --chunks 1)")
+                    nxt = wanted[count + 1] if count + 1 < len(wanted) else span.end
+                    if not self._worker.put(self._to_decoded(span.first + count, frame, max(1, nxt - frame.pts))):
+                        return
+                    count += 1
+                    if count == len(wanted):
+                        return
+            except av.error.FFmpegError as err:
+                raise InputError(f"input is corrupt: decoding failed at frame {span.first + count} "
+                                 f"of {path} ({one_line(err)})") from None
+            raise InputError(f"input is truncated or corrupt: decoding stopped at frame {span.first + count} "
+                             f"of {path}")
         finally:
             container.close()
 

@@ -74,8 +74,12 @@ class VideoWriter:
     """``start()``, then ``write(frame, pts, duration)`` per output frame, then ``finish()``
     (or ``abort()``). Encoding and muxing happen on a background thread."""
 
-    def __init__(self, spec: WriterSpec, notes: Notes | None = None, queue_size: int = 8) -> None:
+    def __init__(self, spec: WriterSpec, notes: Notes | None = None, queue_size: int = 8,
+                 record_packets: bool = False) -> None:
         self.spec = spec
+        # (pts, dts, duration) of every video packet as the encoder made it, in ``spec.time_base`` and muxing
+        # order, when asked (a chunk of a job: its join gives the final muxer exactly these, see io.join)
+        self.packets: list[tuple[int | None, int | None, int]] | None = [] if record_packets else None
         self._note = notes or (lambda msg: None)
         self._worker = Worker(self._run, "writer", queue_size, on_error=self._map_error)
         self._out: Any = None
@@ -256,6 +260,8 @@ class VideoWriter:
             dur = self._durations.pop(packet.pts, None)
             if dur and not packet.duration:
                 packet.duration = dur
+        if self.packets is not None:
+            self.packets.append((packet.pts, packet.dts, int(packet.duration or 0)))
         self._out.mux(packet)
         if len(self._durations) > 512:  # encoders that drop timestamps: keep the map bounded
             for k in sorted(self._durations)[:-256]:
