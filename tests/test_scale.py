@@ -47,7 +47,7 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pool(tiny_model):
     rt = runtime.load(RunOptions(), model=tiny_model, device=torch.device("cpu"), dtype=torch.float32)
-    return LocalPool(EnhanceConfig(input="x.mp4", output="y.mp4"), runtime=rt)
+    return LocalPool(EnhanceConfig(input="x.mp4", output="y.mp4"), loaded=rt)
 
 
 def config(src: Path, out: Path, **kw) -> EnhanceConfig:
@@ -186,7 +186,7 @@ def ray_pool(tiny_weights):
     from vidrestore.scale.pool import RayPool
 
     cfg = EnhanceConfig(input="x.mp4", output="y.mp4", run=RunOptions(weights=str(tiny_weights), device="cpu"))
-    p = RayPool(cfg, 2, threads=1)
+    p = RayPool(cfg, 2, per_worker=1)
     yield p
     p.stop()
 

@@ -26,18 +26,23 @@ from vidrestore.io import writer as w
 from vidrestore.io.reader import DecodedFrame, FrameReader, Span
 from vidrestore.io.sequence import SequenceReader, SequenceWriter
 from vidrestore.plan import Plan, plan
-from vidrestore.scale.chunks import Chunk
 
 
 @dataclass(frozen=True)
 class Part:
     """One chunk of a longer job (:mod:`vidrestore.scale`): the frames of ``span`` are decoded (the chunk and
-    its halo), those of ``chunk`` emitted, with the timestamps of a run over the whole video; the video alone
-    is encoded, into ``path``, with the settings of the whole job (the chunks are joined by stream copy)."""
+    its halo), frames ``start`` .. ``stop - 1`` emitted, with the timestamps of a run over the whole video;
+    the video alone is encoded, into ``path``, with the settings of the whole job (the chunks are joined by
+    stream copy)."""
 
-    chunk: Chunk
+    start: int
+    stop: int
     span: Span
     path: Path
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.start
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if progress is not None:
             progress(Progress(frames_in, frames_out, frames_in, frames_out, seconds))
         cuts = engine.stats.cuts if part is None else sum(
-            1 for j in engine.stats.cut_indices if part.chunk.start <= part.span.first + j < part.chunk.stop)
+            1 for j in engine.stats.cut_indices if part.start <= part.span.first + j < part.stop)
         return RunSummary(
             input=Path(config.input), output=target, frames_in=frames_in, frames_out=frames_out,
             factor=p.factor, mode=config.mode, rate_in=p.rate_in, rate_out=p.rate_out, seconds=seconds,
@@ -194,8 +199,8 @@ def _stream(p: Plan, reader: Any, engine: Any, writer: Any, progress: Callable[[
     scale = p.pts_scale
     pending: collections.deque[DecodedFrame] = collections.deque()  # read, not yet fully written
     first = part.span.first if part is not None else 0
-    lo, hi = (part.chunk.start, part.chunk.stop) if part is not None else (0, None)
-    total_in = part.chunk.frames if part is not None else (p.info.frame_count or None)
+    lo, hi = (part.start, part.stop) if part is not None else (0, None)
+    total_in = part.frames if part is not None else (p.info.frame_count or None)
     total_out = total_in * k if total_in else None
 
     def feed() -> Iterator[Any]:

@@ -15,6 +15,7 @@ import click
 from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
 from vidrestore.config import CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig
 from vidrestore.errors import UsageError
+from vidrestore.io.logs import quiet_ffmpeg  # noqa: F401 (re-exported: the CLI commands use it from here)
 
 
 class OneLineErrorsCommand(click.Command):
@@ -25,20 +26,6 @@ class OneLineErrorsCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as err:
             raise UsageError(f"{err.format_message()} (see 'vidrestore {self.name} --help')") from None
-
-
-def quiet_ffmpeg() -> None:
-    """Keep FFmpeg's own log lines off the terminal: errors reach the user as one line each,
-    from the exceptions.
-
-    Level ``None`` installs PyAV's no-op callback. Any numeric level (PANIC included) installs the
-    Python one, which still forwards ERROR messages and takes the GIL to do it. A frame-threaded
-    decoder that logs an error while the main thread frees it, holding the GIL, then deadlocks:
-    the main thread waits for the codec threads, and they wait for the GIL.
-    """
-    import av.logging
-
-    av.logging.set_level(None)
 
 
 PLAIN_PROGRESS_INTERVAL = 5.0  # seconds between plain progress lines; env VIDRESTORE_PROGRESS_INTERVAL
@@ -179,7 +166,7 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
     if mode == "deblur" and factor != 1 and explicit:
         raise UsageError(f"--mode deblur keeps the frame rate, so --fps-x {factor} contradicts it: leave out --fps-x, "
                          "or use --mode joint to deblur and interpolate")
-    from vidrestore.scale.batch import ScaleOptions
+    from vidrestore.scale.options import ScaleOptions
     from vidrestore.scale.folder import is_video_folder
 
     scale = ScaleOptions(workers=workers, chunks=_chunks(chunks), ray=ray_address)
@@ -231,7 +218,7 @@ def _check_ray() -> None:
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
-        from vidrestore.scale.pool import RAY_EXTRA
+        from vidrestore.scale.options import RAY_EXTRA
 
         raise UsageError(f"--workers above 1 and --ray run on Ray, which is not installed: {RAY_EXTRA}")
 
@@ -241,7 +228,8 @@ def _enhance_folder(in_dir: Path, out_dir: Path, recursive: bool, make, scale, q
     """Every video of ``in_dir``: a bad one is reported and skipped, the others finish; a summary line, and
     the exit code of the first failure (0 when none failed)."""
     from vidrestore.scale import folder
-    from vidrestore.scale.batch import FileResult, enhance_all
+    from vidrestore.scale.batch import enhance_all
+    from vidrestore.scale.options import FileResult
 
     folder.check_output_folder(in_dir, out_dir)
     videos = folder.video_files(in_dir, recursive, exclude=out_dir)

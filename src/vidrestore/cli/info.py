@@ -19,7 +19,7 @@ def info(input: Path, as_json: bool) -> None:
 
     The video packets are scanned (not decoded) for an exact frame count.
     """
-    from vidrestore.cli.enhance import quiet_ffmpeg
+    from vidrestore.io.logs import quiet_ffmpeg
     from vidrestore.io.probe import probe
 
     quiet_ffmpeg()

@@ -14,41 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from vidrestore import pipeline, weights
+from vidrestore import plan as planning
 from vidrestore.config import EnhanceConfig
 from vidrestore.errors import VidrestoreError
+from vidrestore.io import files as io_files
+from vidrestore.io.index import frame_index
+from vidrestore.io.join import join
 from vidrestore.pipeline import Part, Progress, RunSummary
 from vidrestore.plan import Plan
+from vidrestore.scale import chunks as ch
+from vidrestore.scale import manifest
+from vidrestore.scale import pool as pools
+from vidrestore.scale.options import FileResult, ScaleOptions
 
 OnNote = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ScaleOptions:
-    """How a run is spread: ``workers`` (None: one per GPU, or one), ``chunks`` per video (None: auto; 1:
-    never split), ``ray``: None (a local Ray, started when there is more than one worker), "auto" or the
-    address of a running cluster."""
-
-    workers: int | None = None
-    chunks: int | None = None
-    ray: str | None = None
-
-    def __post_init__(self) -> None:
-        from vidrestore.errors import UsageError
-
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"--workers {self.workers}: must be at least 1")
-        if self.chunks is not None and self.chunks < 1:
-            raise UsageError(f"--chunks {self.chunks}: must be 'auto' or at least 1")
-
-
-@dataclass
-class FileResult:
-    input: Path
-    output: Path
-    status: str  # "done", "failed" or "skipped"
-    message: str = ""
-    error: VidrestoreError | None = None
-    summary: RunSummary | None = None
 
 
 @dataclass
@@ -76,9 +56,7 @@ class BatchProgress(Progress):
 
 
 def default_workers() -> int:
-    from vidrestore.scale.pool import gpu_count
-
-    return max(1, gpu_count())
+    return max(1, pools.gpu_count())
 
 
 def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleOptions(),
@@ -88,8 +66,6 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
     """Every job of ``configs`` (``skipped``: files the caller has already set aside, reported with the
     rest; ``planned``: the jobs' plans where the caller made them); returns one result per file, by input
     path. ``pool``: one already set up (tests, bench)."""
-    from vidrestore import plan as planning
-
     note = notes or (lambda msg: None)
     results: list[FileResult] = list(skipped)
     files: list[_File] = []
@@ -169,30 +145,24 @@ def _ordered(results: list[FileResult]) -> list[FileResult]:
 
 
 def _make_pool(config: EnhanceConfig, options: ScaleOptions, workers: int) -> Any:
-    from vidrestore.scale import pool
-
     if workers > 1 or options.ray is not None:
         address = options.ray
-        return pool.RayPool(config, workers, None if address is None else address, threads=config.threads)
-    return pool.LocalPool(config)
+        return pools.RayPool(config, workers, None if address is None else address, per_worker=config.threads)
+    return pools.LocalPool(config)
 
 
 def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> list[Any]:
     """One task for the whole file, or one per chunk (a long video, or ``--chunks N``)."""
-    from vidrestore.io.index import frame_index
-    from vidrestore.scale import chunks as ch
-    from vidrestore.scale import manifest
-    from vidrestore.scale.pool import Task
-
     p, config = f.planned, f.config
     k = p.factor
     f.total_out = (p.info.frame_count or 0) * k
     f.started = time.perf_counter()
-    whole = [Task((f.number, -1), config, p)]
+    whole = [pools.Task((f.number, -1), config, p)]
     f.left = {-1}
     if options.chunks == 1 or p.source is not None or p.frames_target is not None:
         return whole
-    if options.chunks is None and p.info.frame_count < 2 * ch.AUTO_CHUNK_FRAMES and workers == 1:
+    if options.chunks is None and (not _splits_well(p) or (p.info.frame_count < 2 * ch.AUTO_CHUNK_FRAMES
+                                                             and workers == 1)):
         return whole
     index = frame_index(Path(config.input), p.info.video_index)
     if index is None or len(index) != p.info.frame_count:
@@ -215,13 +185,21 @@ def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> li
         f.frames_out += job.done[n]["frames_out"]
     if not f.left:
         return []  # every chunk was done by an earlier run: only the join is left
-    return [Task((f.number, c.number), config, p, Part(c, ch.span_of(index, c), job.chunk_path(c.number)))
+    return [pools.Task((f.number, c.number), config, p, Part(c.start, c.stop, ch.span_of(index, c), job.chunk_path(c.number)))
             for c in job.todo]
 
 
-def _weights_id(config: EnhanceConfig) -> str:
-    from vidrestore import weights
+# containers whose index seeks to an exact key frame, in and out: --chunks auto splits only these (--chunks N
+# splits any whose packets locate every frame, and a chunk that cannot seek exactly fails with a clear error)
+_SEEKABLE = ("mp4", "mov", "matroska", "webm")
 
+
+def _splits_well(p: Plan) -> bool:
+    return (p.info.frame_count_exact and any(n in _SEEKABLE for n in p.info.container.split(","))
+            and any(n in _SEEKABLE for n in p.format_name.split(",")))
+
+
+def _weights_id(config: EnhanceConfig) -> str:
     spec = config.run.weights or weights.DEFAULT_WEIGHTS
     path = Path(spec)
     return f"sha256:{weights.sha256_file(path)}" if path.is_file() else str(spec)
@@ -261,10 +239,6 @@ def _finish(f: _File, note: OnNote) -> None:
 
 
 def _join(f: _File, note: OnNote) -> RunSummary:
-    from vidrestore import pipeline
-    from vidrestore.io import files as io_files
-    from vidrestore.io.join import join
-
     p = f.planned
     temp = io_files.create_temp(Path(f.config.output))
     join(f.job.parts(), pipeline.writer_spec(p, temp), note)

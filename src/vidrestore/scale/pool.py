@@ -14,12 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from vidrestore import pipeline, runtime, threads
 from vidrestore.config import EnhanceConfig
 from vidrestore.errors import ProcessingError, UsageError, VidrestoreError
+from vidrestore.io.logs import quiet_ffmpeg
 from vidrestore.pipeline import Part, Progress, RunSummary
+from vidrestore.scale.options import RAY_EXTRA
 from vidrestore.plan import Plan
 
-RAY_EXTRA = "pip install 'vidrestore[ray]'"
 PROGRESS_EVERY_S = 0.25
 MAX_RETRIES = 2  # a task whose worker died is run again on a new worker, this many times
 
@@ -39,8 +41,6 @@ OnNote = Callable[[str], None]
 
 
 def _run(task: Task, loaded: Any, progress: Callable[[Progress], None], notes: OnNote | None) -> RunSummary:
-    from vidrestore import pipeline
-
     return pipeline.run(task.config, progress=progress, notes=notes, loaded=loaded, planned=task.planned,
                         part=task.part)
 
@@ -48,11 +48,9 @@ def _run(task: Task, loaded: Any, progress: Callable[[Progress], None], notes: O
 class LocalPool:
     """The tasks in this process, in order; the model is loaded once (``runtime``: one already loaded)."""
 
-    def __init__(self, config: EnhanceConfig, runtime: Any = None) -> None:
-        from vidrestore import runtime as rt
-
+    def __init__(self, config: EnhanceConfig, loaded: Any = None) -> None:
         self.workers = 1
-        self._runtime = runtime if runtime is not None else rt.load(config.run)
+        self._runtime = loaded if loaded is not None else runtime.load(config.run)
 
     def run(self, tasks: Sequence[Task], on_progress: OnProgress, on_done: OnDone, notes: OnNote | None,
             skip: Callable[[Task], bool] = lambda t: False) -> None:
@@ -102,11 +100,8 @@ class _Reports:
 class _Worker:
     """One Ray actor: the model loaded once, its torch/OpenCV threads set, then task after task."""
 
-    def __init__(self, config: EnhanceConfig, threads: int, reports: Any) -> None:
-        from vidrestore import runtime, threads as t
-        from vidrestore.cli.enhance import quiet_ffmpeg
-
-        t.apply(threads)
+    def __init__(self, config: EnhanceConfig, per_worker: int, reports: Any) -> None:
+        threads.apply(per_worker)
         quiet_ffmpeg()
         self._runtime = runtime.load(config.run)
         self._reports = reports
@@ -134,7 +129,7 @@ class RayPool:
     the cluster at ``address`` ("auto": the one this machine belongs to)."""
 
     def __init__(self, config: EnhanceConfig, workers: int, address: str | None = None,
-                 threads: int | None = None) -> None:
+                 per_worker: int | None = None) -> None:
         ray = ray_module()
         self._ray = ray
         self._started_here = False
@@ -143,10 +138,8 @@ class RayPool:
             logging.getLogger("ray").setLevel(logging.ERROR)
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             if address is None:
-                from vidrestore import threads as t
-
                 gpus = gpu_count()
-                kwargs.update(num_cpus=max(workers, t.resolve(None)), num_gpus=gpus)
+                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpus)
             else:
                 kwargs.update(address=address)
             try:
@@ -159,7 +152,7 @@ class RayPool:
             gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers
-        per = threads or max(1, cpus // workers)
+        per = per_worker or max(1, cpus // workers)
         self.threads = per
         self._reports = ray.remote(num_cpus=0)(_Reports).remote()
         self._actor = ray.remote(num_cpus=min(per, cpus) if address is None else 1, num_gpus=1 if gpus else 0)(_Worker)
