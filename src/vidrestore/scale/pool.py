@@ -141,12 +141,16 @@ class RayPool:
                 gpus = gpu_count()
                 kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpus)
             else:
+                _check_reachable(address)
                 kwargs.update(address=address)
             try:
                 ray.init(**kwargs)
-            except Exception as err:  # ConnectionError and Ray's own: no cluster there
-                where = f"the Ray cluster at {address}" if address else "a local Ray"
-                raise UsageError(f"cannot start {where}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            except Exception:  # ConnectionError and Ray's own: no cluster there
+                if address == "auto":
+                    raise UsageError("--ray auto: no running Ray cluster found on this machine (start one with "
+                                     "'ray start --head', or set RAY_ADDRESS)") from None
+                raise UsageError(f"cannot connect to the Ray cluster at {address}" if address
+                                 else "cannot start a local Ray") from None
             self._started_here = True
         if address is not None or not self._started_here:
             gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -218,6 +222,23 @@ class RayPool:
                 pass
         if self._started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address (``HOST:PORT`` or ``ray://HOST:PORT``) must answer within ``timeout`` seconds: Ray
+    itself waits minutes before it gives up."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address!r}: expected auto or HOST:PORT (or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError:
+        raise UsageError(f"--ray {address}: no Ray cluster answers there") from None
 
 
 def _ray_failure(err: BaseException) -> VidrestoreError:
