@@ -92,18 +92,36 @@ def test_frame_index_reads_every_frame_and_key_frame(clip):
     assert index.keyframes == tuple(range(0, 64, 8))
 
 
-@pytest.mark.parametrize("ext, k", [("mkv", 8), ("mp4", 2), ("mkv", 2)])
-def test_chunked_output_is_the_single_run_output(pool, clip, tmp_path, ext, k):
+@pytest.mark.parametrize("ext, k, mode", [("mkv", 8, "joint"), ("mp4", 2, "joint"), ("mkv", 2, "joint"),
+                                          ("mp4", 4, "interp")])
+def test_chunked_output_is_the_single_run_output(pool, clip, tmp_path, ext, k, mode):
     single = tmp_path / f"single.{ext}"
-    whole, = enhance_all([config(clip, single)], ScaleOptions(chunks=1), pool=pool)
+    whole, = enhance_all([config(clip, single, mode=mode)], ScaleOptions(chunks=1), pool=pool)
     assert whole.status == "done", whole.message
     out = tmp_path / f"chunked.{ext}"
     notes: list[str] = []
-    result, = enhance_all([config(clip, out)], ScaleOptions(chunks=k), pool=pool, notes=notes.append)
+    result, = enhance_all([config(clip, out, mode=mode)], ScaleOptions(chunks=k), pool=pool, notes=notes.append)
     assert result.status == "done", result.message
+    assert not [n for n in notes if "piece" in n or "chunks (" in n], notes  # it did run in k chunks
     assert result.summary.frames_out == 128 and result.summary.scene_cuts == whole.summary.scene_cuts == 1
     assert_same_video(single, out)
     assert sorted(os.listdir(tmp_path)) == sorted([single.name, out.name])  # no job folder, no chunk left
+
+
+def test_a_variable_rate_input_chunks_alike(pool, tmp_path):
+    """Timestamps that follow a variable-rate input (no constant grid) come out the same in chunks."""
+    rng = np.random.default_rng(0)
+    pts = np.cumsum(rng.integers(2, 5, size=48)).tolist()
+    src = write_clip(tmp_path / "vfr.mkv", moving_pattern(48, 96, 64), pts=[p - pts[0] for p in pts],
+                     time_base=Fraction(1, 90), gop=8)
+    single, out = tmp_path / "single.mkv", tmp_path / "chunked.mkv"
+    whole, = enhance_all([config(src, single)], ScaleOptions(chunks=1), pool=pool)
+    assert whole.status == "done" and whole.summary.variable_rate, whole.message
+    notes: list[str] = []
+    result, = enhance_all([config(src, out)], ScaleOptions(chunks=4), pool=pool, notes=notes.append)
+    assert result.status == "done", result.message
+    assert not [n for n in notes if "piece" in n or "chunks (" in n], notes  # it did run in 4 chunks
+    assert_same_video(single, out)
 
 
 def test_a_killed_run_resumes_from_its_done_chunks(tiny_weights, clip, tmp_path):
