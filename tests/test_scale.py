@@ -287,3 +287,21 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written", err
     assert os.listdir(out_dir) == []
+
+
+@needs_ray
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_each_ray_worker_gets_a_gpu(tiny_weights, clip, tmp_path):
+    from vidrestore.scale.pool import RayPool, gpu_count
+
+    n = gpu_count()
+    cfg = EnhanceConfig(input="x.mp4", output="y.mp4", run=RunOptions(weights=str(tiny_weights)))
+    ray_pool = RayPool(cfg, n)
+    try:
+        out = tmp_path / "gpu.mkv"
+        result, = enhance_all([config(clip, out, run=cfg.run)], ScaleOptions(workers=n, chunks=4), pool=ray_pool)
+    finally:
+        ray_pool.stop()
+    assert result.status == "done", result.message
+    assert result.summary.device.startswith("cuda")

@@ -9,6 +9,7 @@ workers and removes every job folder and partial file of this run.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from vidrestore.plan import Plan
 from vidrestore.scale import chunks as ch
 from vidrestore.scale import manifest
 from vidrestore.scale import pool as pools
-from vidrestore.scale.options import FileResult, ScaleOptions
+from vidrestore.scale.options import RAY_EXTRA, FileResult, ScaleOptions
 
 OnNote = Callable[[str], None]
 
@@ -55,8 +56,15 @@ class BatchProgress(Progress):
     files_total: int = 0
 
 
-def default_workers() -> int:
-    return max(1, pools.gpu_count())
+def default_workers(note: OnNote, device: str = "auto") -> int:
+    """One worker per GPU (where Ray is installed to run them; else one, with a note), one on a CPU."""
+    if device not in ("auto", "cuda"):
+        return 1  # a device named: that one
+    gpus = pools.gpu_count()
+    if gpus > 1 and importlib.util.find_spec("ray") is None:
+        note(f"{gpus} GPUs, one used: {RAY_EXTRA} runs a worker on each")
+        return 1
+    return max(1, gpus)
 
 
 def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleOptions(),
@@ -77,7 +85,8 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
             results.append(FileResult(config.input, config.output, "failed", str(err), err))
     if not files:
         return _ordered(results)
-    workers = options.workers or (pool.workers if pool is not None else default_workers())
+    workers = options.workers or (pool.workers if pool is not None
+                                  else default_workers(note, files[0].config.run.device))
     tasks: list[Any] = []
     for f in files:
         for msg in f.planned.notes:
