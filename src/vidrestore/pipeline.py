@@ -110,8 +110,9 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if notes is not None:
             notes(msg)
 
-    for msg in p.notes:
-        note(msg)
+    if part is None:  # a chunk's job says its plan's notes once, for all its chunks
+        for msg in p.notes:
+            note(msg)
     writer: Any = None
     reader: Any = None
     if part is not None and (p.source is not None or p.frames_target is not None):

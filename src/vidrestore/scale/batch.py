@@ -87,19 +87,28 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
         return _ordered(results)
     workers = options.workers or (pool.workers if pool is not None
                                   else default_workers(note, files[0].config.run.device))
+    several = len(files) > 1
+
+    def file_note(f: _File) -> OnNote:
+        return (lambda msg: note(f"{f.config.input.name}: {msg}")) if several else note
+
     tasks: list[Any] = []
     for f in files:
-        for msg in f.planned.notes:
-            note(f"{f.config.input.name}: {msg}" if len(files) > 1 else msg)
-        tasks.extend(_tasks_of(f, options, workers, note))
+        made = _tasks_of(f, options, workers, note)
+        if f.job is not None:  # chunks: the plan's notes once here (a whole file's run says them itself)
+            for msg in f.planned.notes:
+                f.notes.append(msg)
+                file_note(f)(msg)
+        tasks.extend(made)
     for f in files:
         if f.job is not None and not f.left:
-            _finish(f, note)
+            _finish(f, file_note(f))
     own_pool = pool is None
     start = time.perf_counter()
     try:
         if own_pool and tasks:
             pool = _make_pool(files[0].config, options, workers)
+        streamed = bool(pool is not None and getattr(pool, "streams_notes", False) and not several)
         latest: dict[tuple[int, int], Progress] = {}
         done_out = [0]
 
@@ -126,11 +135,14 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
                 _fail(f, result)
             else:
                 done_out[0] += result.frames_out
-                _chunk_done(f, task, result, note)
+                if task.part is None and not streamed:
+                    for msg in result.notes:
+                        file_note(f)(msg)
+                _chunk_done(f, task, result, file_note(f))
             report()
 
         if tasks:
-            pool.run(tasks, on_progress, on_done, note if len(files) == 1 else None,
+            pool.run(tasks, on_progress, on_done, note if streamed else None,
                      skip=lambda t: files[t.key[0]].result is not None)
     except BaseException:
         if pool is not None and own_pool:
@@ -225,8 +237,12 @@ def _chunk_done(f: _File, task: Any, summary: RunSummary, note: OnNote) -> None:
     f.frames_in += summary.frames_in
     f.frames_out += summary.frames_out
     f.cuts += summary.scene_cuts
-    f.notes.extend(summary.notes)
     f.device, f.dtype = summary.device, summary.dtype
+    if task.part is not None:
+        for msg in summary.notes:  # a chunk's own notes (its encoder's, say): said once for the file
+            if msg not in f.notes:
+                f.notes.append(msg)
+                note(msg)
     if task.part is not None:
         f.job.mark_done(task.key[1], summary.frames_out, summary.packets)
     if f.left:

@@ -50,6 +50,7 @@ class LocalPool:
 
     def __init__(self, config: EnhanceConfig, loaded: Any = None) -> None:
         self.workers = 1
+        self.streams_notes = True  # run() hands a whole file's notes to ``notes`` as they come
         self._runtime = loaded if loaded is not None else runtime.load(config.run)
 
     def run(self, tasks: Sequence[Task], on_progress: OnProgress, on_done: OnDone, notes: OnNote | None,
@@ -58,7 +59,8 @@ class LocalPool:
             if skip(task):
                 continue
             try:
-                summary = _run(task, self._runtime, lambda p, key=task.key: on_progress(key, p), notes)
+                summary = _run(task, self._runtime, lambda p, key=task.key: on_progress(key, p),
+                               notes if task.part is None else None)
             except VidrestoreError as err:
                 on_done(task, err)
                 continue
@@ -156,6 +158,7 @@ class RayPool:
             gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers
+        self.streams_notes = False  # the notes come back with each task's summary
         per = per_worker or max(1, cpus // workers)
         self.threads = per
         self._reports = ray.remote(num_cpus=0)(_Reports).remote()
