@@ -156,29 +156,40 @@ def test_a_killed_run_resumes_from_its_done_chunks(tiny_weights, clip, tmp_path)
 
 
 def test_changed_options_start_over(pool, clip, tmp_path):
-    out = tmp_path / "out.mkv"
+    from vidrestore.errors import OutputError
     from vidrestore.scale.manifest import Job, input_identity, output_options
 
-    cfg = config(clip, out)
-    index = frame_index(clip, 0)
-    chunks = ch.plan_chunks(index, 4)
-    job = Job.open(out, input_identity(clip), output_options(cfg, "w"), chunks, lambda m: None)
+    out = tmp_path / "out.mkv"
+    cfg, interp = output_options(config(clip, out), "w"), output_options(config(clip, out, mode="interp"), "w")
+    chunks = ch.plan_chunks(frame_index(clip, 0), 4)
+
+    def reopen(options, notes):
+        return Job.open(out, input_identity(clip), options, chunks, notes.append)
+
+    job = reopen(cfg, [])
+    with pytest.raises(OutputError, match="another vidrestore run is writing"):
+        reopen(cfg, [])  # the folder is held while its run lives
     job.chunk_path(0).write_bytes(b"x" * 10)
     job.mark_done(0, 20, ((0, 0, 1),))
+    job.release()
     notes: list[str] = []
-    again = Job.open(out, input_identity(clip), output_options(cfg, "w"), chunks, notes.append)
+    again = reopen(cfg, notes)
     assert list(again.done) == [0] and notes and notes[0].startswith("resuming out.mkv: 1 of 4 chunks")
+    again.release()
     notes.clear()
-    other = Job.open(out, input_identity(clip), output_options(config(clip, out, mode="interp"), "w"), chunks,
-                     notes.append)
+    other = reopen(interp, notes)
     assert other.done == {} and notes == ["out.mkv: the options changed since the interrupted run: starting over"]
+    assert not job.chunk_path(0).exists()
     other.chunk_path(1).write_bytes(b"y")
     other.mark_done(1, 20, ((0, 0, 1),))
+    other.release()
     st = clip.stat()
     os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the input was touched
     notes.clear()
-    Job.open(out, input_identity(clip), output_options(config(clip, out, mode="interp"), "w"), chunks, notes.append)
+    last = reopen(interp, notes)
     assert notes == ["out.mkv: the input changed since the interrupted run: starting over"]
+    last.remove()
+    assert not job_dir(out).exists()
 
 
 def test_workers_without_ray_name_the_extra(tiny_weights, clip, tmp_path):

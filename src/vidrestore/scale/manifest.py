@@ -7,6 +7,7 @@ that are done. A changed input or changed options start over, with a note saying
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -61,6 +62,11 @@ class Job:
              note: Callable[[str], None]) -> "Job":
         folder = job_dir(target)
         job = cls(folder, target.suffix, identity, options, chunks)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot write to {target.parent}: {one_line(err)}") from None
+        job._lock(target)
         old = _read(folder / "manifest.json")
         if old is not None:
             why = job._mismatch(old)
@@ -73,15 +79,29 @@ class Job:
             else:
                 if old.get("done"):
                     note(f"{target.name}: {why} since the interrupted run: starting over")
-                shutil.rmtree(folder, ignore_errors=True)
-        elif folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot write to {target.parent}: {one_line(err)}") from None
+                job._clear()
+        else:
+            job._clear()
         job._save()
         return job
+
+    def _lock(self, target: Path) -> None:
+        """Hold the folder (flock) while this run owns it: a second run on the same output stops at once
+        (the kernel lets go of a process that was killed)."""
+        self._fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise OutputError(f"another vidrestore run is writing {target} (its chunks are in {self.folder.name})") from None
+
+    def _clear(self) -> None:
+        for path in self.folder.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     def _mismatch(self, old: dict[str, Any]) -> str | None:
         if old.get("version") != VERSION:
@@ -127,7 +147,14 @@ class Job:
         return out
 
     def remove(self) -> None:
+        """Delete the folder (the output is committed, or the run stopped) and let go of it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
 
     def _save(self) -> None:
         data = {"version": VERSION, "identity": self.identity, "options": self.options,
