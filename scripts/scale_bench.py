@@ -88,6 +88,47 @@ def enhance(clip: Path, out: Path, weights: str | None, *extra: str) -> float:
     return time.perf_counter() - t0
 
 
+def killed_and_resumed(clip: Path, out: Path, reference: Path, weights: str | None, workers: int) -> dict:
+    """``kill -9`` of the chunked job once about half its chunks are done, then the same command again:
+    how many chunks the rerun reused, its time, and whether its frames equal the uninterrupted run's."""
+    import numpy as np
+
+    from vidrestore.io.probe import open_input
+    from vidrestore.scale.manifest import job_dir
+
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(clip), "-o", str(out), "--mode", "interp",
+           "--fps-x", "2", "--overwrite", "--workers", str(workers), "--chunks", "auto"]
+    if weights:
+        cmd += ["--weights", weights]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = job_dir(out) / "manifest.json"
+    done = total = 0
+    while proc.poll() is None:
+        try:
+            data = json.loads(manifest.read_text())
+            done, total = len(data["done"]), len(data["chunks"])
+        except (OSError, ValueError, KeyError):
+            pass
+        if total and done >= total / 2:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    t0 = time.perf_counter()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t0
+
+    def frames(path: Path):
+        with open_input(path) as c:
+            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    a, b = frames(reference), frames(out)
+    same = len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    said = [line for line in rerun.stderr.splitlines() if "resuming" in line]
+    return {"chunks": total, "done_when_killed": done, "rerun_s": round(seconds, 1),
+            "rerun_said": said[0] if said else "", "frames_equal_uninterrupted": same}
+
+
 def part_costs(clip: Path, out_dir: Path, weights: str | None, workers: int) -> dict[str, float]:
     """Seconds per input frame of decoding and of the model (interp 2x, frames in memory), and per output
     frame of encoding, each with one worker's share of the cores."""
@@ -186,6 +227,7 @@ def main() -> None:
     n = make_clip(args.source, clip, args.seconds, width, height)
     one = enhance(clip, args.out / "one.mp4", args.weights, "--workers", "1", "--chunks", "1")
     many = enhance(clip, args.out / "many.mp4", args.weights, "--workers", str(args.workers), "--chunks", "auto")
+    resumed = killed_and_resumed(clip, args.out / "resumed.mp4", args.out / "many.mp4", args.weights, args.workers)
     costs = part_costs(clip, args.out, args.weights, args.workers)
     costs["join_s"], costs["chunks"] = join_cost(clip, args.out / "one.mp4", args.out, args.workers)
     result = {
@@ -194,6 +236,7 @@ def main() -> None:
         "job": "interp 2x, libx264 (the .mp4 default)",
         "one_worker_s": round(one, 1), f"{args.workers}_workers_chunks_auto_s": round(many, 1),
         "speedup": round(one / many, 2), "parts": {k: round(v, 5) for k, v in costs.items()},
+        "kill_9_half_way": resumed,
     }
     (args.out / "scale_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
