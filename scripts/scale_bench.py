@@ -129,6 +129,19 @@ def killed_and_resumed(clip: Path, out: Path, reference: Path, weights: str | No
             "rerun_said": said[0] if said else "", "frames_equal_uninterrupted": same}
 
 
+def ray_startup(weights: str | None, workers: int) -> float:
+    """Seconds from nothing to ``workers`` Ray actors with their model loaded (a local Ray, started here)."""
+    from vidrestore.config import EnhanceConfig, RunOptions
+    from vidrestore.scale.pool import RayPool
+
+    t0 = time.perf_counter()
+    pool = RayPool(EnhanceConfig(input="x.mp4", output="y.mp4", run=RunOptions(weights=weights)), workers)
+    pool.pids()  # waits for every actor's constructor
+    seconds = time.perf_counter() - t0
+    pool.stop()
+    return seconds
+
+
 def part_costs(clip: Path, out_dir: Path, weights: str | None, workers: int) -> dict[str, float]:
     """Seconds per input frame of decoding and of the model (interp 2x, frames in memory), and per output
     frame of encoding, each with one worker's share of the cores."""
@@ -228,7 +241,9 @@ def main() -> None:
     one = enhance(clip, args.out / "one.mp4", args.weights, "--workers", "1", "--chunks", "1")
     many = enhance(clip, args.out / "many.mp4", args.weights, "--workers", str(args.workers), "--chunks", "auto")
     resumed = killed_and_resumed(clip, args.out / "resumed.mp4", args.out / "many.mp4", args.weights, args.workers)
+    startup = ray_startup(args.weights, args.workers)
     costs = part_costs(clip, args.out, args.weights, args.workers)
+    costs["ray_startup_s"] = startup
     costs["join_s"], costs["chunks"] = join_cost(clip, args.out / "one.mp4", args.out, args.workers)
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores",
