@@ -7,7 +7,7 @@ how throughput grows with more workers or GPUs.
     python scripts/scale_bench.py OUTDIR [--seconds 60] [--size 640x360] [--workers 2] [--weights W]
 
 The clip: the first SECONDS of ../shared/data/train/mdn_shared_assets/tears-of-steel-battle-clip-medium.webm
-(CC BY 3.0, Blender Foundation), scaled to SIZE, H.264 with a key frame every 2 s, with its audio. Runs at
+(CC BY 3.0: "Tears of Steel, (CC) Blender Foundation, mango.blender.org"), scaled to SIZE, H.264 with a key frame every 2 s, with its audio. Runs at
 2x in interp mode. Writes OUTDIR/scale_bench.json.
 """
 
