@@ -215,12 +215,10 @@ def _chunks(text: str) -> int | None:
 
 
 def _check_ray() -> None:
-    import importlib.util
+    from vidrestore.scale.options import RAY_MISSING, ray_installed
 
-    if importlib.util.find_spec("ray") is None:
-        from vidrestore.scale.options import RAY_EXTRA
-
-        raise UsageError(f"--workers above 1 and --ray run on Ray, which is not installed: {RAY_EXTRA}")
+    if not ray_installed():
+        raise UsageError(RAY_MISSING)
 
 
 def _enhance_folder(in_dir: Path, out_dir: Path, recursive: bool, make, scale, quiet: bool, threads: int | None,

@@ -30,7 +30,8 @@ def frame_index(path: Path, stream_index: int) -> FrameIndex | None:
     without a timestamp, two packets with the same one, or a damaged packet stream."""
     pts: list[int] = []
     keys: list[int] = []
-    last_duration = 0
+    last_duration = 0  # of the packet with the latest timestamp (the frame shown last)
+    top: int | None = None
     try:
         with open_input(path) as container:
             stream = container.streams[stream_index]
@@ -39,10 +40,12 @@ def frame_index(path: Path, stream_index: int) -> FrameIndex | None:
                     continue
                 if packet.pts is None:
                     return None
-                pts.append(int(packet.pts))
+                p = int(packet.pts)
+                pts.append(p)
                 if packet.is_keyframe:
-                    keys.append(int(packet.pts))
-                last_duration = int(packet.duration or 0) if pts[-1] == max(pts) else last_duration
+                    keys.append(p)
+                if top is None or p >= top:
+                    top, last_duration = p, int(packet.duration or 0)
     except av.error.FFmpegError:
         return None
     order = sorted(pts)

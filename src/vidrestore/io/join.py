@@ -35,7 +35,6 @@ def join(parts: Sequence[tuple[Path, Timing]], spec: WriterSpec, notes: Callable
         with open_input(parts[0][0]) as first:
             video = out.add_stream_from_template(first.streams.video[0])
         video.time_base = spec.time_base
-
         video.metadata.update(dict(spec.video_metadata))
         side.add_to(out)
         out.metadata.update(dict(spec.container_metadata))
@@ -48,7 +47,7 @@ def join(parts: Sequence[tuple[Path, Timing]], spec: WriterSpec, notes: Callable
     except BaseException as err:
         _close(out)
         remove_temp(spec.temp)
-        if isinstance(err, (InputError, OutputError)) or not isinstance(err, Exception):
+        if not isinstance(err, Exception):
             raise
         mapped = failures.typed(err, writing=spec.target, doing="joining the chunks")
         if mapped is not None:

@@ -79,15 +79,20 @@ class FrameReader(Reading):
             return InputError(f"cannot decode {self.info.path}: {one_line(err)}")
         return err  # a bug: the CLI says so
 
+    def _video_stream(self, container: "av.container.InputContainer") -> "av.video.stream.VideoStream":
+        """The video stream of ``container``, set up for threaded decoding."""
+        stream = container.streams[self.info.video_index]
+        stream.thread_type = "AUTO"
+        if self.threads:
+            stream.codec_context.thread_count = self.threads
+        return stream
+
     def _decode_all(self) -> None:
         info = self.info
         path = Path(info.path)
         container = open_input(path)
         try:
-            stream = container.streams[info.video_index]
-            stream.thread_type = "AUTO"
-            if self.threads:
-                stream.codec_context.thread_count = self.threads
+            stream = self._video_stream(container)
             declared = int(stream.frames or 0)
             container_duration = container.duration / 1e6 if container.duration else None
             last_end_s = 0.0  # where the demuxed packets of any stream reached, in seconds
@@ -173,10 +178,7 @@ class FrameReader(Reading):
         wanted = span.pts
         count = 0
         try:
-            stream = container.streams[info.video_index]
-            stream.thread_type = "AUTO"
-            if self.threads:
-                stream.codec_context.thread_count = self.threads
+            stream = self._video_stream(container)
             try:
                 container.seek(span.seek, stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):

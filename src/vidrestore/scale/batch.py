@@ -9,7 +9,6 @@ workers and removes every job folder and partial file of this run.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from vidrestore.plan import Plan
 from vidrestore.scale import chunks as ch
 from vidrestore.scale import manifest
 from vidrestore.scale import pool as pools
-from vidrestore.scale.options import RAY_EXTRA, FileResult, ScaleOptions
+from vidrestore.scale.options import RAY_EXTRA, FileResult, ScaleOptions, ray_installed
 
 OnNote = Callable[[str], None]
 
@@ -61,7 +60,7 @@ def default_workers(note: OnNote, device: str = "auto") -> int:
     if device not in ("auto", "cuda"):
         return 1  # a device named: that one
     gpus = pools.gpu_count()
-    if gpus > 1 and importlib.util.find_spec("ray") is None:
+    if gpus > 1 and not ray_installed():
         note(f"{gpus} GPUs, one used: {RAY_EXTRA} runs a worker on each")
         return 1
     return max(1, gpus)
@@ -167,16 +166,14 @@ def _ordered(results: list[FileResult]) -> list[FileResult]:
 
 def _make_pool(config: EnhanceConfig, options: ScaleOptions, workers: int) -> Any:
     if workers > 1 or options.ray is not None:
-        address = options.ray
-        return pools.RayPool(config, workers, None if address is None else address, per_worker=config.threads)
+        return pools.RayPool(config, workers, options.ray, per_worker=config.threads)
     return pools.LocalPool(config)
 
 
 def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> list[Any]:
     """One task for the whole file, or one per chunk (a long video, or ``--chunks N``)."""
     p, config = f.planned, f.config
-    k = p.factor
-    f.total_out = (p.info.frame_count or 0) * k
+    f.total_out = (p.info.frame_count or 0) * p.factor
     f.started = time.perf_counter()
     whole = [pools.Task((f.number, -1), config, p)]
     f.left = {-1}
@@ -243,7 +240,6 @@ def _chunk_done(f: _File, task: Any, summary: RunSummary, note: OnNote) -> None:
             if msg not in f.notes:
                 f.notes.append(msg)
                 note(msg)
-    if task.part is not None:
         f.job.mark_done(task.key[1], summary.frames_out, summary.packets)
     if f.left:
         return

@@ -56,6 +56,7 @@ class Job:
     options: dict[str, Any]
     chunks: tuple[Chunk, ...]
     done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _fd: int | None = field(default=None, repr=False)  # the folder, held with flock while this run owns it
 
     @classmethod
     def open(cls, target: Path, identity: dict[str, Any], options: dict[str, Any], chunks: tuple[Chunk, ...],
@@ -110,9 +111,12 @@ class Job:
             return "the input changed"
         if old.get("options") != self.options:
             return "the options changed"
-        if old.get("chunks") != [[c.start, c.stop] for c in self.chunks]:
+        if old.get("chunks") != self._bounds():
             return "the chunks changed"
         return None
+
+    def _bounds(self) -> list[list[int]]:
+        return [[c.start, c.stop] for c in self.chunks]
 
     def _intact(self, n: int, record: dict[str, Any]) -> bool:
         path = self.chunk_path(n)
@@ -152,13 +156,13 @@ class Job:
         self.release()
 
     def release(self) -> None:
-        fd, self._fd = getattr(self, "_fd", None), None
+        fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
     def _save(self) -> None:
         data = {"version": VERSION, "identity": self.identity, "options": self.options,
-                "chunks": [[c.start, c.stop] for c in self.chunks],
+                "chunks": self._bounds(),
                 "done": {str(n): d for n, d in sorted(self.done.items())}}
         _write_json(self.folder / "manifest.json", data)
 

@@ -19,7 +19,7 @@ from vidrestore.config import EnhanceConfig
 from vidrestore.errors import ProcessingError, UsageError, VidrestoreError
 from vidrestore.io.logs import quiet_ffmpeg
 from vidrestore.pipeline import Part, Progress, RunSummary
-from vidrestore.scale.options import RAY_EXTRA
+from vidrestore.scale.options import RAY_MISSING
 from vidrestore.plan import Plan
 
 PROGRESS_EVERY_S = 0.25
@@ -34,7 +34,6 @@ class Task:
     part: Part | None = None
 
 
-Result = "RunSummary | VidrestoreError"
 OnProgress = Callable[[tuple[int, int], Progress], None]
 OnDone = Callable[[Task, Any], None]
 OnNote = Callable[[str], None]
@@ -75,7 +74,7 @@ def ray_module() -> Any:
     try:
         import ray
     except ImportError:
-        raise UsageError(f"--workers above 1 and --ray run on Ray, which is not installed: {RAY_EXTRA}") from None
+        raise UsageError(RAY_MISSING) from None
     return ray
 
 
@@ -135,13 +134,11 @@ class RayPool:
         ray = ray_module()
         self._ray = ray
         self._started_here = False
-        gpus = 0
         if not ray.is_initialized():
             logging.getLogger("ray").setLevel(logging.ERROR)
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             if address is None:
-                gpus = gpu_count()
-                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpus)
+                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpu_count())
             else:
                 _check_reachable(address)
                 kwargs.update(address=address)
@@ -154,9 +151,8 @@ class RayPool:
                 raise UsageError(f"cannot connect to the Ray cluster at {address}" if address
                                  else "cannot start a local Ray") from None
             self._started_here = True
-        if address is not None or not self._started_here:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         self.workers = workers
         self.streams_notes = False  # the notes come back with each task's summary
         per = per_worker or max(1, cpus // workers)
