@@ -11,7 +11,7 @@
 # On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
 # Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, BATCH, CROP, LR,
 # VAL_EVERY, WORKERS (data worker processes), THREADS, each passed on as `--set name=VALUE` over the recipe;
-# WEIGHTS (a trained file; else random weights of ARCH/SIZE), SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench
+# WEIGHTS (a trained file; else random weights of size SIZE), SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench
 # (tests/test_device_script.py runs both on the CPU at tiny sizes).
 # The optimizer state (2x the weights) stays on the machine with the checkpoint: issue the next call
 # while it is still warm (it is given back after 30 s idle).
@@ -74,7 +74,7 @@ train)
 bench)
     setup_there
     W=()
-    [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "prior-$SIZE")
+    [ -n "${WEIGHTS:-}" ] && W=(--weights "$WEIGHTS") || W=(--size "$SIZE")
     HD="${HD:-1280x720}"; UHD="${UHD:-3840x2160}"; FRAMES="${FRAMES:-64}"
     "$PY" -m vidrestore bench "${W[@]}" --device "$DEVICE" --precision "$PRECISION" --batch "${BATCH:-4}" \
         --resolution "$HD" --fps-x 8 --frames "$FRAMES" --json > "$OUT/bench_720p_8x.json"

@@ -4,9 +4,10 @@
     python scripts/make_pin_assets.py cut        # tests/assets/cups_720p_4f.mp4 from ../shared/data/clips
     python scripts/make_pin_assets.py record     # tests/assets/pinned_outputs.npz from the current code
 
-The record is what ``tests/test_pinned_outputs.py`` compares against: per output frame, the sha256 of
-the decoded planes and every 8th row and column of them (a fixed sample for the tolerance check).
-Run ``record`` only on purpose, when a change of output is intended and explained.
+The record is what ``tests/test_pinned_outputs.py`` compares against: ``enhance``'s output with the bundled
+default weights (``vidrestore.weights.DEFAULT_WEIGHTS``), per output frame the sha256 of the decoded planes and
+every 8th row and column of them (a fixed sample for the tolerance check). Run ``record`` only on purpose, when a
+change of output is intended and explained: in particular again whenever the bundled default weights change.
 """
 
 from __future__ import annotations

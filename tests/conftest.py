@@ -1,6 +1,6 @@
 """Shared fixtures: tiny clips made with PyAV (with an AAC audio track), real frames from the committed
 test assets (``tests/assets``, cut from the project's shared data by ``scripts/make_test_assets.py``), and the
-tiny model with random weights (in memory and saved as a weights file)."""
+tiny flow-prior network with random weights (in memory and saved as a weights file)."""
 
 from __future__ import annotations
 
@@ -181,14 +181,26 @@ def make_clip(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
-@pytest.fixture(scope="session")
-def tiny_model():
+def nonzero_tiny_model(seed: int = 1234):
+    """The tiny flow-prior network with random weights, its zero-initialised corrections and residuals
+    (zero as built: the network would be exactly its prior) random too, as a trained model's would be."""
     import torch
 
-    from vidrestore.model import build_model
+    from vidrestore.model import build_prior_model
 
-    torch.manual_seed(1234)
-    return build_model("tiny").eval()
+    torch.manual_seed(seed)
+    model = build_prior_model("tiny")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not bool(p.any()):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return nonzero_tiny_model()
 
 
 @pytest.fixture(scope="session")

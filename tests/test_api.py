@@ -22,11 +22,16 @@ def test_import_is_light_and_the_api_loads_on_first_use():
         vidrestore.no_such_thing
 
 
-def test_load_model_gives_the_default_in_eval_mode_with_its_options():
+def test_load_model_gives_the_default_flow_prior_network_in_eval_mode():
+    from vidrestore.model import PriorNet
+    from vidrestore.weights import DEFAULT_WEIGHTS, load_registry
+
     model = vidrestore.load_model(device="cpu")
-    assert not model.training and model.config.name == "small"
-    assert model.options.refine_sharp is False
-    assert vidrestore.load_model(device="cpu", options={"flow_polish": 0}).options.flow_polish == 0
+    assert isinstance(model, PriorNet) and not model.training
+    assert model.config.name == load_registry()[DEFAULT_WEIGHTS].config
+    assert all(p.dtype.is_floating_point and p.dtype == model.encoder.s1[0].weight.dtype for p in model.parameters())
+    with pytest.raises(TypeError):
+        vidrestore.load_model(device="cpu", options={"flow_polish": 0})  # the network has no inference options
 
 
 def test_enhance_a_file(tiny_model, make_clip, tmp_path):

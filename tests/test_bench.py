@@ -1,4 +1,5 @@
-"""vidrestore bench: the JSON report's fields and what they must satisfy (tiny model, tiny frames)."""
+"""vidrestore bench: the JSON report's fields and what they must satisfy (the tiny flow-prior network, tiny
+frames)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _bench(*args):
 
 
 def test_bench_json_fields_tiny():
-    from vidrestore.model.network import build_model
+    from vidrestore.model.prior_net import build_prior_model
 
     res = _bench("--size", "tiny", "--device", "cpu", "--resolution", "64x48", "--fps-x", "4", "--frames", "4",
                  "--warmup", "1", "--json")
@@ -36,7 +37,7 @@ def test_bench_json_fields_tiny():
     assert hw["device"] == "cpu" and hw["gpu"] is None and hw["cpu_threads"] >= 1
 
     m = data["model"]
-    assert m["parameters"] == sum(p.numel() for p in build_model("tiny").parameters())
+    assert m["parameters"] == sum(p.numel() for p in build_prior_model("tiny").parameters())
     assert m["gmacs_per_output_frame"] > 0
     assert m["gmacs_per_output_frame"] == pytest.approx(
         (m["encode_gmacs_per_frame"] + m["restore_gmacs_per_window"]) / 4)
@@ -68,16 +69,17 @@ def test_macs_count_real_work():
     import torch
 
     from vidrestore.evaluate.bench import count_macs
-    from vidrestore.model.network import build_model
+    from vidrestore.model.prior_net import build_prior_model
 
-    model = build_model("small").eval()  # tiny's shared part is so thin that its per-t part dominates
+    model = build_prior_model("small").eval()
     cpu = torch.device("cpu")
     small = count_macs(model, 48, 64, 2, "joint", cpu)
     wide = count_macs(model, 48, 128, 2, "joint", cpu)
     assert wide["encode_gmacs_per_frame"] == pytest.approx(2 * small["encode_gmacs_per_frame"], rel=0.05)
     more = count_macs(model, 48, 64, 8, "joint", cpu)
     assert more["restore_gmacs_per_window"] > small["restore_gmacs_per_window"]
-    assert more["gmacs_per_output_frame"] < small["gmacs_per_output_frame"]  # shared work spread over 8 frames
+    assert more["encode_gmacs_per_frame"] == pytest.approx(small["encode_gmacs_per_frame"])  # once per frame
+    assert more["gmacs_per_output_frame"] == pytest.approx(more["gmacs_per_input_frame"] / 8)  # spread over 8 frames
     deblur = count_macs(model, 48, 64, 8, "deblur", cpu)
     assert deblur["gmacs_per_output_frame"] == pytest.approx(deblur["gmacs_per_input_frame"])
     # an odd size is padded to the model's multiple first
@@ -107,8 +109,11 @@ def test_bench_config_validation():
         BenchConfig(factor=17)
     with pytest.raises(UsageError):
         BenchConfig(run=RunOptions(weights="x"), size="tiny")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="expected one of default, small, tiny"):
         BenchConfig(size="huge")
+    with pytest.raises(UsageError):
+        BenchConfig(size="prior-tiny")  # the sizes are the one network's, without a prefix
+    assert BenchConfig(size="default").size == "default"
     res = _bench("--size", "huge", "--device", "cpu", "--resolution", "64x48", "--frames", "2", "--no-pipeline",
                  "--no-minterpolate")
     assert res.exit_code == 2 and "huge" in res.output and "Traceback" not in res.output

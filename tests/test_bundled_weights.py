@@ -1,4 +1,5 @@
-"""The weights shipped inside the package: found offline, checksum-verified, and sane on real frames."""
+"""The default weights shipped inside the package (the flow-prior network): found offline, checksum-verified, and
+sane on real frames. Nothing here depends on which file is bundled: a newly trained one passes the same checks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 
 from conftest import make_engine, reds_rgb
 from vidrestore.cli import main
-from vidrestore.model.network import with_options
+from vidrestore.model.prior_net import PriorNet
+from vidrestore.prior import window_prior
 from vidrestore.weights import DEFAULT_WEIGHTS, load_model, resolve_weights
 
 
@@ -34,17 +36,28 @@ def test_default_weights_are_bundled_and_verified_offline(monkeypatch, tmp_path)
     assert "ok" in result.output.lower()
 
 
-def _real_frame() -> torch.Tensor:
-    img = reds_rgb(0)[:96, :128].copy()
-    return torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> HxWx3 uint8, for the prior."""
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def run(model, window: torch.Tensor, times: torch.Tensor):
+    """The network on one window [1, 4, 3, H, W] with its classical prior, as the engine gives it."""
+    prior = window_prior([_u8(window[0, i]) for i in range(4)])
+    with torch.no_grad():
+        return model(window, times, prior)
+
+
+def test_the_default_is_the_flow_prior_network(bundled):
+    assert isinstance(bundled, PriorNet) and not bundled.training
 
 
 def test_static_scene_comes_back_unchanged(bundled):
     """Four copies of one sharp real frame: the key and every in-between frame stay that frame."""
-    frame = _real_frame()
+    img = reds_rgb(0)[:96, :128].copy()
+    frame = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
     window = frame.unsqueeze(1).expand(1, 4, 3, *frame.shape[-2:])
-    with torch.no_grad():
-        key, inter = bundled(window, torch.tensor([0.25, 0.5, 0.75]))
+    key, inter = run(bundled, window, torch.tensor([0.25, 0.5, 0.75]))
     assert _psnr(key.clamp(0, 1), frame) > 38
     for j in range(3):
         assert _psnr(inter[:, j].clamp(0, 1), frame) > 38
@@ -83,37 +96,6 @@ def test_tiled_output_matches_whole_frame_output(bundled):
     assert abs(whole - tiled) <= 0.1
 
 
-def test_still_gate_puts_the_background_next_to_a_moving_object_back(bundled):
-    """A real textured patch moves 10 px per frame over a still real background. Around its path the flows of
-    the coarse grids bleed over its edge and drag the background along (a halo); with the still-region gate
-    (the bundled config) that band comes back at least twice as close to the truth as without it, and the
-    moving patch itself is no worse."""
-    assert bundled.options.static_gate > 0
-    img = reds_rgb(5)
-    bg = torch.from_numpy(img[40:136, 100:228].copy()).permute(2, 0, 1).float() / 255  # 96 x 128
-    patch = torch.from_numpy(img[20:52, 20:52].copy()).permute(2, 0, 1).float() / 255
-
-    def frame(x: int) -> torch.Tensor:
-        f = bg.clone()
-        f[:, 32:64, x:x + 32] = patch
-        return f
-
-    window = torch.stack([frame(x) for x in (20, 30, 40, 50)])[None]
-    truth = frame(35)  # t = 0.5 between the 2nd and 3rd frame
-    band = torch.zeros(96, 128, dtype=torch.bool)
-    band[24:72, 22:82] = True
-    band[32:64, 30:77] = False  # background around the patch's path between the pair
-    ungated = with_options(bundled, static_gate=0.0)
-    errors = {}
-    for name, model in (("gated", bundled), ("ungated", ungated)):
-        with torch.no_grad():
-            _, inter = model(window, torch.tensor([0.5]))
-        err = (inter[0, 0].clamp(0, 1) - truth).abs().mean(dim=0)
-        errors[name] = (err[band].mean().item(), err[32:64, 36:66].mean().item())
-    assert errors["gated"][0] < 0.5 * errors["ungated"][0], errors
-    assert errors["gated"][1] < 1.1 * errors["ungated"][1], errors
-
-
 def _reds_tensor(index: int) -> torch.Tensor:
     """Shared REDS frame ``index`` as [1, 3, H, W] in [0, 1]."""
     return torch.from_numpy(reds_rgb(index).copy()).permute(2, 0, 1).float()[None] / 255
@@ -126,28 +108,6 @@ def _pan(src: torch.Tensor, v: tuple[int, int], k: float, top: int, left: int) -
 
     dx, dy = round(2 * k * v[0]), round(2 * k * v[1])
     return F.avg_pool2d(src[:, :, top - dy:top - dy + 128, left - dx:left - dx + 192], 2)[0]
-
-
-def test_flow_polish_sharpens_a_subpixel_pan(bundled):
-    """A real frame pans by a whole number of pixels per frame that puts the in-between frame half a pixel
-    off the grid. The frames are area-sampled from the frame at twice the size, so each is as sharp as a
-    camera's. The coarse grids get such motion only roughly; the polish (the bundled config) must bring the
-    in-between frame at least 1.3x closer to the truth in mean squared error than the same weights without it."""
-    assert bundled.options.flow_polish > 0
-    src = _reds_tensor(5)
-    plain = with_options(bundled, flow_polish=0)
-    for v in ((3, 1), (1, -3)):
-        def frame(k: float) -> torch.Tensor:
-            return _pan(src, v, k, top=20, left=60)
-
-        window = torch.stack([frame(k) for k in (-1, 0, 1, 2)])[None]
-        truth = frame(0.5)
-        errors = []
-        for model in (bundled, plain):
-            with torch.no_grad():
-                _, inter = model(window, torch.tensor([0.5]))
-            errors.append(((inter[0, 0].clamp(0, 1) - truth)[:, 8:-8, 8:-8] ** 2).mean().item())
-        assert errors[0] * 1.3 < errors[1], (v, errors)
 
 
 def test_windows_with_replicated_neighbours_behave_well(bundled):
@@ -169,8 +129,7 @@ def test_windows_with_replicated_neighbours_behave_well(bundled):
         results = {}
         for name, order in (("full", [0, 1, 2, 3]), ("start", [1, 1, 2, 3]), ("end", [0, 1, 2, 2]),
                             ("both", [1, 1, 2, 2])):
-            with torch.no_grad():
-                key, inter = bundled(x[:, order], torch.tensor([0.5]))
+            key, inter = run(bundled, x[:, order], torch.tensor([0.5]))
             results[name] = (_psnr(key[0].clamp(0, 1)[crop], sharp(0)[crop]), inter[0, 0].clamp(0, 1))
         input_psnr = _psnr(x[0, 1][crop], sharp(0)[crop])
         blend_psnr = _psnr(blend[crop], sharp(0.5)[crop])

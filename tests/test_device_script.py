@@ -54,4 +54,4 @@ def test_device_run_bench_writes_its_three_reports(tmp_path):
     for name, size, factor in (("bench_720p_8x.json", "64x48", 8), ("bench_720p_2x.json", "64x48", 2),
                                ("bench_4k_8x.json", "96x64", 8)):
         settings = json.loads((tmp_path / "out" / name).read_text())["settings"]
-        assert (settings["resolution"], settings["factor"], settings["size"]) == (size, factor, "prior-tiny"), name
+        assert (settings["resolution"], settings["factor"], settings["size"]) == (size, factor, "tiny"), name

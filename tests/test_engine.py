@@ -1,4 +1,4 @@
-"""The engine with the tiny random-weight model: frame bookkeeping, modes, scene cuts, batching,
+"""The engine with the tiny random-weight flow-prior network: frame bookkeeping, modes, scene cuts, batching,
 tiles, out-of-memory retry, and memory that stays flat in the video's length."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class SpyModel(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.config = inner.config
+        self.needs_prior = inner.needs_prior  # the engine passes the flow prior on, as to the network itself
         self.windows: list[list[float]] = []
         self.with_key: list[bool] = []
         self.sharp: list[bool] = []
@@ -33,12 +34,12 @@ class SpyModel(torch.nn.Module):
     def encode(self, x):
         return self.inner.encode(x)
 
-    def restore(self, frames, feats, times, with_key=True, sharp=False):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
         self.with_key.append(with_key)
         self.sharp.append(sharp)
         for b in range(frames[0].shape[0]):
             self.windows.append([round(float(f[b].sum()), 2) for f in frames])
-        return self.inner.restore(frames, feats, times, with_key, sharp=sharp)
+        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4, 8])
@@ -80,7 +81,10 @@ def test_batch_size_does_not_change_results(tiny_model):
     frames = moving_pattern(6, 40, 24)
     a, _ = run(tiny_model, frames, factor=3, batch=1)
     b, eb = run(tiny_model, frames, factor=3, batch=4)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # the same frames; a batched convolution may sum in another order (about 1e-6 apart before rounding), so a
+    # rare pixel may round to the next code value
+    diff = np.stack([np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b)])
+    assert len(a) == len(b) == 18 and diff.max() <= 1 and (diff > 0).mean() <= 1e-3
     assert eb.stats.encoded_frames == 6  # every frame encoded once and reused from the cache
 
 
@@ -138,14 +142,14 @@ def test_tiles_cover_the_frame(tiny_model):
 
 
 class OomAboveBatch(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
         if frames[0].shape[0] > 1:
             raise torch.OutOfMemoryError("fake: out of memory")
-        return self.inner.restore(frames, feats, times, with_key, sharp=sharp)
+        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp)
 
 
 class AlwaysOom(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
         raise torch.OutOfMemoryError("fake: out of memory")
 
 
@@ -178,10 +182,10 @@ def test_memory_budget_tiles_like_an_explicit_tile(tiny_model, monkeypatch):
     frames = moving_pattern(4, 160, 112)
     engine = make_engine(tiny_model, factor=2, scene_threshold=None, gpu_memory_gb=1 / 1024, batch=2)
     monkeypatch.setattr(engine, "_budget_bytes", lambda: 1.0 * 2**20)
-    monkeypatch.setattr(engine, "_probe_bytes_per_pixel", lambda: 2**20 / (72 * 72))  # 72x72 px fit
+    monkeypatch.setattr(engine, "_probe_bytes_per_pixel", lambda: 2**20 / (88 * 88))  # 88x88 px fit
     planned = list(engine.process(iter(frames)))
-    assert engine.stats.planned_tile == 72 and engine.stats.planned_batch == 1
-    explicit, _ = run(tiny_model, frames, factor=2, tile=72, batch=1)
+    assert engine.stats.planned_tile == 80 and engine.stats.planned_batch == 1  # a multiple of the model's 16
+    explicit, _ = run(tiny_model, frames, factor=2, tile=80, batch=1)
     assert len(planned) == 8 and all(np.array_equal(x, y) for x, y in zip(planned, explicit))
     cpu = make_engine(tiny_model, factor=2, gpu_memory_gb=1 / 1024)
     assert cpu._budget_bytes() is None  # the budget is for CUDA memory; CPUs run unplanned

@@ -1,4 +1,5 @@
-"""``--ensemble``: the model averaged over mirrored copies of each window (vidrestore.model.ensemble)."""
+"""``--ensemble``: the model averaged over mirrored copies of each window, its prior flows mirrored with it
+(vidrestore.model.ensemble)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,49 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import make_engine, moving_pattern, real_frames
+from conftest import make_engine, moving_pattern, nonzero_tiny_model, real_frames
 from vidrestore import runtime
 from vidrestore.cli import main
 from vidrestore.config import RunOptions
 from vidrestore.errors import UsageError
-from vidrestore.model import build_model
-from vidrestore.model.ensemble import FlipEnsemble
+from vidrestore.model.ensemble import FlipEnsemble, _flip_flow
+from vidrestore.model.prior_net import PriorFlows
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(5)
-    m = build_model("tiny").eval()
-    # a refiner and key branch that add something, so that mirroring changes the outputs
-    torch.nn.init.normal_(m.refiner.out[0].weight, std=0.05)
-    torch.nn.init.normal_(m.key_branch.out[0].weight, std=0.05)
-    return m
+    # corrections, residuals and the refiner random too, so that mirroring changes the outputs
+    return nonzero_tiny_model(5)
 
 
-def window(seed: int = 0) -> torch.Tensor:
+def window(seed: int = 0) -> tuple[torch.Tensor, PriorFlows]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(1, 4, 3, 32, 48, generator=g)
+    x = torch.rand(1, 4, 3, 32, 48, generator=g)
+    return x, PriorFlows(*(torch.randn(1, 2, 32, 48, generator=g) * 2 for _ in range(3)))
 
 
-def mirrored(model, x, times, dims):
-    key, inter = model(x.flip(dims), times)
+def mirrored(model, x, prior, times, dims):
+    key, inter = model(x.flip(dims), times, PriorFlows(*(_flip_flow(f, dims) for f in prior)))
     return key.flip(dims), inter.flip(dims)
 
 
+def test_mirrored_flows_are_mirrored_and_their_component_negated():
+    flow = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
+    lr = _flip_flow(flow, (-1,))
+    assert torch.equal(lr[:, 0], -flow[:, 0].flip(-1)) and torch.equal(lr[:, 1], flow[:, 1].flip(-1))
+    both = _flip_flow(flow, (-2, -1))
+    assert torch.equal(both, -flow.flip((-2, -1)))
+    assert _flip_flow(flow, ()) is flow
+
+
 def test_passes_are_the_mean_of_the_mirrored_runs(model):
-    x, times = window(), torch.tensor([0.25, 0.5])
+    (x, prior), times = window(), torch.tensor([0.25, 0.5])
     with torch.no_grad():
-        plain = model(x, times)
-        runs = [mirrored(model, x, times, dims) if dims else plain for dims in ((), (-1,), (-2,), (-2, -1))]
-        one = FlipEnsemble(model, 1)(x, times)
-        two = FlipEnsemble(model, 2)(x, times)
-        four = FlipEnsemble(model, 4)(x, times)
+        plain = model(x, times, prior)
+        runs = [mirrored(model, x, prior, times, dims) if dims else plain for dims in ((), (-1,), (-2,), (-2, -1))]
+        one = FlipEnsemble(model, 1)(x, times, prior)
+        two = FlipEnsemble(model, 2)(x, times, prior)
+        four = FlipEnsemble(model, 4)(x, times, prior)
     for got, want in zip(one, plain):
         torch.testing.assert_close(got, want)
     for i in (0, 1):
@@ -55,7 +62,7 @@ def test_passes_are_the_mean_of_the_mirrored_runs(model):
 
 
 def test_features_hold_every_mirrored_copy_and_restore_splits_them(model):
-    x = window(1)
+    x, _ = window(1)
     ens = FlipEnsemble(model, 4)
     with torch.no_grad():
         feats = ens.encode(x[:, 0])
@@ -64,16 +71,7 @@ def test_features_hold_every_mirrored_copy_and_restore_splits_them(model):
     assert len(feats) == 4 * len(single)
     for got, want in zip(feats[2 * len(single):3 * len(single)], flipped):
         torch.testing.assert_close(got, want)
-    assert ens.config is model.config
-
-
-def test_time_reversal_still_gives_the_same_inbetween(model):
-    x, t = window(2), torch.tensor([0.3])
-    ens = FlipEnsemble(model, 2)
-    with torch.no_grad():
-        _, a = ens(x, t)
-        _, b = ens(x.flip(1), 1 - t)
-    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert ens.config is model.config and ens.needs_prior
 
 
 def test_unknown_pass_count_is_refused(model):

@@ -12,7 +12,9 @@ from conftest import reds_rgb
 from vidrestore.errors import WeightsError
 from vidrestore.flow import dis_interpolate
 from vidrestore.frames import to_tensor
-from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorNet, PriorFlows, build_prior_model
+from vidrestore.model.attention import window_products
+from vidrestore.model.prior_net import (PRIOR_CONFIGS, PriorConfig, PriorNet, PriorFlows, build_prior_model,
+                                        prior_config_from_dict, prior_config_to_json)
 from vidrestore.prior import batch_prior, window_prior
 from vidrestore.weights import META_CONFIG, model_from_file, save_weights
 from vidrestore.weights._files import read_header, tensors_to_bytes
@@ -109,8 +111,6 @@ def test_weights_round_trip_and_crafted_configs(tmp_path):
     back = model_from_file(path)
     assert isinstance(back, PriorNet) and back.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
-    with pytest.raises(WeightsError, match="no inference options"):
-        model_from_file(path, {"flow_polish": 0})
 
     header = read_header(path)
     meta = dict(header["__metadata__"])
@@ -174,3 +174,86 @@ def test_no_flow_is_computed_across_a_scene_cut():
     out = list(engine.process(frames, cuts=[False, False, True, False]))
     assert np.array_equal(out[3], frames[1])  # the last frame before the cut is repeated, not blended
     assert np.abs(out[1].astype(np.float32) - dis_interpolate(frames[0], frames[1], [0.5])[0]).mean() < 0.05
+
+
+# -- ported from the old network's tests: shapes, dtypes, times, features, configs ----------------------------
+
+
+def random_prior(b: int, h: int, w: int, seed: int = 0, scale: float = 2.0) -> PriorFlows:
+    g = torch.Generator().manual_seed(seed)
+    return PriorFlows(*(torch.randn(b, 2, h, w, generator=g) * scale for _ in range(3)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return randomize(build_prior_model("tiny"), seed=5).eval()
+
+
+@torch.no_grad()
+def test_shapes_dtype_per_sample_and_empty_times(tiny):
+    x = torch.rand(2, 4, 3, 48, 64)
+    prior = random_prior(2, 48, 64)
+    key, inter = tiny(x, torch.tensor([0.25, 0.5, 0.75]), prior)
+    assert key.shape == (2, 3, 48, 64) and key.dtype == torch.float32
+    assert inter.shape == (2, 3, 3, 48, 64) and torch.isfinite(inter).all()
+    _, both = tiny(x, torch.tensor([[0.5], [0.25]]), prior)
+    _, a = tiny(x[:1], torch.tensor([0.5]), PriorFlows(*(f[:1] for f in prior)))
+    _, b = tiny(x[1:], torch.tensor([0.25]), PriorFlows(*(f[1:] for f in prior)))
+    torch.testing.assert_close(both[0], a[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both[1], b[0], atol=1e-5, rtol=1e-4)
+    _, none = tiny(x, torch.zeros(0), prior)
+    assert none.shape == (2, 0, 3, 48, 64)
+
+
+@torch.no_grad()
+def test_bf16_forward():
+    model = randomize(build_prior_model("tiny")).to(dtype=torch.bfloat16).eval()
+    x = torch.rand(1, 4, 3, 32, 32, dtype=torch.bfloat16)
+    key, inter = model(x, torch.tensor([0.5]), random_prior(1, 32, 32))
+    assert key.dtype == torch.bfloat16 and inter.dtype == torch.bfloat16
+    assert torch.isfinite(key.float()).all() and torch.isfinite(inter.float()).all()
+
+
+@torch.no_grad()
+def test_features_are_reusable_across_windows(tiny):
+    """Encoding each frame once and reusing the features gives the same result as forward()."""
+    frames = [torch.rand(1, 3, 32, 32) for _ in range(5)]
+    prior = random_prior(1, 32, 32, seed=2)
+    feats = [tiny.encode(f) for f in frames]
+    k1, i1 = tiny.restore(frames[1:5], feats[1:5], torch.tensor([0.5]), prior)
+    k2, i2 = tiny(torch.stack(frames[1:5], dim=1), torch.tensor([0.5]), prior)
+    torch.testing.assert_close(k1, k2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i1, i2, atol=1e-5, rtol=1e-4)
+
+
+def test_config_json_round_trip():
+    for cfg in PRIOR_CONFIGS.values():
+        data = json.loads(prior_config_to_json(cfg))
+        assert data["arch"] == "prior" and prior_config_from_dict(data) == cfg
+    with pytest.raises(ValueError, match="unknown model config fields"):
+        prior_config_from_dict({**data, "latent_blocks": 2})
+    with pytest.raises(ValueError, match="not a flow-prior"):
+        prior_config_from_dict({**data, "arch": "other"})
+
+
+def test_sizes_are_ordered_by_parameters():
+    counts = {}
+    for name in PRIOR_CONFIGS:
+        with torch.device("meta"):
+            counts[name] = sum(p.numel() for p in build_prior_model(name).parameters())
+    assert counts["tiny"] < counts["small"] < counts["default"] < 5_000_000
+
+
+def test_window_products_match_direct_products():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 5, 9, 11, generator=g), torch.randn(2, 5, 9, 11, generator=g)
+    r = 2
+    got = window_products(a, b, r)
+    padded = torch.nn.functional.pad(b, (r, r, r, r), mode="replicate")
+    k = 0
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            shifted = padded[..., r + dy:r + dy + 9, r + dx:r + dx + 11]
+            torch.testing.assert_close(got[:, k], (a * shifted).sum(dim=1), atol=1e-5, rtol=1e-5)
+            k += 1
+    assert k == got.shape[1] == (2 * r + 1) ** 2

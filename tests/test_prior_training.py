@@ -158,3 +158,60 @@ def test_restoration_path_has_its_own_learning_rate_scale():
     restore = {id(p) for p in model.restorer.parameters()}
     assert {id(p) for p in groups[1]["params"]} == restore
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def _train_cli(args: list[str]):
+    from click.testing import CliRunner
+
+    from vidrestore.cli import main
+
+    return CliRunner().invoke(main, ["train", *args])
+
+
+def test_train_cli_runs_a_recipe_with_its_command_line_settings(recipe, tmp_path):
+    out = tmp_path / "cli-run"
+    res = _train_cli(["--recipe", str(recipe), "--out", str(out), "--set", "steps=2", "--set", "val_every=2",
+                      "--threads", "1", "--device", "cpu", "--precision", "fp32", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "size tiny, 2 steps of 1 x 48px on cpu (fp32)" in res.output and str(out) in res.output
+    assert not out.exists()  # a dry run trains nothing
+    res = _train_cli(["--recipe", str(recipe), "--out", str(out), "--set", "steps=2", "--set", "val_every=2",
+                      "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "finished: step 2" in res.output and (out / "final.safetensors").is_file()
+    from vidrestore.weights import model_from_file
+
+    assert model_from_file(out / "final.safetensors").config.name == "tiny"
+
+
+def test_train_cli_takes_only_flow_prior_recipes_and_its_own_options(recipe, tmp_path):
+    res = _train_cli(["--help"])
+    assert res.exit_code == 0 and "--recipe" in res.output and "--minutes" in res.output
+    for gone in ("--steps", "--size", "--pixel-loss", "--stage", "--train-only"):
+        assert gone not in res.output, gone
+    old = tmp_path / "old.toml"
+    old.write_text('[[stages]]\nname = "v1"\nsize = "small"\n')
+    res = _train_cli(["--recipe", str(old), "--dry-run"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'not a flow-prior network recipe (it needs arch = "prior"' in lines[0], res.output
+    res = _train_cli(["--recipe", str(recipe), "--steps", "2"])  # the old per-flag options are gone
+    assert res.exit_code == 2 and "--steps" in res.output
+    res = _train_cli(["--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--recipe" in res.output
+    res = _train_cli(["--recipe", str(recipe), "--set", "nonsense", "--dry-run"])
+    assert res.exit_code == 2 and "NAME=VALUE" in res.output
+    res = _train_cli(["--recipe", str(recipe), "--set", "stepz=2", "--dry-run"])
+    assert res.exit_code == 2 and "stepz" in res.output
+    res = _train_cli(["--recipe", str(recipe), "--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.output
+
+
+@pytest.mark.parametrize("name", ["prior-small.toml", "prior-default-gpu.toml"])
+def test_the_shipped_recipes_are_flow_prior_recipes(name, tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / name
+    cfg = load_prior_recipe(path, {"out": str(tmp_path / "o")}, data=tmp_path)
+    assert cfg.steps > 0 and cfg.size in ("small", "default")
+    assert sorted(p.name for p in path.parent.glob("*.toml")) == ["prior-default-gpu.toml", "prior-small.toml"]

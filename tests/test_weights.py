@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import json
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 import vidrestore.weights as W
 from vidrestore.cli import main
 from vidrestore.errors import WeightsError
-from vidrestore.model.network import build_model, config_from_json, config_to_json
+from vidrestore.model.prior_net import PriorNet, build_prior_model, prior_config_from_dict, prior_config_to_json
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -25,7 +24,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory) -> tuple[Path, str, torch.nn.Module]:
     torch.manual_seed(0)
-    model = build_model("tiny")
+    model = build_prior_model("tiny")
     with torch.no_grad():  # make every tensor distinctive so a round trip cannot pass by accident
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -82,8 +81,8 @@ def test_round_trip_keeps_tensors_and_metadata(tiny_file):
     assert sha == W.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     meta = W.read_metadata(path)
-    assert config_from_json(meta[W.META_CONFIG]) == (model.config, {})
-    assert json.loads(meta[W.META_OPTIONS]) == dataclasses.asdict(model.options)
+    assert prior_config_from_dict(json.loads(meta[W.META_CONFIG])) == model.config
+    assert "vidrestore.options" not in meta  # the flow-prior network has no inference options
     assert meta[W.META_FORMAT] == "1"
     assert meta[W.META_VERSION]
     assert meta["train.step"] == "123" and meta["train.data"] == "synthetic"
@@ -118,7 +117,7 @@ def test_saved_bytes_are_canonical(tiny_file, tmp_path):
 
 
 def test_save_rejects_reserved_metadata(tmp_path):
-    model = build_model("tiny")
+    model = build_prior_model("tiny")
     with pytest.raises(ValueError):
         W.save_weights(model, tmp_path / "x.safetensors", {W.META_CONFIG: "{}"})
     assert not list(tmp_path.iterdir())
@@ -193,7 +192,7 @@ def test_missing_metadata_rejected(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "plain.safetensors"
-    save_file({k: v.contiguous() for k, v in build_model("tiny").state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in build_prior_model("tiny").state_dict().items()}, str(path))
     with pytest.raises(WeightsError, match="vidrestore.config"):
         W.load_model(str(path), "cpu")
 
@@ -202,15 +201,16 @@ def test_missing_metadata_rejected(tmp_path):
     "meta, message",
     [
         ({W.META_CONFIG: "{not json"}, "invalid 'vidrestore.config'"),
-        ({W.META_CONFIG: json.dumps({"name": "tiny", "bogus": 1})}, "invalid 'vidrestore.config'"),
+        ({W.META_CONFIG: json.dumps({"arch": "prior", "name": "tiny", "bogus": 1})}, "invalid 'vidrestore.config'"),
+        ({W.META_CONFIG: json.dumps(["prior"])}, "invalid 'vidrestore.config'"),
         ({W.META_FORMAT: "99"}, "unsupported weights format"),
     ],
 )
 def test_invalid_metadata_rejected(tmp_path, meta, message):
     from safetensors.torch import save_file
 
-    model = build_model("tiny")
-    full = {W.META_CONFIG: config_to_json(model.config), W.META_FORMAT: "1", **meta}
+    model = build_prior_model("tiny")
+    full = {W.META_CONFIG: prior_config_to_json(model.config), W.META_FORMAT: "1", **meta}
     path = tmp_path / "bad-meta.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=full)
     with pytest.raises(WeightsError, match=message):
@@ -220,8 +220,8 @@ def test_invalid_metadata_rejected(tmp_path, meta, message):
 def test_state_dict_mismatch_rejected(tmp_path):
     from safetensors.torch import save_file
 
-    model = build_model("tiny")
-    meta = {W.META_CONFIG: config_to_json(model.config), W.META_FORMAT: "1"}
+    model = build_prior_model("tiny")
+    meta = {W.META_CONFIG: prior_config_to_json(model.config), W.META_FORMAT: "1"}
     sd = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
     first = sorted(sd)[0]
 
@@ -336,7 +336,7 @@ def test_register_weights(weights_file, tmp_path, no_hub_env):
     reg_path = make_registry(tmp_path / "reg", {})
     entry = W.register_weights("vidrestore-tiny-test", path, "test weights", registry_path=reg_path)
     assert entry.sha256 == sha and entry.config == "tiny" and entry.file == "vidrestore-tiny-test.safetensors"
-    assert entry.params == sum(t.numel() for t in build_model("tiny").state_dict().values())
+    assert entry.params == sum(t.numel() for t in build_prior_model("tiny").state_dict().values())
     assert (tmp_path / "reg" / entry.file).read_bytes() == path.read_bytes()
     raw = json.loads(reg_path.read_text())
     assert raw["weights"]["vidrestore-tiny-test"]["sha256"] == sha
@@ -520,41 +520,50 @@ def test_the_package_bundles_one_weights_file_and_registers_only_what_a_user_can
         assert reg.bundled_path(entry).is_file() or entry.hub is not None
 
 
-def test_legacy_switches_in_the_config_load_as_inference_options(tmp_path, no_hub_env):
-    """A file written before 0.2.0 kept the parameter-free switches in its model config, where a missing one meant
-    off: it loads, with those fields as its inference options."""
+OLD_NETWORK_CONFIG = {"name": "small", "channels": [16, 32, 64]}  # a 0.1 file's config: no "arch"
+
+
+def old_network_file(path: Path) -> Path:
+    """A weights file of the network retired in 0.2.0: its config has no "arch"."""
     from safetensors.torch import save_file
 
-    from vidrestore.model.network import LEGACY_OPTIONS, config_to_json
-
-    model = build_model("tiny")
-    legacy = json.loads(config_to_json(model.config)) | {"static_gate": 0.05, "flow_polish": 2, "refine_sharp": False}
-    path = tmp_path / "old.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={W.META_CONFIG: json.dumps(legacy), W.META_FORMAT: "1"})
-    loaded = W.load_model(str(path), "cpu")
-    assert loaded.config == model.config
-    assert loaded.options == dataclasses.replace(LEGACY_OPTIONS, static_gate=0.05, flow_polish=2, refine_sharp=False)
-    assert loaded.options.coarse_levels == 0  # not set in the file: off, as it meant then
-    assert W.load_model(str(path), "cpu", options={"flow_polish": 0}).options.flow_polish == 0
+    save_file({"encoder.s1.0.weight": torch.zeros(16, 3, 3, 3)}, str(path),
+              metadata={W.META_CONFIG: json.dumps(OLD_NETWORK_CONFIG), W.META_FORMAT: "1",
+                        "vidrestore.options": json.dumps({"flow_polish": 2})})
+    return path
 
 
-def test_registry_entry_options_apply_over_the_files(weights_file, tmp_path, no_hub_env):
+def test_an_old_network_file_is_refused_with_one_clear_line(tmp_path, make_clip, no_hub_env):
+    path = old_network_file(tmp_path / "old-network.safetensors")
+    with pytest.raises(WeightsError) as err:
+        W.load_model(str(path), "cpu")
+    message = str(err.value)
+    assert "\n" not in message and "old vidrestore network" in message and "retired in 0.2.0" in message
+    assert W.DEFAULT_WEIGHTS in message
+    res = CliRunner().invoke(main, ["enhance", str(make_clip(n=3, size=(48, 32))), "-o", str(tmp_path / "o.mp4"),
+                                    "--weights", str(path), "--device", "cpu", "-q"])
+    assert res.exit_code == 5, res.output
+    assert res.stderr.strip().splitlines() == [f"vidrestore: error: {message}"]
+    assert not (tmp_path / "o.mp4").exists()
+    res = CliRunner().invoke(main, ["weights", "info", str(path)])
+    assert res.exit_code == 5 and "retired in 0.2.0" in res.output
+
+
+def test_a_registry_entry_with_options_still_reads(weights_file, tmp_path, no_hub_env):
+    """Registries before 0.2.0 gave each entry inference options: the field is ignored now."""
     path, sha = weights_file
     folder = tmp_path / "reg"
     reg = make_registry(folder, {"opt": {"file": "opt.safetensors", "sha256": sha, "config": "tiny",
-                                         "options": {"refine_sharp": False, "static_gate": 0.0}}})
+                                         "options": {"refine_sharp": False}}})
     shutil.copyfile(path, folder / "opt.safetensors")
-    m = W.load_model("opt", "cpu", registry=reg)
-    assert m.options.refine_sharp is False and m.options.static_gate == 0.0
-    assert W.load_model("opt", "cpu", registry=reg, options={"static_gate": 0.1}).options.static_gate == 0.1
-    bad = make_registry(tmp_path / "bad", {"opt": {"file": "opt.safetensors", "sha256": sha, "config": "tiny",
-                                                   "options": {"bogus": 1}}})
-    shutil.copyfile(path, tmp_path / "bad" / "opt.safetensors")
-    with pytest.raises(WeightsError, match="bogus"):
-        W.load_model("opt", "cpu", registry=bad)
+    assert isinstance(W.load_model("opt", "cpu", registry=reg), PriorNet)
+    assert "options" not in W.load_registry(reg)["opt"].to_json()
 
 
-def test_the_bundled_default_runs_with_its_registered_options():
+def test_the_bundled_default_is_the_flow_prior_network():
     m = W.load_model(W.DEFAULT_WEIGHTS, "cpu")
-    assert (m.options.coarse_levels, m.options.static_gate, m.options.flow_polish, m.options.refine_sharp) == (1, 0.05, 2, False)
+    entry = W.load_registry()[W.DEFAULT_WEIGHTS]
+    assert isinstance(m, PriorNet) and not m.training and m.config.name == entry.config
+    assert entry.params == sum(t.numel() for t in m.state_dict().values())
+    assert entry.bytes == (W.WEIGHTS_DIR / entry.file).stat().st_size
+    assert (W.WEIGHTS_DIR / f"{W.DEFAULT_WEIGHTS}.md").is_file()  # its model card

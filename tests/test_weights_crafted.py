@@ -20,18 +20,18 @@ import vidrestore.weights as W
 from conftest import write_clip
 from vidrestore.cli import main
 from vidrestore.errors import WeightsError
-from vidrestore.model.network import build_model, config_to_json
+from vidrestore.model.prior_net import build_prior_model, prior_config_to_json
 
 
 def tiny_tensors() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {k: v.contiguous().clone() for k, v in build_model("tiny").state_dict().items()}
+    return {k: v.contiguous().clone() for k, v in build_prior_model("tiny").state_dict().items()}
 
 
 def save(path: Path, tensors: dict[str, torch.Tensor], config: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    cfg = json.loads(config_to_json(build_model("tiny").config))
+    cfg = json.loads(prior_config_to_json(build_prior_model("tiny").config))
     cfg.update(config or {})
     save_file(tensors, str(path), metadata={W.META_CONFIG: json.dumps(cfg), W.META_FORMAT: "1"})
     return path
@@ -54,24 +54,33 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@pytest.mark.parametrize("config, field", [
-    ({"latent_blocks": 200000}, "latent_blocks"),
-    ({"channels": [20000, 40000, 80000]}, "channels"),
-    ({"channels": [8, 12]}, "channels"),
-    ({"ifa_window": 10**9}, "ifa_window"),
-    ({"spatial_maps": True}, "spatial_maps"),
-    ({"ifa_dim": -1}, "ifa_dim"),
+@pytest.mark.parametrize("config, pattern", [
+    ({"blocks": [1, 0, 1, 200000]}, "blocks .* out of range"),
+    ({"channels": [20000, 40000, 80000]}, "channels .* out of range"),
+    ({"channels": [8, 12]}, "channels must be three"),
+    ({"window": 10**9 + 1}, "window .* out of range"),
+    ({"head": True}, "head .* out of range"),
+    ({"refine": -1}, "refine must be >= 1"),
+    ({"widths": [8] * 7, "blocks": [1] * 7}, "widths .* out of range"),
+    ({"widths": 8}, "invalid 'vidrestore.config'"),
 ])
-def test_out_of_range_config_refused_before_building(tmp_path, config, field):
+def test_out_of_range_config_refused_before_building(tmp_path, config, pattern, monkeypatch):
     path = save(tmp_path / "huge.safetensors", tiny_tensors(), config)
-    with pytest.raises(WeightsError, match=f"{field} .* out of range"):
+    import vidrestore.model.prior_net as P
+
+    def no_build(*a, **k):
+        raise AssertionError("a model was built from an out-of-range config")
+
+    monkeypatch.setattr(P.PriorNet, "__init__", no_build)
+    with pytest.raises(WeightsError, match=pattern) as err:
         W.model_from_file(path)
+    assert "\n" not in str(err.value)
 
 
 def test_config_within_bounds_but_not_the_files_tensors_allocates_nothing(tmp_path):
     """Built for real, this config would take gigabytes: it is compared on the meta device first."""
     path = save(tmp_path / "big.safetensors", tiny_tensors(),
-                {"channels": [1024, 1024, 1024], "latent_blocks": 64, "head_channels": 1024})
+                {"channels": [1024, 1024, 1024], "widths": [1024] * 4, "blocks": [64] * 4, "head": 1024})
     before = peak_rss_mb()
     with pytest.raises(WeightsError, match="do not fit the 'tiny' model: .*missing"):
         W.model_from_file(path)
@@ -145,7 +154,7 @@ def test_header_data_size_must_match_the_shape(tmp_path):
 
 def test_pickle_and_truncated_files_still_clear(tmp_path, make_clip):
     pickled = tmp_path / "model.safetensors"
-    torch.save(build_model("tiny").state_dict(), pickled)
+    torch.save(build_prior_model("tiny").state_dict(), pickled)
     with pytest.raises(WeightsError, match="safetensors"):
         W.model_from_file(pickled)
     good = save(tmp_path / "good.safetensors", tiny_tensors())

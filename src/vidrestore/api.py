@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,16 +27,15 @@ from vidrestore.config import (DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceC
                                check_factor_mode)
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import UsageError
-from vidrestore.model.network import VidRestoreNet
+from vidrestore.model.prior_net import PriorNet
 
 
-def load_model(name: str | None = None, device: str | torch.device = "auto",
-               options: Mapping[str, Any] | None = None) -> VidRestoreNet:
-    """The network of weights ``name`` (a registered name, a .safetensors path or an hf:// reference; None:
-    the bundled default), sha256-checked, in eval mode on ``device``, with float32 parameters. ``options``
-    overrides inference options (see :class:`vidrestore.model.network.InferenceOptions`)."""
+def load_model(name: str | None = None, device: str | torch.device = "auto") -> PriorNet:
+    """The flow-prior network (:class:`~vidrestore.model.prior_net.PriorNet`) of weights ``name`` (a registered
+    name, a .safetensors path or an hf:// reference; None: the bundled default), sha256-checked, in eval mode
+    on ``device``, with float32 parameters."""
     dev = device if isinstance(device, torch.device) else runtime.resolve_device(device)
-    rt = runtime.load(RunOptions(weights=name), device=dev, inference=options)
+    rt = runtime.load(RunOptions(weights=name), device=dev)
     return rt.model.eval()
 
 

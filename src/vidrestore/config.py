@@ -45,10 +45,6 @@ ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off)
                  "up-down) passes; a little sharper and steadier at about 2x or 4x the model's time.")
 
 
-# train --pixel-loss: the image loss terms vidrestore.train.losses.image_loss knows
-PIXEL_LOSSES = ("charbonnier", "psnr")
-
-
 def format_rate(rate: Fraction) -> str:
     """A rate as its exact fraction: ``24``, ``30000/1001``."""
     return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"

@@ -1,5 +1,6 @@
 """Classical optical flow (OpenCV DIS) on HxWx3 uint8 RGB frames: the ``dis-flow`` baseline of ``vidrestore
-eval`` and the teacher flows of training (``vidrestore.train.teacher``) use these, and only these.
+eval``, the flow prior of the network (:mod:`vidrestore.prior`) and the synthetic blur of training use these,
+and only these.
 
 Flows are HxWx2 float32 arrays in pixels, x then y, backward: ``a(x) ~ b(x + flow(x))``.
 """

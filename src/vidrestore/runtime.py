@@ -8,7 +8,6 @@ torch objects, never set process-wide. Parameters stay float32; fp16/bf16 comput
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import torch
 
@@ -103,16 +102,15 @@ class Runtime:
 
 
 def load(options: RunOptions, model: torch.nn.Module | None = None, device: torch.device | None = None,
-         dtype: torch.dtype | None = None, inference: Mapping[str, Any] | None = None) -> Runtime:
+         dtype: torch.dtype | None = None) -> Runtime:
     """Resolve ``options`` into a :class:`Runtime`. ``model`` (an in-memory network: tests, bench with random
     weights, training's validation), ``device`` and ``dtype`` replace what the options would resolve to.
-    Weights are located, sha256-checked and loaded with float32 parameters; ``inference`` overrides their
-    inference options."""
+    Weights are located, sha256-checked and loaded with float32 parameters."""
     dev = device if device is not None else resolve_device(options.device)
     dt = dtype if dtype is not None else resolve_dtype(options.precision, dev)
     if model is None:
         spec = options.weights or weights.DEFAULT_WEIGHTS
-        model = weights.load_model(spec, dev, torch.float32, options=inference)
+        model = weights.load_model(spec, dev, torch.float32)
         label = spec
     else:
         label = getattr(getattr(model, "config", None), "name", type(model).__name__)

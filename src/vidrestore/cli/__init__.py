@@ -27,7 +27,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("vidrestore.cli.info", "info", "Show a video's streams, size, frame rate, frame count and duration."),
     "eval": ("vidrestore.cli.evaluate", "eval_cmd", "Score the model and classical baselines against sharp ground truth."),
     "bench": ("vidrestore.cli.bench", "bench", "Measure model and end-to-end throughput and memory."),
-    "train": ("vidrestore.cli.train", "train", "Train a model on synthetic scenes and/or your footage."),
+    "train": ("vidrestore.cli.train", "train", "Train the flow-prior network from a recipe (resumable)."),
     "weights": ("vidrestore.cli.weights", "weights", "List, verify or download model weights."),
 }
 

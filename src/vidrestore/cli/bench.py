@@ -63,8 +63,7 @@ def render(report: dict):
 @click.option("--fps-x", "factor", type=int, default=2, show_default=True, help="Frame-rate multiplier K.")
 @click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True)
 @run_options
-@click.option("--size", default=None, help="Use random weights of this model config instead (default, small, tiny; the flow-prior network: "
-                   "prior-default, prior-small, prior-tiny).")
+@click.option("--size", default=None, help="Use random weights of this size of the flow-prior network instead (tiny, small, default).")
 @click.option("--frames", type=int, default=32, show_default=True, help="Input frames timed, and length of the clip.")
 @click.option("--warmup", type=int, default=4, show_default=True, help="Input frames run before timing.")
 @click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")

@@ -50,16 +50,14 @@ from vidrestore.io import files
 from vidrestore.io import writer as w
 from vidrestore.io.probe import probe
 from vidrestore.io.reader import FrameReader
-from vidrestore.model.network import CONFIGS, build_model
 from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, build_prior_model
-
-# --size names: the configs of both networks (the flow-prior network's with a "prior-" prefix)
-SIZES = (*CONFIGS, *(f"prior-{name}" for name in PRIOR_CONFIGS))
 from vidrestore.plan import plan
 from vidrestore.runtime import Runtime
 from vidrestore.tiler import padded_size, tile_grid
 
 CLIP_RATE = 30
+# --size names: the flow-prior network's sizes
+SIZES = tuple(PRIOR_CONFIGS)
 Log = Callable[[str], None]
 
 
@@ -70,7 +68,7 @@ class BenchConfig:
     factor: int = 2
     mode: str = "joint"
     run: RunOptions = RunOptions()  # run.weights None with size None: the default weights
-    size: str | None = None  # a model config name: random weights (fine for speed)
+    size: str | None = None  # a PRIOR_CONFIGS name: random weights (fine for speed)
     frames: int = 32  # input frames timed (engine) and length of the generated clip (pipeline)
     warmup: int = 4  # input frames run before timing
     codec: str = "libx264"
@@ -261,10 +259,7 @@ def load_bench_runtime(cfg: BenchConfig) -> Runtime:
     model = None
     if cfg.size is not None:
         torch.manual_seed(cfg.seed)
-        if cfg.size.startswith("prior-"):
-            model = build_prior_model(cfg.size[len("prior-"):]).eval()
-        else:
-            model = build_model(cfg.size).eval()
+        model = build_prior_model(cfg.size).eval()
     return runtime.load(cfg.run, model=model)
 
 

@@ -1,5 +1,15 @@
-"""The network: plain ``nn.Module``s, no I/O."""
+"""The network, the flow-prior network (:mod:`vidrestore.model.prior_net`): plain ``nn.Module``s, no I/O."""
 
-from vidrestore.model.network import CONFIGS, ModelConfig, VidRestoreNet, build_model, config_from_json, config_to_json
+from vidrestore.model.prior_net import (
+    ARCH,
+    PRIOR_CONFIGS,
+    PriorConfig,
+    PriorFlows,
+    PriorNet,
+    build_prior_model,
+    prior_config_from_dict,
+    prior_config_to_json,
+)
 
-__all__ = ["CONFIGS", "ModelConfig", "VidRestoreNet", "build_model", "config_from_json", "config_to_json"]
+__all__ = ["ARCH", "PRIOR_CONFIGS", "PriorConfig", "PriorFlows", "PriorNet", "build_prior_model",
+           "prior_config_from_dict", "prior_config_to_json"]

@@ -4,7 +4,7 @@ The network is not equivariant to mirroring: its learned filters see a mirrored 
 input, and their errors differ. Running the window as it is and mirrored (left-right, then also
 up-down and both), mirroring each output back and averaging, cancels part of those errors at 2x or 4x
 the time. The same idea as test-time augmentation in image restoration and Practical-RIFE's
-``--ensemble``. Measured gains are in the README and the v11 model card.
+``--ensemble``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def _flip_flow(flow: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 
 
 class FlipEnsemble(nn.Module):
-    """Wraps a :class:`~vidrestore.model.network.VidRestoreNet` with the same ``encode``/``restore`` interface.
+    """Wraps a network (:class:`~vidrestore.model.prior_net.PriorNet`, or any model with its
+    ``encode``/``restore``) with the same interface.
 
     ``encode`` returns the features of every mirrored copy of the frame, one after the other, in one
     flat tuple (so callers that cache and batch features level by level need not know); ``restore``
@@ -75,8 +76,9 @@ class FlipEnsemble(nn.Module):
         sharp: bool = False,
         prior=None,
     ):
-        """As the wrapped network's ``restore`` (without ``with_flows``): (key or None, inter), each the mean
-        over the passes. ``prior``: the flow-prior network's flows, mirrored with the frames."""
+        """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes.
+        ``prior``: the flow-prior network's :class:`~vidrestore.model.prior_net.PriorFlows`, mirrored with the
+        frames (None for a model that needs none)."""
         n = len(self.flips)
         levels = len(feats[0]) // n
         key_sum = None
@@ -94,7 +96,8 @@ class FlipEnsemble(nn.Module):
         assert inter_sum is not None
         return (None if key_sum is None else key_sum / n), inter_sum / n
 
-    def forward(self, frames: torch.Tensor, times: torch.Tensor):
-        """frames [B, 4, 3, H, W]; times [T] or [B, T] -> (key, inter), as the wrapped network's forward."""
+    def forward(self, frames: torch.Tensor, times: torch.Tensor, prior=None, sharp: bool = False):
+        """frames [B, 4, 3, H, W]; times [T] or [B, T]; ``prior`` as in ``restore`` -> (key, inter), as the
+        wrapped network's forward."""
         return self.restore([frames[:, i] for i in range(4)], window_features(self.encode, frames), times,
-                            with_key=True)
+                            with_key=True, sharp=sharp, prior=prior)

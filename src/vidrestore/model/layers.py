@@ -1,4 +1,4 @@
-"""Small building blocks shared by the networks."""
+"""Small building blocks of the network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real footage decoded whole into memory, for training samples (``vidrestore.train.data``) and texture
+"""Real footage decoded whole into memory, for training samples (``vidrestore.train.prior_data``) and texture
 frames (``vidrestore.synth.textures``): small, reduced-size uint8 tensors, not the streaming reader of
 ``vidrestore.io``."""
 

@@ -115,14 +115,6 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def read_state(path: Path) -> dict[str, Any]:
-    """The JSON part of a checkpoint (cheap: to check it before loading tensors)."""
-    try:
-        return json.loads((Path(path) / STATE_FILE).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read checkpoint {path}: {err}") from None
-
-
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -17,7 +17,7 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -28,7 +28,6 @@ from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.losses import charbonnier, laplacian_loss
 from vidrestore.train.prior_data import Batch, BlurConfig, RealSampler, SyntheticSampler, footage_paths, load_footage
-from vidrestore.train.recipe import set_items
 from vidrestore.weights import save_weights
 
 SOURCES = ("real", "interp", "synthetic")
@@ -111,6 +110,25 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
         return PriorTrainConfig(**data, blur=BlurConfig(**blur))
     except TypeError as err:
         raise UsageError(f"recipe {path}: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML (``2``, ``4e-4``, ``true``, ``[0.75, 1.0]``, ``"tiny"``), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_items(items: Sequence[str]) -> list[tuple[str, Any]]:
+    """``--set NAME=VALUE`` items -> (NAME as given, parsed VALUE) pairs."""
+    out: list[tuple[str, Any]] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE, e.g. --set steps=2")
+        out.append((key, parse_value(value.strip())))
+    return out
 
 
 def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -4,19 +4,22 @@ and safetensors save/load with the model's config in the metadata.
 A weights *spec* is one of:
 
 * a path to a ``.safetensors`` file;
-* a registered name (``vidrestore-default-v1``): the bundled copy beside this file, else the Hub
+* a registered name (``vidrestore-prior-small-v1``): the bundled copy beside this file, else the Hub
   cache, else a download from the Hub (unless offline);
 * ``hf://owner/repo/path/file.safetensors[@revision]``: straight from the Hub (or its cache).
 
 Registered files are always checked against the registry's sha256 before use. Only safetensors
 is read (never pickle). torch, safetensors and huggingface_hub are imported only when needed.
+
+The one network is the flow-prior network (:class:`~vidrestore.model.prior_net.PriorNet`): its files
+say ``"arch": "prior"`` in their config. Files of the network before it (no ``"arch"``, retired in 0.2.0)
+are refused with a message naming the weights to use instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -31,7 +34,6 @@ from vidrestore.weights._files import (
     FORMAT_VERSION,
     META_CONFIG,
     META_FORMAT,
-    META_OPTIONS,
     META_VERSION,
     RESERVED_KEYS,
     copy_atomic,
@@ -57,15 +59,13 @@ from vidrestore.weights._registry import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from vidrestore.model.network import InferenceOptions, ModelConfig, VidRestoreNet
-    from vidrestore.model.prior_net import PriorConfig
+    from vidrestore.model.prior_net import PriorConfig, PriorNet
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "FORMAT_VERSION",
     "META_CONFIG",
     "META_FORMAT",
-    "META_OPTIONS",
     "META_VERSION",
     "REGISTRY",
     "REGISTRY_PATH",
@@ -96,7 +96,7 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parent
 REGISTRY_PATH = WEIGHTS_DIR / "registry.json"
 # The weights `enhance`, `eval` and `bench` use when --weights is not given (the one bundled file).
-DEFAULT_WEIGHTS = "vidrestore-small-v11"
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v1"
 
 _cache: dict[str, tuple[tuple[int, int], Registry]] = {}
 
@@ -217,10 +217,9 @@ def verify_located(located: Located) -> None:
     verify_file(located.path, entry.sha256, label=f"weights {entry.name!r}")
 
 
-def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelConfig | PriorConfig, InferenceOptions | None]":
-    """The model config and inference options a file's metadata describes. Files before 0.2.0 kept the
-    options inside the config, where a missing field meant "off" (``LEGACY_OPTIONS``)."""
-    from vidrestore.model.network import InferenceOptions, LEGACY_OPTIONS, config_from_json, options_from_dict
+def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "PriorConfig":
+    """The flow-prior network config a file's metadata describes (its ``"arch"``)."""
+    from vidrestore.model.prior_net import ARCH, prior_config_from_dict
 
     fmt = meta.get(META_FORMAT)
     if fmt is not None and fmt != FORMAT_VERSION:
@@ -228,37 +227,16 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "tuple[ModelCo
     raw = meta.get(META_CONFIG)
     if raw is None:
         raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
-    prior = _prior_config(raw, path)
-    if prior is not None:
-        if META_OPTIONS in meta:
-            raise WeightsError(f"invalid inference options in {path}: the flow-prior network has none")
-        return prior, None
-    try:
-        config, legacy = config_from_json(raw)
-    except Exception as err:
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
-    raw_opts = meta.get(META_OPTIONS)
-    try:
-        if raw_opts is None:
-            return config, options_from_dict(legacy, LEGACY_OPTIONS)
-        data = json.loads(raw_opts)
-        if not isinstance(data, dict) or legacy:
-            raise ValueError("expected one JSON object of options, and none in the model config")
-        return config, options_from_dict(data, InferenceOptions())
-    except Exception as err:
-        raise WeightsError(f"invalid inference options in {path}: {_first_line(err)}") from None
-
-
-def _prior_config(raw: str, path: Path) -> "PriorConfig | None":
-    """The flow-prior network's config if ``raw`` (a file's config JSON) describes one (``"arch"``)."""
-    from vidrestore.model.prior_net import ARCH, prior_config_from_dict
-
     try:
         data = json.loads(raw)
-    except ValueError:
-        return None  # reported by the caller
-    if not isinstance(data, dict) or "arch" not in data:
-        return None
+    except ValueError as err:
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: expected a JSON object")
+    if "arch" not in data:
+        raise WeightsError(f"{path} holds the old vidrestore network (VidRestoreNet), retired in 0.2.0: this "
+                           f"vidrestore runs only the flow-prior network; use the default weights "
+                           f"({DEFAULT_WEIGHTS}) or other flow-prior weights")
     if data["arch"] != ARCH:
         raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: unknown architecture {str(data['arch'])[:40]!r}")
     try:
@@ -293,51 +271,27 @@ def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[
     return "; ".join(parts) or None
 
 
-# Upper bounds of a weights file's model config, checked before anything is built: ten times and more
-# the largest model made (see vidrestore.model.network.CONFIGS), far below what would exhaust memory.
-CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
-    "channels": (1, 1024), "latent_blocks": (0, 64), "spatial_maps": (1, 64), "temporal_maps": (1, 64),
-    "ifa_window": (1, 31), "ifa_dim": (1, 1024), "head_channels": (1, 1024), "fine_flow": (0, 1024),
-    "half_flow": (0, 1024),
-}
+# Bounds of a weights file's model config, checked before anything is built: the flow-prior network's size
+# fields, (least, most) of each whole number, ten times and more the largest model made (see
+# vidrestore.model.prior_net.PRIOR_CONFIGS), far below what would exhaust memory; and the most entries of a tuple
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 1024), "window": (1, 31), "head": (1, 1024),
+                                             "widths": (1, 1024), "blocks": (0, 64), "refine": (1, 1024)}
+CONFIG_LEVELS = 6
 
 
-def check_config_bounds(cfg: "ModelConfig | PriorConfig", path: Path) -> None:
+def check_config_bounds(cfg: "PriorConfig", path: Path) -> None:
     """Every size field of a file's model config is a whole number within ``CONFIG_BOUNDS``."""
-    from vidrestore.model.prior_net import PriorConfig
-
-    if isinstance(cfg, PriorConfig):
-        _check_prior_bounds(cfg, path)
-        return
     for name, (low, high) in CONFIG_BOUNDS.items():
         value = getattr(cfg, name)
         values = value if isinstance(value, tuple) else (value,)
-        if (name == "channels" and len(values) != 3) or not all(
+        if len(values) > CONFIG_LEVELS or not all(
                 isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
             raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {name} {str(value)[:40]} is out of "
-                               f"range (each must be a whole number from {low} to {high})")
-    if not isinstance(cfg.motion_prior, (int, float)) or not math.isfinite(cfg.motion_prior):
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: motion_prior must be a finite number")
-
-
-# the flow-prior network's size fields: (least, most) of each whole number, and the most entries of a tuple
-PRIOR_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 1024), "window": (1, 31), "head": (1, 1024),
-                                            "widths": (1, 1024), "blocks": (0, 64), "refine": (1, 1024)}
-PRIOR_LEVELS = 6
-
-
-def _check_prior_bounds(cfg: "PriorConfig", path: Path) -> None:
-    for name, (low, high) in PRIOR_BOUNDS.items():
-        value = getattr(cfg, name)
-        values = value if isinstance(value, tuple) else (value,)
-        if len(values) > PRIOR_LEVELS or not all(
-                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
-            raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {name} {str(value)[:40]} is out of "
-                               f"range (at most {PRIOR_LEVELS} whole numbers from {low} to {high})")
+                               f"range (at most {CONFIG_LEVELS} whole numbers from {low} to {high})")
 
 
 def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mapping[str, Any],
-                          cfg: "ModelConfig", path: Path) -> None:
+                          cfg: "PriorConfig", path: Path) -> None:
     """The tensors the config declares (built on the meta device) against the file's header: names,
     shapes and total bytes, before any tensor is allocated."""
     from types import SimpleNamespace
@@ -353,37 +307,27 @@ def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mappin
                            f"expected {want}")
 
 
-def model_from_file(path: str | os.PathLike[str], options: "Mapping[str, Any] | None" = None) -> "VidRestoreNet":
-    """Build the model described by a weights file's metadata and load its tensors (strict), on the CPU.
-    ``options`` changes inference options from the file's (see ``InferenceOptions``)."""
+def model_from_file(path: str | os.PathLike[str]) -> "PriorNet":
+    """Build the flow-prior network described by a weights file's metadata and load its tensors (strict), on
+    the CPU."""
     import torch
 
-    from vidrestore.model.network import VidRestoreNet, options_from_dict
     from vidrestore.model.prior_net import PriorNet
 
     path = Path(path)
     header = read_header(path)
     meta = metadata_of(header, path)
-    cfg, opts = _config_from_metadata(meta, path)
+    cfg = _config_from_metadata(meta, path)
     check_config_bounds(cfg, path)
-    if opts is None and options:
-        raise WeightsError(f"the flow-prior network in {path} has no inference options (given: "
-                           f"{', '.join(sorted(options))[:80]})")
     try:
-        if opts is not None:
-            opts = options_from_dict(dict(options or {}), opts)
-
-        def build() -> "torch.nn.Module":
-            return VidRestoreNet(cfg, opts) if opts is not None else PriorNet(cfg)
-
         with torch.device("meta"):  # names and shapes only: no memory, whatever the config says
-            expected = build().state_dict()
+            expected = PriorNet(cfg).state_dict()
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
     _check_against_header(expected, header, cfg, path)  # before any tensor is read or allocated
     tensors, _ = read_tensors(path)
     try:
-        model = build()
+        model = PriorNet(cfg)
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
     problem = _describe_mismatch(model.state_dict(), tensors)
@@ -407,20 +351,17 @@ def load_model(
     offline: bool | None = None,
     expected_sha256: str | None = None,
     registry: Registry | str | os.PathLike[str] | None = None,
-    options: Mapping[str, Any] | None = None,
-) -> "VidRestoreNet":
+) -> "PriorNet":
     """Locate, verify and load weights into a model in eval mode on ``device`` (cast to ``dtype`` if given).
 
     Registered files (bundled, cached or downloaded) are checked against the registry's sha256;
-    ``expected_sha256`` adds a check for any file, plain paths included. Inference options: the file's,
-    then its registry entry's, then ``options``.
+    ``expected_sha256`` adds a check for any file, plain paths included.
     """
     located = locate_weights(spec, offline=offline, registry=registry)
     verify_located(located)
     if expected_sha256 is not None:
         verify_file(located.path, expected_sha256)
-    entry_options = dict(located.entry.options) if located.entry is not None else {}
-    model = model_from_file(located.path, {**entry_options, **dict(options or {})})
+    model = model_from_file(located.path)
     if dtype is not None:
         model = model.to(device=device, dtype=dtype)
     else:
@@ -429,11 +370,10 @@ def load_model(
 
 
 def save_weights(
-    model: "VidRestoreNet", path: str | os.PathLike[str], extra_metadata: Mapping[str, str] | None = None
+    model: "PriorNet", path: str | os.PathLike[str], extra_metadata: Mapping[str, str] | None = None
 ) -> str:
     """Write a model's state dict as safetensors (atomically) with its config and version in the
     metadata; returns the file's sha256."""
-    from vidrestore.model.network import config_to_json, options_to_json
     from vidrestore.model.prior_net import PriorConfig, prior_config_to_json
 
     extra = dict(extra_metadata or {})
@@ -444,12 +384,9 @@ def save_weights(
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"extra_metadata must map str to str (got {k!r}: {type(v).__name__})")
     config = getattr(model, "config", None)
-    if config is None:
-        raise TypeError("save_weights needs a VidRestoreNet (a model with a .config)")
-    if isinstance(config, PriorConfig):
-        meta = {**extra, META_CONFIG: prior_config_to_json(config)}
-    else:
-        meta = {**extra, META_CONFIG: config_to_json(config), META_OPTIONS: options_to_json(model.options)}
+    if not isinstance(config, PriorConfig):
+        raise TypeError("save_weights needs a PriorNet (a model with a PriorConfig .config)")
+    meta = {**extra, META_CONFIG: prior_config_to_json(config)}
     meta.update({META_VERSION: __version__, META_FORMAT: FORMAT_VERSION})
     # clone: tied or views of one storage must be stored as separate tensors in safetensors
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -505,7 +442,7 @@ def register_weights(
 
 
 def natural_key(name: str) -> tuple:
-    """Sort key that orders the numbers inside names by value: vidrestore-small-v9 before -v10."""
+    """Sort key that orders the numbers inside names by value: vidrestore-prior-small-v9 before -v10."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 

@@ -24,9 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 META_CONFIG = "vidrestore.config"
 META_VERSION = "vidrestore.version"
 META_FORMAT = "vidrestore.format"
-META_OPTIONS = "vidrestore.options"  # the inference options the weights were made with (0.2.0 and later)
 FORMAT_VERSION = "1"
-RESERVED_KEYS = frozenset({META_CONFIG, META_VERSION, META_FORMAT, META_OPTIONS})
+RESERVED_KEYS = frozenset({META_CONFIG, META_VERSION, META_FORMAT})
 
 _CHUNK = 1 << 20
 # A safetensors file starts with an 8-byte little-endian header length, then a JSON header.

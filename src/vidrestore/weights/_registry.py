@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -42,10 +42,8 @@ class WeightsEntry:
     """One registered set of weights.
 
     ``file`` is relative to the registry's folder; ``sha256`` is None while the weights are planned
-    but not trained yet; ``config`` is the ModelConfig name it builds ("default", "small", ...);
-    ``bytes`` and ``params`` are informational (file size, number of stored values); ``options`` are the
-    inference options the weights run with (``vidrestore.model.network.InferenceOptions`` fields; on top of
-    those in the file's metadata).
+    but not trained yet; ``config`` is the size it builds (a ``PRIOR_CONFIGS`` name: "tiny", "small",
+    "default"); ``bytes`` and ``params`` are informational (file size, number of stored values).
     """
 
     name: str
@@ -56,7 +54,6 @@ class WeightsEntry:
     hub: HubLocation | None = None
     bytes: int | None = None
     params: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,7 +63,6 @@ class WeightsEntry:
             "bytes": self.bytes,
             "params": self.params,
             "description": self.description,
-            "options": dict(self.options),
             "hub": self.hub.to_json() if self.hub else None,
         }
 
@@ -98,7 +94,7 @@ class Registry(Mapping[str, WeightsEntry]):
 def check_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
         raise WeightsError(
-            f"invalid weights name {name!r}: use lowercase letters, digits, '.', '_' and '-' (e.g. vidrestore-small-v1)"
+            f"invalid weights name {name!r}: use lowercase letters, digits, '.', '_' and '-' (e.g. vidrestore-prior-small-v1)"
         )
     return name
 
@@ -138,9 +134,6 @@ def _parse_entry(name: str, raw: Any, where: Path) -> WeightsEntry:
             raise WeightsError(f"{what}: 'hub' needs 'repo_id' and 'filename'")
         hub = HubLocation(hub_raw["repo_id"], hub_raw["filename"],
                           _opt_str(hub_raw.get("revision"), f"{what}: 'hub.revision'"))
-    options = raw.get("options", {})
-    if not isinstance(options, dict) or not all(isinstance(v, (int, float, bool)) for v in options.values()):
-        raise WeightsError(f"{what}: 'options' must be a table of numbers and booleans")
     return WeightsEntry(
         name=name,
         file=file,
@@ -150,7 +143,6 @@ def _parse_entry(name: str, raw: Any, where: Path) -> WeightsEntry:
         hub=hub,
         bytes=_opt_int(raw.get("bytes"), f"{what}: 'bytes'"),
         params=_opt_int(raw.get("params"), f"{what}: 'params'"),
-        options=options,
     )
 
 
