@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every quality and speed figure in the README and the model card comes from this script.
 # Usage: scripts/release_eval.sh OUTDIR [WEIGHTS]   (WEIGHTS: name or path; default: the bundled default)
+#        PARTS=quality or PARTS=speed runs one half (the speed half wants the machine to itself; default: both)
 # Writes OUTDIR/*.json and OUTDIR/*.txt (the terminal tables). CPU-only run: about 10-15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ VR="${VIDRESTORE:-vidrestore}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
 date -u +"%Y-%m-%dT%H:%MZ" > "$OUT/date.txt"
+PARTS="${PARTS:-all}"
+if [ "$PARTS" != speed ]; then
 
 # (a) synthetic held-out set: joint (8x, exposure 7/8), interp (8x, sharp inputs), deblur
 "$VR" eval --synthetic "${W[@]}" --json > "$OUT/synthetic_joint.json"
@@ -29,10 +32,13 @@ done
 # (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged)
 "$VR" eval --synthetic "${W[@]}" --methods model --ensemble 4 --json > "$OUT/synthetic_joint_ensemble4.json"
 "$VR" eval "$OUT/clips360" "${W[@]}" --methods model --ensemble 4 --protocol interp --stride 2 --json > "$OUT/clips_interp2_ensemble4.json"
+rm -rf "$OUT/clips360"
+fi
+if [ "$PARTS" != quality ]; then
 # (c) speed on this machine
 "$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --json > "$OUT/bench_360p_2x_interp.json"
 "$VR" bench "${W[@]}" --resolution 1280x720 --fps-x 2 --mode interp --frames 8 --json > "$OUT/bench_720p_2x_interp.json"
 "$VR" bench "${W[@]}" --resolution 640x360 --fps-x 2 --mode interp --frames 24 --ensemble 4 --no-minterpolate --json > "$OUT/bench_360p_2x_interp_ensemble4.json"
 "$VR" bench --size default --resolution 1280x720 --fps-x 8 --frames 4 --json > "$OUT/bench_720p_8x_default.json"
-rm -rf "$OUT/clips360"
+fi
 echo "results in $OUT"
