@@ -37,6 +37,11 @@ from vidrestore.train.prior_loop import load_prior_recipe, train_prior
 from vidrestore.weights import load_model, save_weights
 
 HERE = Path(__file__).resolve().parent
+
+
+def slug(row: str) -> str:
+    """A row's folder name: "without (a) motion blur" -> "without-a-motion-blur", "+ correction" -> "correction"."""
+    return row.replace("(", "").replace(")", "").replace("+ ", "").replace(" ", "-")
 CHECKS: list[tuple[str, list[str], str]] = [
     # (name, eval arguments after `eval`, which frames: key or inter)
     ("synthetic joint 8x, key", ["--synthetic"], "key"),
@@ -83,10 +88,10 @@ def data_variants(recipe: Path, out: Path, steps: int) -> dict[str, Path]:
     }
     files = {}
     for row, change in runs.items():
-        slug = row.replace("(", "").replace(")", "").replace(" ", "-")
+        name = slug(row)
         cfg = dataclasses.replace(base, **change, steps=steps, warmup=min(base.warmup, steps // 4),
-                                  out=str(out / "runs" / slug), val_every=steps, minutes=None)
-        result = train_prior(cfg, echo=lambda line: print(f"[{slug}] {line}", flush=True))
+                                  out=str(out / "runs" / name), val_every=steps, minutes=None)
+        result = train_prior(cfg, echo=lambda line: print(f"[{name}] {line}", flush=True))
         files[row] = Path(result["export"])
     return files
 
@@ -99,15 +104,16 @@ def run_checks(files: dict[str, Path], out: Path, clips: Path) -> dict[str, dict
     for row, path in files.items():
         table[row] = {}
         results: dict[tuple[str, ...], dict] = {}
-        slug = row.replace("(", "").replace(")", "").replace("+ ", "").replace(" ", "-")
+        folder = out / slug(row)
         for name, eval_args, which in CHECKS:
             argv = [a.replace("{clips}", str(clips)) for a in eval_args]
             if tuple(argv) not in results:
-                cmd = ["vidrestore", "eval", *argv, "--weights", str(path), "--methods", "model", "--json"]
+                # this interpreter's vidrestore, so a run needs no activated environment
+                cmd = [sys.executable, "-m", "vidrestore", "eval", *argv, "--weights", str(path), "--methods", "model", "--json"]
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
                 results[tuple(argv)] = json.loads(done.stdout)
-                (out / slug).mkdir(parents=True, exist_ok=True)
-                (out / slug / f"{len(results)}.json").write_text(done.stdout)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{len(results)}.json").write_text(done.stdout)
             table[row][name] = results[tuple(argv)]["methods"]["model"]["mean"][which]["psnr"]
     return table
 
