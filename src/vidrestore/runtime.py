@@ -78,6 +78,13 @@ def param_dtype(model: torch.nn.Module) -> torch.dtype:
     return p.dtype if p is not None else torch.float32
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The layout of the network's 4-D tensors on ``device``. On the CPU, channels-last: oneDNN's convolutions
+    then need no reordering, and a 640x360 frame at 2x interpolation runs about a quarter faster (same sums,
+    differences of about 1e-5). Elsewhere the default layout (not measured on GPUs yet)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A model ready to run: ``model`` is the network (wrapped by the flip ensemble when asked) on ``device``;
@@ -114,7 +121,7 @@ def load(options: RunOptions, model: torch.nn.Module | None = None, device: torc
         label = spec
     else:
         label = getattr(getattr(model, "config", None), "name", type(model).__name__)
-    model = model.to(dev)
+    model = model.to(dev, memory_format=memory_format(dev))
     if options.ensemble > 1:
         model = FlipEnsemble(model, options.ensemble)
     return Runtime(model=model, device=dev, dtype=dt, label=label)
