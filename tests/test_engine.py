@@ -3,6 +3,7 @@ tiles, out-of-memory retry, and memory that stays flat in the video's length."""
 
 from __future__ import annotations
 
+import copy
 import tracemalloc
 
 import numpy as np
@@ -86,6 +87,24 @@ def test_batch_size_does_not_change_results(tiny_model):
     diff = np.stack([np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b)])
     assert len(a) == len(b) == 18 and diff.max() <= 1 and (diff > 0).mean() <= 1e-3
     assert eb.stats.encoded_frames == 6  # every frame encoded once and reused from the cache
+
+
+def test_cpu_runs_channels_last_and_gives_the_default_layouts_frames(tiny_model):
+    """The run path puts the network channels-last on the CPU (faster oneDNN convolutions); the frames are
+    those of the default layout, up to a code value on a rare pixel (sums in another order)."""
+    from vidrestore import runtime
+    from vidrestore.engine import Engine, EngineConfig
+
+    frames = moving_pattern(5, 48, 32)
+    got, engine = run(tiny_model, frames, factor=2, mode="joint")
+    first = engine.model.encoder.s1[0].weight
+    assert first.dim() == 4 and first.shape[1] > 1 and first.is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(tiny_model).to(memory_format=torch.contiguous_format)
+    assert plain.encoder.s1[0].weight.is_contiguous()
+    rt = runtime.Runtime(model=plain, device=torch.device("cpu"), dtype=torch.float32, label="plain")
+    want = list(Engine(rt, EngineConfig(factor=2, mode="joint", scene_threshold=None)).process(iter(frames)))
+    diff = np.stack([np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(got, want)])
+    assert len(got) == len(want) == 10 and diff.max() <= 1 and (diff > 0).mean() <= 1e-3
 
 
 def test_odd_sizes_are_padded_and_cropped(tiny_model):
