@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from vidrestore.model.attention import window_products
 from vidrestore.model.layers import ResBlock, act, check_multiple, conv, window_features, zero_init
-from vidrestore.model.warp import backward_warp, resize_flow
+from vidrestore.model.warp import backward_warp, resize_flow, resize_map
 
 ARCH = "prior"
 
@@ -253,7 +253,7 @@ class PairCorrection(nn.Module):
         dt = x_own.dtype  # the flows stay float32 (pixel positions at 4K); the layers run in the features' dtype
         h = self.body(torch.cat((x_own, appearance.to(dt), attn.to(dt), offset.to(dt), (p8 / 8.0).to(dt)), dim=1))
         d = self.delta(h)  # in full-resolution pixels: a unit of the head is one pixel of motion, not eight
-        return prior + F.interpolate(d, size=tuple(prior.shape[-2:]), mode="bilinear", align_corners=False)
+        return prior + resize_map(d, tuple(prior.shape[-2:]))
 
 
 class FlowHead(nn.Module):
@@ -370,12 +370,12 @@ class PriorNet(nn.Module):
         for s in (0, 1):
             d, logit = self.flow_head(warped4[s], warped4[1 - s], flows4[s], taus[s].expand(-1, 1, *size4), sharp)
             # d is in full-resolution pixels (so a step of the optimizer moves the flow by as much at any scale)
-            flows[s] = flows[s] + F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False)
+            flows[s] = flows[s] + resize_map(d, (h, w))
             logits.append(logit)
         prior_logit = torch.log(taus[0].clamp_min(1e-4)) - torch.log(taus[1].clamp_min(1e-4))
         # w0 = sigmoid(l0 - l1 - prior_logit): with zero logits, 1 - t for F(i) and t for F(i+1)
         w0 = torch.sigmoid((logits[0] - logits[1]).float() - prior_logit.float()).to(f0.dtype)
-        w0 = F.interpolate(w0, size=(h, w), mode="bilinear", align_corners=False)
+        w0 = resize_map(w0, (h, w))
         warped = [backward_warp(rep(f0), flows[0]), backward_warp(rep(f1), flows[1])]
         blend = w0 * warped[0] + (1.0 - w0) * warped[1]
         if sharp:

@@ -36,12 +36,19 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, norm.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def resize_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a map of few channels (flows, blend weights) to ``size`` (H, W), in the default
+    layout: for 1-3 channels PyTorch's channels-last bilinear kernel is the slower one on the CPU (a
+    convolution's output is channels-last when the network is)."""
+    return F.interpolate(x.contiguous(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a pixel-unit flow field to ``size`` (H, W), scaling the vectors with it."""
     h, w = flow.shape[-2:]
     if (h, w) == tuple(size):
         return flow
-    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    out = resize_map(flow, size)
     sx = size[1] / w
     sy = size[0] / h
     return torch.cat((out[:, :1] * sx, out[:, 1:2] * sy), dim=1)
