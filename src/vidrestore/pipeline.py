@@ -125,11 +125,15 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         writer.start()
         reader = (SequenceReader(p.source) if p.source is not None
                   else FrameReader(p.info, keep_raw=config.mode == "interp", threads=p.threads,
-                                   span=part.span if part is not None else None))
+                                   span=part.span if part is not None else None,
+                                   skip_damaged=config.allow_gaps and p.grid is None))
         start = time.perf_counter()
         frames_in, frames_out = _stream(p, reader, engine, writer, progress, start, part)
         if frames_in == 0:
             raise InputError(f"no decodable video frames in {config.input}")
+        if reader.frames_lost:  # left out by --allow-gaps on an input whose timestamps the output follows
+            note(f"{reader.frames_lost} frame(s) of {config.input} could not be decoded (--allow-gaps: the output "
+                 "keeps the gap)")
         writer.finish()
         seconds = time.perf_counter() - start
         if progress is not None:

@@ -97,15 +97,22 @@ class VideoInfo:
     container_tags: tuple[tuple[str, str], ...] = ()  # title, creation_time, ... (not muxer bookkeeping)
     index_frames: int = 0  # video frames the container's index lists (0: no index count)
     truncated: bool = False  # scanned: the file ends before the frames its index lists (frame_count: complete ones)
-    # scanned, without an index count: the header's duration (s) when the packets end well before it at the
-    # end of the file (a Matroska/WebM file cut short); else None
+    # scanned, without an index count: the header's duration (s) when the packets end well before it (a
+    # Matroska/WebM file cut short, or damaged where they stop); else None
     short_of: float | None = None
+    # with short_of: the byte where the packets stop when that is well before the end of the file (damage
+    # in the middle that the demuxer cannot get past, not a file cut short); else None
+    stops_at_byte: int | None = None
 
     def truncation(self) -> str | None:
         """One line on a truncated file, or None."""
         if self.truncated:
             return (f"{self.path} is truncated: its index lists {self.index_frames} video frames but the file "
                     f"({self.size_bytes} bytes) ends after {self.frame_count} of them")
+        if self.short_of is not None and self.stops_at_byte is not None:
+            return (f"{self.path} is damaged: its header says {self.short_of:.2f} s but its packets stop after "
+                    f"{self.frame_count} frames, at byte {self.stops_at_byte} of {self.size_bytes}, and what "
+                    "follows cannot be read")
         if self.short_of is not None:
             return (f"{self.path} is truncated: its header says {self.short_of:.2f} s but the file "
                     f"({self.size_bytes} bytes) ends after {self.frame_count} frames")
@@ -143,6 +150,10 @@ def check_readable(path: Path) -> None:
 # how far the packets may end before a container's declared duration without the file counting as cut short
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRACTION = 0.02
+# bytes after the last packet that still count as the container's trailer (Matroska's cues and tags) when
+# the packets stop short of the header's duration: more, and the file is damaged there rather than cut short
+TRAILER_SLACK_BYTES = 4096
+TRAILER_SLACK_FRACTION = 0.01
 
 
 def truncation_slack(duration: float) -> float:
@@ -269,7 +280,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         cont_duration = container.duration / 1e6 if container.duration else None
         count, exact, cfr = declared, declared > 0, None
         truncated = False
-        short_of = None
+        short_of = stops_at_byte = None
         if scan:
             pts_list: list[int] = []
             last_dur = 0
@@ -305,6 +316,8 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
                 first = container.start_time / 1e6 if container.start_time else 0.0
                 if last_end_s - first < cont_duration - truncation_slack(cont_duration):
                     short_of = cont_duration
+                    if not broken and size - last_end > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size):
+                        stops_at_byte = last_end
             if pts_list:
                 count, exact = len(pts_list), True
                 pts_list.sort()
@@ -336,6 +349,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             video_tags=tuple((k, v.metadata[k]) for k in ("language", "title", "handler_name") if v.metadata.get(k)),
             container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
             index_frames=declared, truncated=bool(truncated), short_of=short_of,
+            stops_at_byte=stops_at_byte,
         )
     finally:
         container.close()

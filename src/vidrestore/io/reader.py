@@ -57,8 +57,12 @@ class FrameReader(Reading):
     """
 
     def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8, threads: int = 0,
-                 span: Span | None = None) -> None:
+                 span: Span | None = None, skip_damaged: bool = False) -> None:
         self.info = info
+        # frames the decoder cannot recover (a packet it refuses, frames it drops after damage) are left out
+        # and counted in frames_lost, not an InputError: for a caller that follows the timestamps, where
+        # they become part of a gap (--allow-gaps)
+        self.skip_damaged = skip_damaged
         self.span = span  # decode only these frames (a chunk of a longer job): seek, then decode forward
         self.keep_raw = keep_raw
         self.threads = threads  # decoder threads (vidrestore.threads); 0: FFmpeg's choice
@@ -128,7 +132,13 @@ class FrameReader(Reading):
                         last_end_s = max(last_end_s, end)
                     if packet.stream.index != stream.index:
                         continue
-                    for frame in stream.decode(packet):
+                    try:
+                        frames = stream.decode(packet)
+                    except av.error.InvalidDataError:
+                        if not self.skip_damaged:
+                            raise
+                        continue  # counted with the frames the decoder dropped, at the end
+                    for frame in frames:
                         if not emit(frame, False):
                             return
                 try:
@@ -151,11 +161,13 @@ class FrameReader(Reading):
                 # probe says so): AVI counts its zero-byte "drop" chunks, slots where the previous frame
                 # stays on screen, which hold no frame to decode
                 declared = info.frame_count
-            if declared and total < declared:
+            scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
+            if self.skip_damaged:  # the probe refused a file cut short: what is missing was damaged
+                self.frames_lost = max(0, max(declared, scanned) - total)
+            elif declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
                                  f"of {declared} in {path}")
-            scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
-            if scanned and total < scanned:
+            elif scanned and total < scanned:
                 raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
                                  f"in {path}")
             if container_duration and last_end_s > 0:

@@ -121,6 +121,7 @@ class Reading:
 
     _worker: Worker
     frames_read: int = 0
+    frames_lost: int = 0  # frames of the input that could not be read and were left out
 
     def __enter__(self) -> "Reading":
         return self
