@@ -427,11 +427,11 @@ def test_frames_lost_mid_file_are_an_input_error_naming_where(tiny_weights, tmp_
     assert res.exit_code == 3, res.output
     assert os.listdir(out_dir) == []
     if "its packets stop after" in res.output:
-        # Matroska's demuxer may not find its way back past the damage: the packets then stop there, the
-        # rest of the file unread, and the file is refused as damaged (not as cut short: it is all there).
-        # Whether it gets past depends on the bytes the damage meets, which differ between CPUs (the
-        # encoder's input comes through swscale's CPU-specific code).
-        assert ext == "mkv" and "is damaged: its header says 5.00 s" in res.output, res.output
+        # Matroska's (and WebM's) demuxer may not find its way back past the damage: the packets then stop
+        # there, the rest of the file unread, and the file is refused as damaged (not as cut short: it is
+        # all there). Whether it gets past depends on the bytes the damage meets, and they are not the same
+        # on every machine: on one CPU this mkv's demuxer stopped, on CI's it went on.
+        assert "is damaged: its header says 5.00 s" in res.output, res.output
         assert "truncated" not in res.output
         return
     assert "frame(s) at 30000/1001 fps are missing between" in res.output and "--allow-gaps" in res.output, res.output
