@@ -615,5 +615,5 @@ def test_a_bug_inside_the_run_is_exit_70_without_its_text_and_leaves_nothing(tin
     out_dir.mkdir()
     res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(out_dir / "o.mp4"), "--weights", str(tiny_weights),
                                     "--device", "cpu", "--threads", "1"])
-    line = one_line_exit(res, 70, "'enhance' failed unexpectedly (KeyError)")
+    one_line_exit(res, 70, "'enhance' failed unexpectedly (KeyError)")
     assert "internal detail" not in res.output and os.listdir(out_dir) == []

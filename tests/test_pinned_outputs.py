@@ -10,7 +10,6 @@ may differ by at most one code value on at most 0.1% of its pixels.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np

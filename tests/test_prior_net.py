@@ -11,7 +11,6 @@ import torch
 from conftest import reds_rgb
 from vidrestore.errors import WeightsError
 from vidrestore.flow import dis_interpolate
-from vidrestore.frames import to_tensor
 from vidrestore.model.attention import window_products
 from vidrestore.model.prior_net import (PRIOR_CONFIGS, PriorConfig, PriorNet, PriorFlows, build_prior_model,
                                         prior_config_from_dict, prior_config_to_json)

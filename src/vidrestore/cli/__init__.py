@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import click
 
@@ -32,7 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def fail(err: VidrestoreError) -> "NoReturn":  # type: ignore[name-defined]
+def fail(err: VidrestoreError) -> NoReturn:
     click.echo(f"vidrestore: error: {err}", err=True)
     sys.exit(err.exit_code)
 
