@@ -13,11 +13,12 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import write_clip
+from conftest import decode_all, write_clip
 from vidrestore.cli import main
 from vidrestore.config import EnhanceConfig
 from vidrestore.errors import InputError, OutputError
@@ -492,6 +493,29 @@ def test_allow_gaps_also_leaves_out_frames_the_decoder_refuses(tiny_weights, tmp
 
     assert probe(out, scan=True).frame_count == 2 * 79
     assert probe(out).duration == pytest.approx(90 * 1001 / 30000, abs=0.05)  # the gaps keep their time
+
+
+def test_allow_gaps_on_a_constant_rate_input_puts_the_frame_before_in_a_refused_frames_place(tiny_weights, tmp_path):
+    """Every timestamp there, one packet garbled (bytes damaged in place): the decoder refuses it, and the
+    run failed part-way (exit 3). With --allow-gaps a neighbouring frame stands in for it, so the output keeps
+    the exact constant-rate grid: every frame, at its time, the audio still in step."""
+    clean = write_clip(tmp_path / "clean.mkv", n=90, size=(160, 96), audio=False, gop=10)
+    src = _remux_damaged(clean, tmp_path / "damaged.mkv", drop=range(0), garbled=62)
+    out = tmp_path / "o.mp4"
+    args = ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "--threads", "1",
+            "--mode", "interp"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 3 and re.search(r"decoding failed at frame 6\d of", res.output), res.output
+    assert not out.exists()
+    res = CliRunner().invoke(main, [*args, "--allow-gaps"])
+    assert res.exit_code == 0, res.output
+    note = f"1 frame(s) of {src} could not be decoded (--allow-gaps: a neighbouring frame stands in for each)"
+    assert note in res.output, res.output
+    frames = decode_all(out, "rgb24")
+    assert len(frames) == 2 * 90
+    step = np.abs(frames[122].astype(int) - frames[120].astype(int)).mean()  # the pattern moves
+    held = np.abs(frames[124].astype(int) - frames[122].astype(int)).mean()  # frame 62 is frame 61 again
+    assert step > 5 * held, (step, held)
 
 
 def test_grid_gaps_finds_missing_grid_points_only():

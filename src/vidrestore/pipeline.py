@@ -23,7 +23,7 @@ from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import InputError, ProcessingError, VidrestoreError
 from vidrestore.io import failures, files
 from vidrestore.io import writer as w
-from vidrestore.io.reader import DecodedFrame, FrameReader, Span
+from vidrestore.io.reader import Damage, DecodedFrame, FrameReader, Span
 from vidrestore.io.sequence import SequenceReader, SequenceWriter
 from vidrestore.plan import Plan, plan
 
@@ -126,14 +126,14 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         reader = (SequenceReader(p.source) if p.source is not None
                   else FrameReader(p.info, keep_raw=config.mode == "interp", threads=p.threads,
                                    span=part.span if part is not None else None,
-                                   skip_damaged=config.allow_gaps and p.grid is None))
+                                   damage=_damage(p)))
         start = time.perf_counter()
         frames_in, frames_out = _stream(p, reader, engine, writer, progress, start, part)
         if frames_in == 0:
             raise InputError(f"no decodable video frames in {config.input}")
-        if reader.frames_lost:  # left out by --allow-gaps on an input whose timestamps the output follows
-            note(f"{reader.frames_lost} frame(s) of {config.input} could not be decoded (--allow-gaps: the output "
-                 "keeps the gap)")
+        if reader.frames_lost:
+            kept = "the output keeps the gap" if p.grid is None else "a neighbouring frame stands in for each"
+            note(f"{reader.frames_lost} frame(s) of {config.input} could not be decoded (--allow-gaps: {kept})")
         writer.finish()
         seconds = time.perf_counter() - start
         if progress is not None:
@@ -165,6 +165,16 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     finally:
         if reader is not None:
             reader.close()
+
+
+def _damage(p: Plan) -> Damage | None:
+    """With --allow-gaps, what the reader does with frames it cannot decode: on a constant-rate grid the
+    output keeps, another frame stands in for each; else they are left out, part of the gap."""
+    if not p.config.allow_gaps:
+        return None
+    if p.grid is None:
+        return Damage()
+    return Damage(rate=p.rate_in, start=p.grid.start_ticks * p.grid.time_base)
 
 
 def _frames_format(p: Plan) -> str:

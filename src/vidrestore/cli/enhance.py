@@ -139,8 +139,8 @@ def _codec_help() -> str:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--allow-gaps", is_flag=True,
               help="Frames missing from a constant-rate input (a damaged file, a recording with pauses): keep the "
-                   "gap and go on, instead of stopping with an error; frames after the damage that cannot be "
-                   "decoded join the gap.")
+                   "gap and go on, instead of stopping with an error. Frames that cannot be decoded join the gap; "
+                   "on an input with no gap, a neighbouring frame stands in for each.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
 @click.option("-r", "--recursive", is_flag=True, help="INPUT is a folder of videos: include its sub-folders.")
 @click.option("--chunks", "chunks", default="auto", show_default=True, metavar="auto|N",

@@ -4,12 +4,13 @@ Every frame comes out as an HxWx3 RGB array (uint8 for 8-bit sources, uint16 for
 with its presentation timestamp and duration in the stream's own time base, strictly increasing.
 Decoding problems become :class:`InputError` with the frame number where decoding stopped:
 an FFmpeg error while demuxing or decoding, fewer frames than the container declares, or a file
-that ends well before its declared duration (a truncated Matroska file, for example).
+that ends well before its declared duration (a truncated Matroska file, for example). With a
+:class:`Damage` policy (``--allow-gaps``) frames that cannot be decoded are left out or stood in for instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +21,25 @@ from vidrestore.errors import InputError, one_line
 from vidrestore.io import failures
 from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
 from vidrestore.io.worker import Reading, Worker
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Frames the decoder cannot recover (a packet it refuses, frames it drops after damage): go on
+    without them, instead of an InputError (--allow-gaps). ``rate``: the input's constant rate, whose grid
+    from ``start`` (seconds) the output keeps; a copy of a neighbouring frame stands in for each one missing
+    from it. None: they are left out, and the output, which follows the timestamps, keeps the gap."""
+
+    rate: Fraction | None = None
+    start: Fraction = Fraction(0)
+
+    def grid_index(self, pts: int, time_base: Fraction) -> int:
+        assert self.rate is not None
+        return round((pts * time_base - self.start) * self.rate)
+
+    def grid_pts(self, index: int, time_base: Fraction) -> int:
+        assert self.rate is not None
+        return round((self.start + index / self.rate) / time_base)
 
 
 @dataclass(frozen=True)
@@ -57,12 +77,9 @@ class FrameReader(Reading):
     """
 
     def __init__(self, info: VideoInfo, keep_raw: bool = False, queue_size: int = 8, threads: int = 0,
-                 span: Span | None = None, skip_damaged: bool = False) -> None:
+                 span: Span | None = None, damage: "Damage | None" = None) -> None:
         self.info = info
-        # frames the decoder cannot recover (a packet it refuses, frames it drops after damage) are left out
-        # and counted in frames_lost, not an InputError: for a caller that follows the timestamps, where
-        # they become part of a gap (--allow-gaps)
-        self.skip_damaged = skip_damaged
+        self.damage = damage  # None: a frame that cannot be decoded is an InputError
         self.span = span  # decode only these frames (a chunk of a longer job): seek, then decode forward
         self.keep_raw = keep_raw
         self.threads = threads  # decoder threads (vidrestore.threads); 0: FFmpeg's choice
@@ -102,26 +119,51 @@ class FrameReader(Reading):
             last_end_s = 0.0  # where the demuxed packets of any stream reached, in seconds
             count = 0
             prev_pts: int | None = None
-            pending: av.VideoFrame | None = None  # held until the next frame gives its duration
+            # held until the next frame gives its duration: its timestamp, the frame, and whether it is
+            # another frame standing in for one that could not be decoded
+            pending: tuple[int, av.VideoFrame, bool] | None = None
+            damage = self.damage
+            tb = info.time_base
+            lost = 0
 
-            def emit(frame: "av.VideoFrame | None", final: bool) -> bool:
-                nonlocal count, prev_pts, pending
-                if frame is not None:
-                    pts = frame.pts
-                    if pts is None:
-                        pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
-                    if prev_pts is not None and pts <= prev_pts:
-                        pts = prev_pts + 1  # out-of-order or duplicate timestamps: keep them increasing
-                    frame.pts = pts
-                    prev_pts = pts
+            def put(pts: int, frame: "av.VideoFrame", stand_in: bool) -> bool:
+                nonlocal count, pending
                 if pending is not None:
-                    nxt = frame.pts if frame is not None else None
-                    dur = (nxt - pending.pts) if nxt is not None else (pending.duration or self._nominal_step)
-                    if not self._worker.put(self._to_decoded(count, pending, max(1, int(dur)))):
+                    if not self._worker.put(self._to_decoded(count, pending, pts - pending[0])):
                         return False
                     count += 1
-                pending = frame
+                pending = (pts, frame, stand_in)
                 return True
+
+            def stand_ins(before: int, frame: "av.VideoFrame") -> bool:
+                """Up to grid index ``before``: a copy of the frame before (else of ``frame``) in each place
+                the decoder left empty, on a constant-rate grid that the output keeps."""
+                nonlocal lost
+                assert damage is not None and damage.rate is not None
+                while (nxt := count + (pending is not None)) < before:
+                    if not put(damage.grid_pts(nxt, tb), pending[1] if pending is not None else frame, True):
+                        return False
+                    lost += 1
+                return True
+
+            def emit(frame: "av.VideoFrame | None", final: bool) -> bool:
+                nonlocal prev_pts
+                if frame is None:
+                    if pending is not None:
+                        ended = pending[1].duration or self._nominal_step
+                        if not self._worker.put(self._to_decoded(count, pending, ended)):
+                            return False
+                    return True
+                pts = frame.pts
+                if pts is None:
+                    pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
+                if prev_pts is not None and pts <= prev_pts:
+                    pts = prev_pts + 1  # out-of-order or duplicate timestamps: keep them increasing
+                prev_pts = pts
+                if damage is not None and damage.rate is not None:
+                    if not stand_ins(damage.grid_index(pts, tb), frame):
+                        return False
+                return put(pts, frame, False)
 
             try:
                 for packet in container.demux():
@@ -135,7 +177,7 @@ class FrameReader(Reading):
                     try:
                         frames = stream.decode(packet)
                     except av.error.InvalidDataError:
-                        if not self.skip_damaged:
+                        if damage is None:
                             raise
                         continue  # counted with the frames the decoder dropped, at the end
                     for frame in frames:
@@ -147,13 +189,16 @@ class FrameReader(Reading):
                             return
                 except av.error.EOFError:
                     pass  # demux() already sent the flush packet
+                if damage is not None and damage.rate is not None and pending is not None and info.frame_count_exact:
+                    if not stand_ins(info.frame_count, pending[1]):  # the last frames of the grid
+                        return
             except av.error.FFmpegError as err:
                 where = count + (1 if pending is not None else 0)
                 if where == 0:
                     raise InputError(f"no decodable video frames in {path} ({one_line(err)})") from None
                 raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
                                  f"of {path} ({one_line(err)})") from None
-            total = count + (1 if pending is not None else 0)
+            total = count + (1 if pending is not None else 0) - lost
             if total == 0:
                 raise InputError(f"no decodable video frames in {path}")
             if info.frame_count_exact and 0 < info.frame_count < declared:
@@ -162,7 +207,7 @@ class FrameReader(Reading):
                 # stays on screen, which hold no frame to decode
                 declared = info.frame_count
             scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
-            if self.skip_damaged:  # the probe refused a file cut short: what is missing was damaged
+            if damage is not None:  # the probe refused a file cut short: what is missing was damaged
                 self.frames_lost = max(0, max(declared, scanned) - total)
             elif declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
@@ -203,7 +248,7 @@ class FrameReader(Reading):
                                          f"its index says {wanted[count]}: this file cannot be split into chunks "
                                          "(run it with --chunks 1)")
                     nxt = wanted[count + 1] if count + 1 < len(wanted) else span.end
-                    if not self._worker.put(self._to_decoded(span.first + count, frame, max(1, nxt - frame.pts))):
+                    if not self._worker.put(self._convert(span.first + count, frame, nxt - frame.pts)):
                         return
                     count += 1
                     if count == len(wanted):
@@ -216,13 +261,18 @@ class FrameReader(Reading):
         finally:
             container.close()
 
-    def _to_decoded(self, index: int, frame: "av.VideoFrame", duration: int) -> DecodedFrame:
+    def _to_decoded(self, index: int, held: tuple[int, "av.VideoFrame", bool], duration: int) -> DecodedFrame:
+        pts, frame, stand_in = held
+        decoded = self._convert(index, frame, duration)
+        return replace(decoded, pts=pts, raw=None) if stand_in else replace(decoded, pts=pts)
+
+    def _convert(self, index: int, frame: "av.VideoFrame", duration: int) -> DecodedFrame:
         size = {}
         if self.info.width and self.info.height and (frame.width, frame.height) != (self.info.width, self.info.height):
             size = {"width": self.info.width, "height": self.info.height}  # a mid-stream size change: rescale
         rgb = frame.to_ndarray(format=self.rgb_format, **size)
         if rgb.dtype != (np.uint16 if self.rgb_format == "rgb48le" else np.uint8):
             rgb = rgb.astype(np.uint16 if self.rgb_format == "rgb48le" else np.uint8)
-        return DecodedFrame(index=index, pts=int(frame.pts), duration=duration, rgb=rgb,
+        return DecodedFrame(index=index, pts=int(frame.pts), duration=max(1, int(duration)), rgb=rgb,
                             raw=frame if self.keep_raw else None)
 
