@@ -23,6 +23,10 @@ from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
 from vidrestore.io.worker import Reading, Worker
 
 
+# after an error on frames that cannot be decoded part-way (the probe refused a file cut short before)
+PAST_DAMAGE = "; --allow-gaps goes on without them"
+
+
 @dataclass(frozen=True)
 class Damage:
     """Frames the decoder cannot recover (a packet it refuses, frames it drops after damage): go on
@@ -176,9 +180,11 @@ class FrameReader(Reading):
                         continue
                     try:
                         frames = stream.decode(packet)
-                    except av.error.InvalidDataError:
+                    except av.error.InvalidDataError as err:
                         if damage is None:
-                            raise
+                            where = count + (1 if pending is not None else 0)
+                            raise InputError(f"input is corrupt: decoding failed at frame {where} of {path} "
+                                             f"({one_line(err)}){PAST_DAMAGE}") from None
                         continue  # counted with the frames the decoder dropped, at the end
                     for frame in frames:
                         if not emit(frame, False):
@@ -211,10 +217,10 @@ class FrameReader(Reading):
                 self.frames_lost = max(0, max(declared, scanned) - total)
             elif declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
-                                 f"of {declared} in {path}")
+                                 f"of {declared} in {path}{PAST_DAMAGE}")
             elif scanned and total < scanned:
                 raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
-                                 f"in {path}")
+                                 f"in {path}{PAST_DAMAGE}")
             if container_duration and last_end_s > 0:
                 slack = truncation_slack(container_duration)
                 start = container.start_time / 1e6 if container.start_time else 0.0
