@@ -516,6 +516,11 @@ def test_allow_gaps_on_a_constant_rate_input_puts_the_frame_before_in_a_refused_
     step = np.abs(frames[122].astype(int) - frames[120].astype(int)).mean()  # the pattern moves
     held = np.abs(frames[124].astype(int) - frames[122].astype(int)).mean()  # frame 62 is frame 61 again
     assert step > 5 * held, (step, held)
+    res = CliRunner().invoke(main, [*args, "--chunks", "3", "--overwrite"])  # a chunk meets the damage
+    assert res.exit_code == 3 and "; --allow-gaps goes on without them" in res.output, res.output
+    res = CliRunner().invoke(main, [*args, "--allow-gaps", "--chunks", "3", "--overwrite"])  # chunks: one piece
+    assert res.exit_code == 0 and "--allow-gaps runs it in one piece" in res.output, res.output
+    assert len(decode_all(out)) == 2 * 90
 
 
 def test_grid_gaps_finds_missing_grid_points_only():

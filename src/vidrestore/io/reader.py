@@ -260,8 +260,9 @@ class FrameReader(Reading):
                     if count == len(wanted):
                         return
             except av.error.FFmpegError as err:
+                past = PAST_DAMAGE if isinstance(err, av.error.InvalidDataError) else ""  # a packet it refused
                 raise InputError(f"input is corrupt: decoding failed at frame {span.first + count} "
-                                 f"of {path} ({one_line(err)})") from None
+                                 f"of {path} ({one_line(err)}){past}") from None
             raise InputError(f"input is truncated or corrupt: decoding stopped at frame {span.first + count} "
                              f"of {path}")
         finally:

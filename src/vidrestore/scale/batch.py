@@ -179,6 +179,10 @@ def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> li
     f.left = {-1}
     if options.chunks == 1 or p.source is not None or p.frames_target is not None:
         return whole
+    if config.allow_gaps:  # frames lost to damage are found against the whole stream's timing
+        if options.chunks is not None:
+            note(f"{config.input.name}: --allow-gaps runs it in one piece")
+        return whole
     if options.chunks is None and (not _splits_well(p) or (p.info.frame_count < 2 * ch.AUTO_CHUNK_FRAMES
                                                              and workers == 1)):
         return whole
