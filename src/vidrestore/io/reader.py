@@ -183,8 +183,8 @@ class FrameReader(Reading):
                     except av.error.InvalidDataError as err:
                         if damage is None:
                             where = count + (1 if pending is not None else 0)
-                            raise InputError(f"input is corrupt: decoding failed at frame {where} of {path} "
-                                             f"({one_line(err)}){PAST_DAMAGE}") from None
+                            raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
+                                             f"of {path} ({one_line(err)}){PAST_DAMAGE}") from None
                         continue  # counted with the frames the decoder dropped, at the end
                     for frame in frames:
                         if not emit(frame, False):
