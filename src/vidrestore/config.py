@@ -141,7 +141,9 @@ class EnhanceConfig:
     scene_threshold: float = DEFAULT_SCENE_THRESHOLD
     scene_detect: bool = True
     overwrite: bool = False
-    allow_gaps: bool = False  # frames missing from a constant-rate input: keep the gap (else an InputError)
+    # frames missing from a constant-rate input, or that cannot be decoded: go on without them (the output
+    # keeps the gap, or on an unbroken grid a neighbouring frame stands in), else an InputError
+    allow_gaps: bool = False
     fps: Fraction | None = None  # image-sequence input: its frame rate (None: DEFAULT_SEQUENCE_RATE, with a note)
     threads: int | None = None  # CPU threads for the model, OpenCV and the codecs (None: the cores available)
 
