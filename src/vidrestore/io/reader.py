@@ -182,9 +182,8 @@ class FrameReader(Reading):
                         frames = stream.decode(packet)
                     except av.error.InvalidDataError as err:
                         if damage is None:
-                            where = count + (1 if pending is not None else 0)
-                            raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
-                                             f"of {path} ({one_line(err)}){PAST_DAMAGE}") from None
+                            raise InputError(f"input is corrupt or truncated: {self._where(packet)} of {path} "
+                                             f"cannot be decoded ({one_line(err)}){PAST_DAMAGE}") from None
                         continue  # counted with the frames the decoder dropped, at the end
                     for frame in frames:
                         if not emit(frame, False):
@@ -267,6 +266,13 @@ class FrameReader(Reading):
                              f"of {path}")
         finally:
             container.close()
+
+    def _where(self, packet: "av.Packet") -> str:
+        """Where a packet's frame is shown: its time, and its frame number from the nominal rate."""
+        if packet.pts is None or packet.time_base is None:
+            return "a frame"
+        t = float(packet.pts * packet.time_base) - self.info.start_time
+        return f"the frame at {t:.2f} s (frame {round(t * self.info.rate)})"
 
     def _to_decoded(self, index: int, held: tuple[int, "av.VideoFrame", bool], duration: int) -> DecodedFrame:
         pts, frame, stand_in = held
