@@ -89,6 +89,20 @@ def test_reader_reports_corrupt_mp4_with_the_frame(make_clip):
             list(reader)
 
 
+def test_frames_without_timestamps_get_them_in_order(tmp_path):
+    """A raw H.264 stream has no timestamps: its frames come out of the decoder with pts None, and the
+    reader numbers them at the nominal step, strictly increasing."""
+    from conftest import write_clip
+
+    path = write_clip(tmp_path / "raw.h264", n=12, audio=False)
+    info = probe(path, scan=True)
+    with FrameReader(info) as reader:
+        frames = list(reader)
+    assert len(frames) == 12 and [f.index for f in frames] == list(range(12))
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])) and all(f.duration > 0 for f in frames)
+
+
 def test_reader_close_stops_the_thread_early(make_clip):
     path = make_clip(n=30, audio=False)
     reader = FrameReader(probe(path, scan=False), queue_size=2)

@@ -10,7 +10,7 @@ that ends well before its declared duration (a truncated Matroska file, for exam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -276,16 +276,18 @@ class FrameReader(Reading):
 
     def _to_decoded(self, index: int, held: tuple[int, "av.VideoFrame", bool], duration: int) -> DecodedFrame:
         pts, frame, stand_in = held
-        decoded = self._convert(index, frame, duration)
-        return replace(decoded, pts=pts, raw=None) if stand_in else replace(decoded, pts=pts)
+        return self._convert(index, frame, duration, pts, keep_raw=not stand_in)
 
-    def _convert(self, index: int, frame: "av.VideoFrame", duration: int) -> DecodedFrame:
+    def _convert(self, index: int, frame: "av.VideoFrame", duration: int, pts: int | None = None,
+                 keep_raw: bool = True) -> DecodedFrame:
+        """``frame`` in RGB, shown at ``pts`` (default: its own); the frame itself too where the reader keeps
+        them and ``keep_raw`` (a frame standing in for another one does not pass through as it was decoded)."""
         size = {}
         if self.info.width and self.info.height and (frame.width, frame.height) != (self.info.width, self.info.height):
             size = {"width": self.info.width, "height": self.info.height}  # a mid-stream size change: rescale
         rgb = frame.to_ndarray(format=self.rgb_format, **size)
         if rgb.dtype != (np.uint16 if self.rgb_format == "rgb48le" else np.uint8):
             rgb = rgb.astype(np.uint16 if self.rgb_format == "rgb48le" else np.uint8)
-        return DecodedFrame(index=index, pts=int(frame.pts), duration=max(1, int(duration)), rgb=rgb,
-                            raw=frame if self.keep_raw else None)
+        return DecodedFrame(index=index, pts=int(frame.pts if pts is None else pts), duration=max(1, int(duration)),
+                            rgb=rgb, raw=frame if self.keep_raw and keep_raw else None)
 
