@@ -127,6 +127,7 @@ class FrameReader(Reading):
             # another frame standing in for one that could not be decoded
             pending: tuple[int, av.VideoFrame, bool] | None = None
             damage = self.damage
+            grid = damage if damage is not None and damage.rate is not None else None  # stand-ins on its grid
             tb = info.time_base
             lost = 0
 
@@ -143,9 +144,9 @@ class FrameReader(Reading):
                 """Up to grid index ``before``: a copy of the frame before (else of ``frame``) in each place
                 the decoder left empty, on a constant-rate grid that the output keeps."""
                 nonlocal lost
-                assert damage is not None and damage.rate is not None
+                assert grid is not None
                 while (nxt := count + (pending is not None)) < before:
-                    if not put(damage.grid_pts(nxt, tb), pending[1] if pending is not None else frame, True):
+                    if not put(grid.grid_pts(nxt, tb), pending[1] if pending is not None else frame, True):
                         return False
                     lost += 1
                 return True
@@ -164,9 +165,8 @@ class FrameReader(Reading):
                 if prev_pts is not None and pts <= prev_pts:
                     pts = prev_pts + 1  # out-of-order or duplicate timestamps: keep them increasing
                 prev_pts = pts
-                if damage is not None and damage.rate is not None:
-                    if not stand_ins(damage.grid_index(pts, tb), frame):
-                        return False
+                if grid is not None and not stand_ins(grid.grid_index(pts, tb), frame):
+                    return False
                 return put(pts, frame, False)
 
             try:
@@ -194,7 +194,7 @@ class FrameReader(Reading):
                             return
                 except av.error.EOFError:
                     pass  # demux() already sent the flush packet
-                if damage is not None and damage.rate is not None and pending is not None and info.frame_count_exact:
+                if grid is not None and pending is not None and info.frame_count_exact:
                     if not stand_ins(info.frame_count, pending[1]):  # the last frames of the grid
                         return
             except av.error.FFmpegError as err:
