@@ -9,8 +9,8 @@
 #   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
 #
 # On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
-# Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, BATCH, CROP, LR,
-# VAL_EVERY, WORKERS (data worker processes), THREADS, each passed on as `--set name=VALUE` over the recipe;
+# Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, LR, CACHE_MIN,
+# STORE, VAL_EVERY, THREADS, each passed on as `--set name=VALUE` over the recipe;
 # WEIGHTS (a trained file; else random weights of size SIZE), SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench
 # (tests/test_device_script.py runs both on the CPU at tiny sizes).
 # The optimizer state (2x the weights) stays on the machine with the checkpoint: issue the next call
@@ -63,7 +63,7 @@ train)
     MINUTES="${2:-9}"
     setup_there
     SETS=()
-    for pair in size:SIZE steps:STEPS batch:BATCH crop:CROP lr:LR val_every:VAL_EVERY data_workers:WORKERS threads:THREADS; do
+    for pair in size:SIZE steps:STEPS lr:LR cache_min:CACHE_MIN store:STORE val_every:VAL_EVERY threads:THREADS; do
         var="${pair#*:}"
         if [ -n "${!var:-}" ]; then SETS+=(--set "${pair%%:*}=${!var}"); fi
     done

@@ -35,7 +35,7 @@ def test_device_run_train_runs_a_tiny_cpu_run_and_returns_its_files(tmp_path):
     (data / "clips").symlink_to(SHARED / "clips")
     write_clip(data / "train" / "a.mp4", n=40, size=(96, 64), audio=False)
     res = _run(["train", "1"], tmp_path, DEVDATA=str(data), RUN=str(tmp_path / "run"), OUT=str(tmp_path / "out"),
-               STEPS="2", CROP="64", VAL_EVERY="2", WORKERS="1", THREADS="1")
+               STEPS="2", STORE="64", CACHE_MIN="64", VAL_EVERY="2", THREADS="1")
     assert "finished: step 2" in res.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"train.txt", "log.jsonl", "final.safetensors"}
     # the run is recipes/prior-default-gpu.toml with the environment's overrides

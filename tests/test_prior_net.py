@@ -256,3 +256,85 @@ def test_window_products_match_direct_products():
             torch.testing.assert_close(got[:, k], (a * shifted).sum(dim=1), atol=1e-5, rtol=1e-5)
             k += 1
     assert k == got.shape[1] == (2 * r + 1) ** 2
+
+
+def test_the_attention_blocks_start_as_the_identity_and_files_without_them_still_load():
+    """small has the seeds' attention in its restoration path (across views, within the latent); a new block
+    changes nothing, so weights trained before them warm-start a network with them exactly."""
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorFlows, PriorNet
+
+    torch.manual_seed(0)
+    cfg = PRIOR_CONFIGS["small"]
+    assert cfg.view_attention and cfg.local_attention > 0
+    plain = PriorNet(PriorConfig("small"))
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.02 * torch.randn_like(p))  # a network that is not at its floor
+    full = PriorNet(cfg)
+    missing, unexpected = full.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(".views." in k or ".local." in k for k in missing)
+    x = torch.rand(2, 4, 3, 32, 48)
+    prior = PriorFlows(*(torch.randn(2, 2, 32, 48) for _ in range(3)))
+    times = torch.tensor([0.25, 0.5])
+    with torch.no_grad():
+        a = plain(x, times, prior)
+        b = full(x, times, prior)
+    assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)
+
+
+def test_local_attention_depends_only_on_the_window_around_a_pixel():
+    """As a convolution does: a crop gives the same result as the whole latent wherever the crop reaches the
+    radius around a pixel, so tiles give the same frames as the whole frame."""
+    from vidrestore.model.attention import local_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 1, 8, 20, 20).unbind(0)
+    whole = local_attention(q, k, v, 2)
+    part = local_attention(q[..., 4:16, 3:17], k[..., 4:16, 3:17], v[..., 4:16, 3:17], 2)
+    assert torch.allclose(whole[..., 6:14, 5:15], part[..., 2:10, 2:12], atol=1e-6)
+    assert not torch.allclose(whole[..., 4:6, 3:5], part[..., 0:2, 0:2], atol=1e-3)  # the crop's own border
+
+
+def test_view_attention_picks_the_view_that_matches_its_query():
+    from vidrestore.model.attention import ViewAttention
+
+    torch.manual_seed(0)
+    att = ViewAttention(4, 4, dim=4)
+    with torch.no_grad():
+        att.norm = torch.nn.Identity()
+        att.query.weight.copy_(10 * torch.eye(4).view(4, 4, 1, 1))
+        att.key.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        att.value.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        att.proj.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        for conv in (att.query, att.key, att.value, att.proj):
+            conv.bias.zero_()
+    x = torch.zeros(1, 4, 2, 2)
+    x[:, 0] = 1.0  # the query looks for channel 0
+    views = torch.zeros(1, 3, 4, 2, 2)
+    views[:, 1, 0] = 1.0  # only view 1 has it
+    views[:, 0, 2] = 1.0
+    out = att(x, views) - x
+    assert torch.allclose(out[:, 0], torch.ones(1, 2, 2), atol=0.05) and out[:, 2].abs().max() < 0.05
+
+
+def test_the_restore_stage_makes_the_key_frame_the_network_makes():
+    from vidrestore.model.layers import window_features
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, PriorNet
+    from vidrestore.train.prior_data import Batch
+    from vidrestore.train.prior_loop import restore_stage_key
+
+    torch.manual_seed(0)
+    net = PriorNet(PRIOR_CONFIGS["small"])
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    x = torch.rand(2, 4, 3, 32, 32)
+    prior = PriorFlows(*(torch.randn(2, 2, 32, 32) for _ in range(3)))
+    batch = Batch(x, x[:, 1], x[:, :0], torch.zeros(2, 0), prior, False, "real")
+    with torch.no_grad():
+        key, _ = net.restore([x[:, i] for i in range(4)], window_features(net.encode, x), batch.times, prior)
+    mine = restore_stage_key(net, batch)
+    assert torch.allclose(mine, key, atol=1e-5)
+    mine.mean().backward()
+    assert all(p.grad is None for p in net.encoder.parameters())  # the motion part is held fixed
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.restorer.parameters())

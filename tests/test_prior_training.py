@@ -58,20 +58,25 @@ def test_split_shots_cuts_at_hard_cuts_only():
     assert len(split_shots(a)) == 1
 
 
-def test_real_batches_have_targets_between_inputs_and_the_inputs_prior():
+def test_real_windows_have_targets_between_inputs_and_the_inputs_prior():
     video = torch.from_numpy(np.stack([reds_rgb(i) for i in range(10)] * 2))  # 20 frames
     sampler = RealSampler([video], threads=1)
     g = torch.Generator().manual_seed(0)
     for sharp in (True, False):
-        b = sampler.sample(2, 64, g, sharp=sharp)
-        stride = round(1 / float(b.times[0])) if b.times.numel() == 1 else None
-        assert b.inputs.shape[:3] == (2, 4, 3) and b.inputs.shape[-1] == 64 and b.sharp == sharp
-        assert b.inter.shape[:2] == (2, b.times.numel()) and 1 <= b.times.numel() <= 2
-        assert torch.equal(b.inputs, torch.round(b.inputs * 255) / 255)  # 8-bit, as decoded video
-        assert b.prior.f01.shape == (2, 2, 64, 64)
+        w = sampler.sample(2, 64, g, sharp=sharp)
+        n_t = int((w.times[0] >= 0).sum())
+        assert w.inputs.shape == (2, 4, 64, 64, 3) and w.inputs.dtype == np.uint8
+        assert w.key.shape == (2, 2, 64, 64, 3) and w.inter.shape[:2] == (2, 3)
+        assert 1 <= n_t <= 3 and np.allclose(w.times[0, :n_t], np.arange(1, n_t + 1) / (n_t + 1))
+        assert (w.times[:, n_t:] == -1).all()
+        assert w.flows.shape == (2, 4, 64, 64, 2) and w.flows.dtype == np.float16
+        from vidrestore.flow import dis_flow
+
+        assert np.abs(w.flows[0, 1].astype(np.float32) - dis_flow(w.inputs[0, 2], w.inputs[0, 1])).max() < 0.05
+        assert np.abs(w.flows[0, 3].astype(np.float32) - dis_flow(w.inputs[0, 2], w.inputs[0, 3])).max() < 0.05
         if sharp:
-            assert torch.allclose(b.inputs[:, 1], b.key, atol=1 / 255)
-        assert stride is None or stride in (2, 3, 4)
+            assert np.array_equal(w.inputs[:, 1], w.key[:, 0]) and np.array_equal(w.inputs[:, 2], w.key[:, 1])
+        assert w.reversible.all() and (w.kind == (1 if sharp else 0)).all()
 
 
 @pytest.fixture
@@ -83,26 +88,39 @@ def recipe(tmp_path):
     path.write_text(f"""arch = "prior"
 size = "tiny"
 steps = 4
-batch = 1
-crop = 48
 warmup = 2
 footage = ["{clip}"]
 holdout = ["{clip}"]
-holdout_frames = 4
+holdout_frames = 20
 val_every = 2
 log_every = 1
 threads = 1
+store = 48
+shard = 8
+cache_min = 8
+cache_windows = 16
 [mix]
 real = 1
 interp = 1
 synthetic = 1
+[[stages]]
+name = "restore"
+until = 2
+mix = {{ real = 1 }}
+batch = 1
+crop = 32
+[[stages]]
+name = "joint"
+mix = {{ real = 1, interp = 1, synthetic = 1 }}
+batch = 1
+crop = 48
 """)
     return path
 
 
 def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
     cfg = load_prior_recipe(recipe, {"out": str(tmp_path / "run"), "steps": 4})
-    assert cfg.size == "tiny" and cfg.holdout_frames == 4 and dict(cfg.mix) == {"real": 1, "interp": 1, "synthetic": 1}
+    assert cfg.size == "tiny" and cfg.holdout_frames == 20 and dict(cfg.mix) == {"real": 1, "interp": 1, "synthetic": 1}
     first = train_prior(load_prior_recipe(recipe, {"out": str(tmp_path / "run"), "steps": 4, "minutes": 0.0}),
                         echo=lambda line: None)
     assert first["step"] == 0 and not first["finished"]
@@ -111,7 +129,8 @@ def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
     again = train_prior(cfg, echo=lambda line: None)  # resumed at its last step: nothing left to do
     assert again["step"] == 4
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 2, 4]  # 0: where the run starts
+    assert {r["stage"] for r in records if r["kind"] == "train"} == {"restore", "joint"}
     assert any(r["kind"] == "resume" for r in records)
     from vidrestore.weights import model_from_file
 
@@ -173,7 +192,8 @@ def test_train_cli_runs_a_recipe_with_its_command_line_settings(recipe, tmp_path
     res = _train_cli(["--recipe", str(recipe), "--out", str(out), "--set", "steps=2", "--set", "val_every=2",
                       "--threads", "1", "--device", "cpu", "--precision", "fp32", "--dry-run"])
     assert res.exit_code == 0, res.output
-    assert "size tiny, 2 steps of 1 x 48px on cpu (fp32)" in res.output and str(out) in res.output
+    assert "size tiny, 2 steps (restore 1 x 32px to 2, joint 1 x 48px) on cpu (fp32)" in res.output
+    assert str(out) in res.output
     assert not out.exists()  # a dry run trains nothing
     res = _train_cli(["--recipe", str(recipe), "--out", str(out), "--set", "steps=2", "--set", "val_every=2",
                       "--device", "cpu"])

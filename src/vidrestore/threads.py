@@ -60,9 +60,38 @@ def passive_waits() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_KEPT = 32 * 1024 * 1024  # glibc's largest mmap threshold (on 64-bit)
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's allocator to keep freed blocks of up to 32 MB in the heap for reuse instead of handing
+    them back to the kernel. Tensors of the same sizes are allocated and freed at every step of a network;
+    with the default, dynamic threshold they can be mapped and unmapped each time, and the page faults that
+    follow took as much time in the kernel as the network took in the user space (a training step ran 1.7x
+    slower). The peak memory is unchanged: the blocks are reused, not added. No-op where the C library is
+    not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(_M_MMAP_THRESHOLD, _KEPT) == 1
+    return mallopt(_M_TRIM_THRESHOLD, 2 * _KEPT) == 1 and ok
+
+
 def apply(threads: int) -> int:
-    """Set torch's and OpenCV's thread counts (process-wide); the CLI calls this once per run."""
+    """Set torch's and OpenCV's thread counts (process-wide) and the allocator's reuse of freed memory; the
+    CLI calls this once per run."""
     passive_waits()
+    keep_freed_memory()
     import cv2
     import torch
 

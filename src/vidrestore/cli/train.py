@@ -3,7 +3,6 @@ one resumable run (:mod:`vidrestore.train.prior_loop`). torch is imported only w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -21,7 +20,8 @@ from vidrestore.errors import UsageError
 @click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE", help="Set a recipe field, e.g. --set steps=2 (VALUE in TOML syntax; repeatable).")
 @click.option("--data", "data", type=click.Path(file_okay=False), default=None, envvar="VIDRESTORE_DATA", help="The folder {data} stands for in the recipe [default: ../shared/data beside the repository; env VIDRESTORE_DATA].")
 @click.option("--dry-run", is_flag=True, help="Check the recipe and print the run, train nothing.")
-def train(recipe, out, minutes, threads, device, precision, set_options, data, dry_run) -> None:
+@click.option("--fill-cache", is_flag=True, help="Make the run's training windows instead of training: fill its cache, then (with --minutes) keep replacing the oldest windows with fresh ones. Runs at a low priority beside a training process.")
+def train(recipe, out, minutes, threads, device, precision, set_options, data, dry_run, fill_cache) -> None:
     """Train the flow-prior network from a recipe, in resumable chunks.
 
     Real footage, held-out segments, synthetic scenes, the schedule and the model size are in the recipe;
@@ -32,18 +32,24 @@ def train(recipe, out, minutes, threads, device, precision, set_options, data, d
     if _arch(recipe) not in ("prior", None):
         raise UsageError(f"--recipe {recipe}: not a flow-prior network recipe (it needs arch = \"prior\"; the old "
                          "network's recipes were retired in 0.2.0)")
-    # on a shared machine, spinning OpenMP workers take the other cores and slow every step several times
-    # over when another process is busy: wait passively (read when torch starts its thread pool)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from vidrestore.train.prior_loop import load_prior_recipe, parse_overrides, train_prior
+    # OpenMP's default wait policy: its threads spin between the network's many small operations. Passive
+    # waits put them to sleep after each one, and a training step took 1.7x as long on 2 cores (run training
+    # under `nice` beside other work instead)
+    from vidrestore.train.prior_loop import fill_cache as fill, load_prior_recipe, parse_overrides, train_prior
 
     overrides = dict(parse_overrides(set_options))
     given = {"out": out, "minutes": minutes, "threads": threads, "device": device, "precision": precision}
     overrides.update({name: value for name, value in given.items() if value is not None})
     cfg = load_prior_recipe(recipe, overrides, data)
     if dry_run:
-        click.echo(f"{cfg.name}: flow-prior network, size {cfg.size}, {cfg.steps} steps of {cfg.batch} x {cfg.crop}px "
+        stages = ", ".join(f"{st.name} {st.batch} x {st.crop}px" + (f" to {st.until}" if st.until else "")
+                           for st in cfg.stages)
+        click.echo(f"{cfg.name}: flow-prior network, size {cfg.size}, {cfg.steps} steps ({stages}) "
                    f"on {cfg.device} ({cfg.precision}), {len(cfg.footage)} footage paths -> {cfg.out}")
+        return
+    if fill_cache:
+        made = fill(cfg, minutes, echo=lambda line: click.echo(line))
+        click.echo(f"cache {cfg.cache_folder}: {made} shards made")
         return
     result = train_prior(cfg, echo=lambda line: click.echo(line))
     state = "finished" if result["finished"] else "paused (run the same command again to continue)"

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidrestore.model.attention import window_products
+from vidrestore.model.attention import LocalSelfAttention, ViewAttention, window_products
 from vidrestore.model.layers import ResBlock, act, check_multiple, conv, window_features, zero_init
 from vidrestore.model.warp import backward_warp, resize_flow, resize_map
 
@@ -78,6 +78,9 @@ class PriorConfig:
     widths: tuple[int, ...] = (24, 32, 48, 64)  # restoration encoder-decoder on 2x2 blocks: 1/2, 1/4, 1/8, 1/16
     blocks: tuple[int, ...] = (1, 1, 1, 2)  # its blocks per level (the last: the bottleneck)
     refine: int = 16  # light refiner width (in-between frames of sharp input)
+    # the restoration path's attention at its coarse levels (1/8 and 1/16); off in files that predate them
+    view_attention: bool = False  # across the views (key frame and aligned neighbours; the two sides at t)
+    local_attention: int = 0  # radius of self-attention within the latent (0: none)
 
     def __post_init__(self) -> None:
         if len(self.channels) != 3 or min(self.channels) < 1:
@@ -88,6 +91,8 @@ class PriorConfig:
             raise ValueError(f"widths and blocks must have the same length (2 or more), got {self.widths}, {self.blocks}")
         if self.head < 1 or self.refine < 1:
             raise ValueError("head and refine must be >= 1")
+        if self.local_attention < 0:
+            raise ValueError(f"local_attention must be >= 0, got {self.local_attention}")
 
     @property
     def multiple(self) -> int:
@@ -98,7 +103,7 @@ class PriorConfig:
 PRIOR_CONFIGS: dict[str, PriorConfig] = {
     "default": PriorConfig("default", (24, 48, 64), window=7, head=64, widths=(32, 64, 96, 128), blocks=(1, 2, 2, 4),
                            refine=24),
-    "small": PriorConfig("small"),
+    "small": PriorConfig("small", view_attention=True, local_attention=3),
     "tiny": PriorConfig("tiny", (8, 8, 12), window=3, head=8, widths=(8, 8, 12, 16), blocks=(1, 0, 1, 1), refine=8),
 }
 
@@ -202,15 +207,36 @@ class Restorer(nn.Module):
         self.dec = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(max(1, cfg.blocks[i]))])
                                  for i in range(len(w) - 1))
         self.out = nn.Sequential(zero_init(conv(w[0], 3 * 4)), nn.PixelShuffle(2))
+        # attention after the blocks of the coarse levels (level i is at 1/2^(i+1)): across views at 1/8 and
+        # coarser, within the latent at the coarsest level only (where a 7x7 window already reaches 112 px; at
+        # 1/8 it cost a fifth of a training step on the CPU)
+        coarse = [i for i in range(len(w)) if 2 ** (i + 1) >= 8]
+        self.views = nn.ModuleDict({str(i): ViewAttention(w[i], cfg.channels[2]) for i in coarse}
+                                   if cfg.view_attention else {})
+        last = len(w) - 1
+        self.local = nn.ModuleDict({str(last): LocalSelfAttention(w[last], cfg.local_attention)}
+                                   if cfg.local_attention else {})
 
-    def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor) -> torch.Tensor:
+    def _attend(self, level: int, h: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
+        name = str(level)
+        if name in self.views:
+            if views is None:
+                raise ValueError("this restoration path attends across views: pass the views' latents")
+            h = self.views[name](h, views)
+        if name in self.local:
+            h = self.local[name](h)
+        return h
+
+    def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor,
+                views: torch.Tensor | None = None) -> torch.Tensor:
+        """``views`` [B, V, C, H/8, W/8]: the latents the view attention picks from (when it has one)."""
         h = self.intro(torch.cat((centre, aux_a, aux_b), dim=1) - 0.5)
         skips = []
-        for enc, down in zip(self.enc, self.down):
-            h = enc(h)
+        for i, (enc, down) in enumerate(zip(self.enc, self.down)):
+            h = self._attend(i, enc(h), views)
             skips.append(h)
             h = down(h)
-        h = self.middle(h)
+        h = self._attend(len(self.down), self.middle(h), views)
         for i in reversed(range(len(self.up))):
             h = self.dec[i](self.up[i](h) + skips[i])
         return centre + self.out(h)
@@ -321,7 +347,7 @@ class PriorNet(nn.Module):
         frames take the light refiner, not the restoration path."""
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
-        f_prev, f0, f1 = frames[0], frames[1], frames[2]
+        f0, f1 = frames[1], frames[2]
         e0, e1 = feats[1], feats[2]
         b, _, h, w = f0.shape
         times = times.to(device=f0.device, dtype=f0.dtype)
@@ -334,12 +360,23 @@ class PriorNet(nn.Module):
         if n_t or with_key:
             m01 = self.pair(e0[2], e1[2], prior.f01)
         if with_key:
-            key = self.restorer(f0, backward_warp(f_prev, prior.f0p), backward_warp(f1, m01))
+            assert m01 is not None
+            key = self.restorer(*self.key_inputs(frames, feats, prior, m01))
         if n_t == 0:
             return key, f0.new_zeros((b, 0, 3, h, w))
         m10 = self.pair(e1[2], e0[2], prior.f10)
         inter = self._inter(f0, f1, e0, e1, m01, m10, times, sharp)
         return key, inter
+
+    def key_inputs(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], prior: PriorFlows,
+                   m01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What the restoration path takes for the key frame F(i): F(i), F(i-1) and F(i+1) aligned to it (by the
+        prior and by the corrected motion ``m01``), and the latents of all three for the view attention."""
+        views = None
+        if self.config.view_attention:
+            views = torch.stack((warp_latent(feats[0][2], prior.f0p), feats[1][2], warp_latent(feats[2][2], m01)),
+                                dim=1)
+        return frames[1], backward_warp(frames[0], prior.f0p), backward_warp(frames[2], m01), views
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows,
                 sharp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,8 +418,16 @@ class PriorNet(nn.Module):
         if sharp:
             out = self.refiner(blend, w0, warped[0], warped[1])
         else:
-            out = self.restorer(blend, warped[0], warped[1])
+            views = None
+            if self.config.view_attention:
+                views = torch.stack((warp_latent(rep(e0[2]), flows[0]), warp_latent(rep(e1[2]), flows[1])), dim=1)
+            out = self.restorer(blend, warped[0], warped[1], views)
         return out.reshape(b, n_t, 3, h, w)
+
+
+def warp_latent(latent: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """A latent [B, C, h, w] warped by a full-resolution flow [B, 2, H, W] (resized to the latent's scale)."""
+    return backward_warp(latent, resize_flow(flow, tuple(latent.shape[-2:])).to(latent.dtype))
 
 
 def build_prior_model(cfg: PriorConfig | str) -> PriorNet:

@@ -51,3 +51,10 @@ def laplacian_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 4) ->
     for level, (a, b) in enumerate(zip(pp, tp)):
         total = total + (2.0 ** level) * (a - b).abs().mean()
     return total / len(pp)
+
+
+def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the 2-D Fourier spectra (real and imaginary parts, orthonormal): blur removes high
+    frequencies, which a pixel loss weighs little since they carry little energy."""
+    d = torch.fft.rfft2(_flat(pred) - _flat(target), norm="ortho")
+    return torch.view_as_real(d).abs().mean()

@@ -25,7 +25,7 @@ import torch
 
 from vidrestore.frames import quantize
 from vidrestore.model.prior_net import PriorFlows
-from vidrestore.prior import batch_prior
+from vidrestore.flow import dis_flow
 from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
 from vidrestore.synth.footage import decode_video, list_videos
 from vidrestore.synth.scenes import SceneConfig, render_batch
@@ -106,7 +106,7 @@ def footage_paths(folders: Sequence[str | Path]) -> list[Path]:
 
 
 class RealSampler:
-    """``real`` and ``interp`` batches cut from footage in memory."""
+    """``real`` and ``interp`` windows cut from footage in memory."""
 
     def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig = BlurConfig(), threads: int = 2) -> None:
         self.videos = [v for v in videos if v.shape[0] >= 4 * max(blur.strides) + 4]
@@ -117,7 +117,7 @@ class RealSampler:
         lengths = torch.tensor([float(v.shape[0]) for v in self.videos])
         self.weights = lengths.sqrt() / lengths.sqrt().sum()  # long videos count more, but not linearly
 
-    def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> Batch:
+    def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> "Windows":
         cfg = self.blur
         stride = cfg.strides[int(torch.randint(len(cfg.strides), (1,), generator=generator))]
         margin = int(math.ceil(stride / 2))  # source frames a full exposure reaches beyond an input frame
@@ -131,10 +131,6 @@ class RealSampler:
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
             clip = v[first:first + span, y:y + size, x:x + size].numpy()
-            if bool(torch.rand(1, generator=generator) < 0.5):  # mirror: more motion directions
-                clip = clip[:, :, ::-1].copy()
-            if bool(torch.rand(1, generator=generator) < 0.5):  # and time reversed
-                clip = clip[::-1].copy()
             centres = [margin + k * stride for k in range(4)]  # F(i-1), F(i), F(i+1), F(i+2)
             sharp_frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255
             if sharp:
@@ -142,14 +138,14 @@ class RealSampler:
             else:
                 blurred = self._blur(clip, centres, stride, generator)
             inputs.append(blurred)
-            keys.append(sharp_frames[centres[1]])
+            keys.append(sharp_frames[[centres[1], centres[2]]])
             inters.append(sharp_frames[centres[1] + 1:centres[2]])
         size = min(t.shape[-1] for t in keys)
         inputs_t = torch.stack([t[..., :size, :size] for t in inputs])
         key = torch.stack([t[..., :size, :size] for t in keys])
         inter = torch.stack([t[..., :size, :size] for t in inters])
         times = torch.arange(1, stride, dtype=torch.float32) / stride
-        return _finish(inputs_t, key, inter, times, sharp, "interp" if sharp else "real", self.pool, generator)
+        return make_windows(inputs_t, key, inter, times, SHARP if sharp else BLURRED, True, self.pool, generator)
 
     def _blur(self, clip: np.ndarray, centres: list[int], stride: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.blur
@@ -182,32 +178,76 @@ class RealSampler:
 
 
 class SyntheticSampler:
-    """``synthetic`` batches: rendered scenes with exact ground truth at ``factor`` x."""
+    """``synthetic`` windows: rendered scenes with exact ground truth at ``factor`` x."""
 
     def __init__(self, factor: int = 8, textures: TextureBank | None = None, threads: int = 2) -> None:
         self.factor = factor
         self.textures = textures
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
 
-    def sample(self, batch: int, crop: int, generator: torch.Generator) -> Batch:
+    def sample(self, batch: int, crop: int, generator: torch.Generator) -> "Windows":
         cfg = SceneConfig(height=crop, width=crop, factor=self.factor, subframes_per_interval=max(8, self.factor),
                           exposure=(0.0, 1.0), sharp_prob=0.15)
         s = render_batch(cfg, batch, generator, "cpu", self.textures)
-        return _finish(s.inputs, s.key, s.inter, s.times.cpu(), False, "synthetic", self.pool, generator)
+        key = torch.stack((s.key, s.key), dim=1)  # the sharp F(i+1) is not rendered: these do not reverse in time
+        return make_windows(s.inputs, key, s.inter, s.times.cpu(), SYNTHETIC, False, self.pool, generator)
 
 
-MAX_TIMES = 2  # target times kept per batch (drawn at random): the restoration path runs once per time
+BLURRED, SHARP, SYNTHETIC = 0, 1, 2  # kinds of window: real footage blurred, kept sharp, rendered
+KINDS = {"real": BLURRED, "interp": SHARP, "synthetic": SYNTHETIC}
+STORED_TIMES = 3  # in-between targets kept per window (drawn at random): all of them at strides up to 4
 
 
-def _finish(inputs: torch.Tensor, key: torch.Tensor, inter: torch.Tensor, times: torch.Tensor, sharp: bool,
-            source: str, pool: ThreadPoolExecutor | None, generator: torch.Generator) -> Batch:
-    """At most ``MAX_TIMES`` target times; quantize the inputs to 8 bits (as decoded video) and compute
-    their prior."""
-    if times.numel() > MAX_TIMES:
-        keep = torch.randperm(times.numel(), generator=generator)[:MAX_TIMES].sort().values
+@dataclass(frozen=True)
+class Windows:
+    """Training windows as stored: 8-bit frames (channels last) and half-precision flows.
+
+    The DIS prior of each window is computed on its 8-bit inputs, as :mod:`vidrestore.prior` does on
+    decoded video, with one flow more than the network takes (F(i+1) -> F(i+2)), so that a window can be
+    played backwards."""
+
+    inputs: np.ndarray  # uint8 [N, 4, H, W, 3] F(i-1), F(i), F(i+1), F(i+2) as the network gets them
+    key: np.ndarray  # uint8 [N, 2, H, W, 3] sharp F(i) and F(i+1)
+    inter: np.ndarray  # uint8 [N, T, H, W, 3] sharp frames at i + times
+    times: np.ndarray  # float32 [N, T]; -1 where a window has fewer targets
+    flows: np.ndarray  # float16 [N, 4, H, W, 2]: F(i)->F(i+1), F(i+1)->F(i), F(i)->F(i-1), F(i+1)->F(i+2)
+    kind: np.ndarray  # uint8 [N]: BLURRED, SHARP or SYNTHETIC
+    reversible: np.ndarray  # bool [N]: key[:, 1] is F(i+1)'s sharp frame
+
+    FIELDS = ("inputs", "key", "inter", "times", "flows", "kind", "reversible")
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @staticmethod
+    def concat(parts: Sequence["Windows"]) -> "Windows":
+        return Windows(*(np.concatenate([getattr(p, f) for p in parts]) for f in Windows.FIELDS))
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """[..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3]."""
+    lead = x.shape[:-3]
+    return quantize(x.reshape(-1, *x.shape[-3:])).reshape(*lead, *x.shape[-2:], 3)
+
+
+def make_windows(inputs: torch.Tensor, key: torch.Tensor, inter: torch.Tensor, times: torch.Tensor, kind: int,
+                 reversible: bool, pool: ThreadPoolExecutor | None, generator: torch.Generator) -> Windows:
+    """At most ``STORED_TIMES`` target times; inputs quantized to 8 bits (as decoded video holds them) and
+    their prior computed."""
+    if times.numel() > STORED_TIMES:
+        keep = torch.randperm(times.numel(), generator=generator)[:STORED_TIMES].sort().values
         times, inter = times[keep], inter[:, keep]
-    b, n = inputs.shape[:2]
-    u8 = quantize(inputs.flatten(0, 1))  # [B*4, H, W, 3], as decoded video holds them
-    inputs = (torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255).unflatten(0, (b, n))
-    windows = [list(u8[i * n:(i + 1) * n]) for i in range(b)]
-    return Batch(inputs, key, inter, times, batch_prior(windows, pool), sharp, source)
+    b = inputs.shape[0]
+    u8 = _u8(inputs)  # [B, 4, H, W, 3]
+    jobs = []
+    for w in u8:
+        jobs += [(w[1], w[2]), (w[2], w[1]), (w[1], w[0]), (w[2], w[3])]
+    flows = list(pool.map(lambda ab: dis_flow(*ab), jobs)) if pool is not None else [dis_flow(a, c) for a, c in jobs]
+    flow_arr = np.stack(flows).astype(np.float16).reshape(b, 4, *u8.shape[2:4], 2)
+    n_t = times.numel()
+    times_arr = np.full((b, STORED_TIMES), -1.0, np.float32)
+    times_arr[:, :n_t] = times.numpy()
+    inter_arr = np.zeros((b, STORED_TIMES, *u8.shape[2:]), np.uint8)
+    inter_arr[:, :n_t] = _u8(inter)
+    return Windows(u8, _u8(key), inter_arr, times_arr, flow_arr, np.full(b, kind, np.uint8),
+                   np.full(b, reversible, bool))

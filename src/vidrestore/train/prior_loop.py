@@ -1,36 +1,91 @@
 """Training the flow-prior network (:mod:`vidrestore.model.prior_net`): a recipe (TOML, see
 ``recipes/prior-small.toml``) -> :class:`PriorTrainConfig` -> :func:`train_prior`.
 
-A run lives in one folder: ``ckpt/`` (resumable state), ``log.jsonl`` and the exported
-``final.safetensors``. It is done in chunks: every call continues from the checkpoint until the last
-step or its ``minutes`` are spent, then checkpoints and exports. Validation compares the network with
-its floor on fixed batches: the input frame for the key frame, the prior's warp-and-blend (the network
-with every correction zeroed, as built) for the in-between frames.
+A run lives in one folder: ``ckpt/`` (resumable state, with the weights' moving average), ``log.jsonl``,
+``cache/`` (the stored training windows, :mod:`vidrestore.train.cache`, unless the recipe puts it
+elsewhere) and the exported ``final.safetensors`` (the moving average). It is done in chunks: every call
+continues from the checkpoint until the last step or its ``minutes`` are spent, then checkpoints and
+exports. A training step is compute only: it draws cached windows and augments them
+(:mod:`vidrestore.train.batches`), while ``vidrestore train --fill-cache`` may keep adding fresh windows
+in another, low-priority process. The curriculum's stages (:class:`Stage`) say which parts learn from
+which windows. Validation scores fixed windows of held-out frames against their floors: the input frame
+for the key frame, the prior's warp-and-blend (the network with every correction zeroed, as built) for
+the in-between frames. Training a network further (``init``) adds to the steps and hours its file records.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
+import os
 import platform
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from vidrestore.errors import UsageError
+from vidrestore.threads import keep_freed_memory
 from vidrestore.model.layers import window_features
-from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet
+from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, PriorNet
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from vidrestore.train.losses import charbonnier, laplacian_loss
-from vidrestore.train.prior_data import Batch, BlurConfig, RealSampler, SyntheticSampler, footage_paths, load_footage
+from vidrestore.train.batches import CachedBatches, validation_batches
+from vidrestore.train.cache import CacheSettings, WindowCache, WindowMaker, ensure_validation, fill
+from vidrestore.train.losses import charbonnier, fft_loss, laplacian_loss
+from vidrestore.train.prior_data import STORED_TIMES, Batch, BlurConfig
+
+EMA_FILE = "ema.safetensors"
 from vidrestore.weights import save_weights
 
 SOURCES = ("real", "interp", "synthetic")
+STAGES = ("restore", "motion", "joint")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One part of the curriculum, until step ``until`` (0: to the end of the run).
+
+    - ``restore``: the restoration path alone (the motion part held fixed) on key frames only: cheap steps,
+      neighbours sometimes replicated (as at the ends of a video and at cuts);
+    - ``motion``: in-between frames and the motion correction (key frames too, weighted by ``key_weight``);
+    - ``joint``: everything together.
+    """
+
+    name: str
+    until: int = 0
+    mix: tuple[tuple[str, float], ...] = (("real", 1.0),)
+    batch: int = 8
+    crop: int = 128
+    key_weight: float = 1.0
+    replicate_prob: float = 0.1  # restore: an item whose neighbours are the key frame itself
+    times: int = 1  # in-between targets per item (motion, joint): the restoration path runs once per time
+
+    def __post_init__(self) -> None:
+        if self.name not in STAGES:
+            raise UsageError(f"stage {self.name!r}: stages are {', '.join(STAGES)}")
+        bad = [s for s, _ in self.mix if s not in SOURCES]
+        if bad or not any(w > 0 for _, w in self.mix):
+            raise UsageError(f"stage {self.name}: mix sources are {', '.join(SOURCES)}, with some weight above 0")
+        if self.name == "restore" and any(s == "interp" and w > 0 for s, w in self.mix):
+            raise UsageError("stage restore: interp windows have no key frame to restore")
+        if self.batch < 1 or self.crop < 32 or self.crop % 16:
+            raise UsageError(f"stage {self.name}: batch >= 1, crop a multiple of 16 from 32")
+        if not 1 <= self.times <= STORED_TIMES:
+            raise UsageError(f"stage {self.name}: times from 1 to {STORED_TIMES}")
+
+    @property
+    def targets(self) -> int:
+        """In-between targets per item of its batches."""
+        return 0 if self.name == "restore" else self.times
 
 
 @dataclass(frozen=True)
@@ -39,29 +94,36 @@ class PriorTrainConfig:
     out: str
     size: str = "small"
     steps: int = 20000
-    batch: int = 4
-    crop: int = 160
+    stages: tuple[Stage, ...] = (Stage("joint", mix=(("real", 0.6), ("interp", 0.15), ("synthetic", 0.25)),
+                                       batch=4, crop=128),)
     lr: float = 4e-4
     restore_lr_scale: float = 1.0  # the restoration path's learning rate, as a multiple of ``lr``
     warmup: int = 200
+    decay: int = 0  # steps of cosine decay at the end of ``steps`` (0: constant after the warm-up)
     weight_decay: float = 1e-4
+    ema: float = 0.999  # validated and exported: an exponential moving average of the weights
+    init: str | None = None  # warm start from these weights (a path or a registered name)
     minutes: float | None = None  # this call's budget
     seed: int = 0
     footage: tuple[str, ...] = ()  # video files or folders (searched recursively)
-    holdout: tuple[str, ...] = ()  # videos whose first ``holdout_frames`` an evaluation scores
+    holdout: tuple[str, ...] = ()  # videos whose first ``holdout_frames`` validation scores (never trained on)
     holdout_frames: int = 96
     max_side: int = 640
     max_frames: int = 600  # per video
-    mix: tuple[tuple[str, float], ...] = (("real", 0.5), ("interp", 0.25), ("synthetic", 0.25))
-    key_weight: float = 1.0
+    mix: tuple[tuple[str, float], ...] = (("real", 0.6), ("interp", 0.15), ("synthetic", 0.25))  # the cache's
+    cache: str | None = None  # the window cache folder [default: OUT/cache]
+    cache_windows: int = 4096  # windows the cache holds (a filler replaces the oldest)
+    cache_min: int = 512  # windows made before training starts, when the cache holds fewer
+    store: int = 160  # stored window size (training crops from it)
+    shard: int = 64  # windows per shard
     laplacian: float = 0.5
+    fft: float = 0.0  # weight of an L1 term on the Fourier spectrum
     val_every: int = 250
     log_every: int = 25
     checkpoint_minutes: float = 10.0
     threads: int = 2  # torch threads of the training process
     device: str = "cpu"  # auto, cpu, cuda, cuda:N
     precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; the parameters stay float32)
-    data_workers: int = 0  # processes making batches (0: in the training process, between steps)
     blur: BlurConfig = field(default_factory=BlurConfig)
 
     def __post_init__(self) -> None:
@@ -70,14 +132,34 @@ class PriorTrainConfig:
         bad = [s for s, _ in self.mix if s not in SOURCES]
         if bad or not any(w > 0 for _, w in self.mix):
             raise UsageError(f"mix: sources are {', '.join(SOURCES)}, with some weight above 0")
-        if self.steps < 1 or self.batch < 1 or self.crop < 32 or self.crop % 8:
-            raise UsageError("steps and batch must be >= 1, crop a multiple of 8 from 32")
+        if self.steps < 1 or self.store < 32 or self.store % 16 or not self.stages:
+            raise UsageError("steps must be >= 1, store a multiple of 16 from 32, and there must be a stage")
+        held = {s for s, w in self.mix if w > 0}
+        for st in self.stages:
+            missing = [s for s, w in st.mix if w > 0 and s not in held]
+            if missing:
+                raise UsageError(f"stage {st.name}: the cache's mix has no {', '.join(missing)} windows")
+
+    def stage(self, step: int) -> Stage:
+        for st in self.stages:
+            if st.until == 0 or step < st.until:
+                return st
+        return self.stages[-1]
+
+    def cache_settings(self) -> CacheSettings:
+        return CacheSettings(footage=tuple(self.footage), holdout=tuple(self.holdout),
+                             holdout_frames=self.holdout_frames, max_side=self.max_side, max_frames=self.max_frames,
+                             crop=self.store, mix=self.mix, blur=self.blur, shard=self.shard)
+
+    @property
+    def cache_folder(self) -> Path:
+        return Path(self.cache) if self.cache else Path(self.out) / "cache"
 
 
 def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
                       data: str | Path | None = None) -> PriorTrainConfig:
-    """A recipe file: top-level ``arch = "prior"``, the config's fields, and a ``[blur]`` and a ``[mix]``
-    table. Paths are relative to the recipe's folder; ``{data}`` is ``data``, by default
+    """A recipe file: top-level ``arch = "prior"``, the config's fields, a ``[blur]`` and a ``[mix]`` table (the
+    sources the window cache holds) and the curriculum as ``[[stages]]`` (each with its own ``mix``). Paths are relative to the recipe's folder; ``{data}`` is ``data``, by default
     ``../shared/data`` beside the repository the recipe is in."""
     path = Path(path)
     root = Path(data) if data is not None else path.resolve().parent.parent.parent / "shared" / "data"
@@ -107,6 +189,14 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
     data.setdefault("name", path.stem)
     data.setdefault("out", str(Path("runs") / data["name"]))
     try:
+        if "stages" in data:
+            stages = []
+            for st in data["stages"]:
+                st = dict(st)
+                if "mix" in st:
+                    st["mix"] = tuple((str(k), float(v)) for k, v in dict(st["mix"]).items())
+                stages.append(Stage(**st))
+            data["stages"] = tuple(stages)
         return PriorTrainConfig(**data, blur=BlurConfig(**blur))
     except TypeError as err:
         raise UsageError(f"recipe {path}: {err}") from None
@@ -136,85 +226,59 @@ def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return {key.strip().lstrip("-").replace("-", "_"): value for key, value in set_items(items)}
 
 
-class _Data:
-    def __init__(self, cfg: PriorTrainConfig, log: Callable[[str], None]) -> None:
-        weights = dict(cfg.mix)
-        self.sources = [s for s in SOURCES if weights.get(s, 0) > 0]
-        self.weights = torch.tensor([weights[s] for s in self.sources])
-        self.real = None
-        if "real" in self.sources or "interp" in self.sources:
-            held = {str(Path(p).resolve()) for p in footage_paths(cfg.holdout)} if cfg.holdout else set()
-            paths = footage_paths(cfg.footage)
-            skips = [cfg.holdout_frames if str(p.resolve()) in held else 0 for p in paths]
-            t0 = time.monotonic()
-            videos = load_footage(paths, cfg.max_side, skips, max_frames=cfg.max_frames)
-            log(f"footage: {len(videos)} shots from {len(paths)} videos, "
-                f"{sum(v.shape[0] for v in videos)} frames ({time.monotonic() - t0:.0f} s)")
-            self.real = RealSampler(videos, cfg.blur, cfg.threads)
-        self.synthetic = SyntheticSampler(threads=cfg.threads) if "synthetic" in self.sources else None
-
-    def batch(self, source: str, cfg: PriorTrainConfig, g: torch.Generator) -> Batch:
-        if source == "synthetic":
-            assert self.synthetic is not None
-            return self.synthetic.sample(cfg.batch, min(cfg.crop, 128), g)
-        assert self.real is not None
-        return self.real.sample(cfg.batch, cfg.crop, g, sharp=source == "interp")
-
-    def next(self, cfg: PriorTrainConfig, g: torch.Generator) -> Batch:
-        source = self.sources[int(torch.multinomial(self.weights, 1, generator=g))]
-        return self.batch(source, cfg, g)
-
-
-def _make_batches(data: _Data, cfg: PriorTrainConfig, seed: int, queue) -> None:
-    """A data worker process: batches into ``queue`` until the parent ends it."""
-    torch.set_num_threads(1)  # one busy thread per worker process (plus its DIS thread)
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        queue.put(data.next(cfg, g))
-
-
-class _Workers:
-    """``cfg.data_workers`` processes making batches ahead of the training steps (forked: they share the
-    footage already in memory). Their batches are random, not replayed exactly after a resume."""
-
-    def __init__(self, data: _Data, cfg: PriorTrainConfig, seed: int) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
-        self.queue = ctx.Queue(maxsize=2 * cfg.data_workers)
-        self.procs = [ctx.Process(target=_make_batches, args=(data, cfg, seed * 1000 + i, self.queue), daemon=True)
-                      for i in range(cfg.data_workers)]
-        for proc in self.procs:
-            proc.start()
-
-    def next(self) -> Batch:
-        return self.queue.get(timeout=600)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.join(timeout=10)
-
-
 def outputs(model: PriorNet, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The network on a batch as the engine runs it: interp-mode batches (sharp inputs) keep their key
-    frames as decoded, so only their in-between frames are made."""
+    frames as decoded, so only their in-between frames are made; batches without target times make the
+    key frame only."""
     frames = batch.inputs
     feats = window_features(model.encode, frames)
     return model.restore([frames[:, i] for i in range(4)], feats, batch.times, batch.prior,
                          with_key=not batch.sharp, sharp=batch.sharp)
 
 
-def loss_of(model: PriorNet, batch: Batch, cfg: PriorTrainConfig) -> torch.Tensor:
+def image_loss(pred: torch.Tensor, target: torch.Tensor, cfg: PriorTrainConfig) -> torch.Tensor:
+    loss = charbonnier(pred, target) + cfg.laplacian * laplacian_loss(pred, target)
+    if cfg.fft:
+        loss = loss + cfg.fft * fft_loss(pred, target)
+    return loss
+
+
+def restore_stage_key(model: PriorNet, batch: Batch) -> torch.Tensor:
+    """The key frame as the network makes it, with the motion part (encoder, pair correction) held fixed: in
+    the restore stage only the restoration path learns, and a step costs little more than that path."""
+    frames = [batch.inputs[:, i] for i in range(3)]
+    with torch.no_grad():
+        feats = window_features(model.encode, batch.inputs[:, :3])
+        m01 = model.pair(feats[1][2], feats[2][2], batch.prior.f01)
+    return model.restorer(*model.key_inputs(frames, feats, batch.prior, m01))
+
+
+def loss_of(model: PriorNet, batch: Batch, cfg: PriorTrainConfig, stage: Stage) -> torch.Tensor:
+    if stage.name == "restore":
+        return stage.key_weight * image_loss(restore_stage_key(model, batch), batch.key, cfg)
     key, inter = outputs(model, batch)
     loss = torch.zeros((), dtype=torch.float32, device=batch.key.device)
     if key is not None:
-        loss = loss + cfg.key_weight * (charbonnier(key, batch.key)
-                                        + cfg.laplacian * laplacian_loss(key, batch.key))
+        loss = loss + stage.key_weight * image_loss(key, batch.key, cfg)
     if inter.shape[1]:
-        loss = loss + charbonnier(inter, batch.inter) + cfg.laplacian * laplacian_loss(inter, batch.inter)
+        loss = loss + image_loss(inter, batch.inter, cfg)
     return loss
+
+
+def replicate_neighbours(batch: Batch, prob: float, rng: np.random.Generator) -> Batch:
+    """Some items get their key frame as both neighbours, with no motion: a window at the ends of a video or
+    at a cut, where the network is a single-frame deblurrer."""
+    pick = torch.from_numpy(rng.random(batch.inputs.shape[0]) < prob)
+    if not bool(pick.any()):
+        return batch
+    inputs = batch.inputs.clone()
+    centre = inputs[pick, 1]
+    for i in (0, 2, 3):
+        inputs[pick, i] = centre
+    flows = [f.clone() for f in batch.prior]
+    for f in flows:
+        f[pick] = 0
+    return dataclasses.replace(batch, inputs=inputs, prior=PriorFlows(*flows))
 
 
 def _mse(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -228,14 +292,13 @@ def _db(mse: float) -> float:
 
 
 class Validator:
-    """Fixed batches of every source (seeded), scored against their floors."""
+    """The cache's fixed validation windows (held-out frames, seeded synthetic scenes), scored against their
+    floors: the input key frame, and the prior's warp-and-blend (the network as built, every correction zero)."""
 
-    def __init__(self, data: _Data, cfg: PriorTrainConfig, device: torch.device, dtype: torch.dtype,
-                 count: int = 3) -> None:
-        g = torch.Generator().manual_seed(10_000 + cfg.seed)
+    def __init__(self, windows: dict, size: str, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
-        self.batches = [(s, data.batch(s, cfg, g).to(device)) for s in data.sources for _ in range(count)]
-        floor = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device).eval()  # every correction zero: warp-and-blend
+        self.batches = [(s, b.to(device)) for s, b in validation_batches(windows)]
+        floor = PriorNet(PRIOR_CONFIGS[size]).to(device).eval()
         self.floor = self._score(floor, with_floor_key=True)
 
     @torch.no_grad()
@@ -263,7 +326,10 @@ class Validator:
 def _lr(cfg: PriorTrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    start = cfg.steps - cfg.decay
+    if cfg.decay <= 0 or step < start:
+        return cfg.lr
+    p = (step - start) / max(1, cfg.decay)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
@@ -276,8 +342,62 @@ def _param_groups(model: PriorNet, cfg: PriorTrainConfig) -> list[dict[str, Any]
     return [{"params": rest, "scale": 1.0}, {"params": restore, "scale": cfg.restore_lr_scale}]
 
 
+def warm_start(model: PriorNet, spec: str) -> dict[str, str]:
+    """Copy the tensors of weights ``spec`` into ``model`` (parts the file lacks, such as attention blocks added
+    since, stay as built: they start as the identity). Returns the file's metadata."""
+    from vidrestore.weights import locate_weights, read_tensors
+
+    located = locate_weights(spec)
+    tensors, meta = read_tensors(located.path)
+    own = model.state_dict()
+    bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise UsageError(f"init {spec}: its tensors do not fit a {model.config.name} model ({bad[0]}, ...)")
+    model.load_state_dict(tensors, strict=False)
+    return meta
+
+
+def _ema_update(ema: PriorNet, model: PriorNet, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _fill_cache_to(cfg: PriorTrainConfig, cache: WindowCache, want: int, log: Callable[[str], None]) -> None:
+    if len(cache.shards()) * cfg.shard >= want:
+        return
+    maker = WindowMaker(cfg.cache_settings(), threads=cfg.threads, log=log)
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + len(cache.shards()))
+    fill(cache, maker, want, g, log=log)
+
+
+def prepare_cache(cfg: PriorTrainConfig, log: Callable[[str], None] = print) -> WindowCache:
+    """The run's window cache, (re)made for its settings, with its validation set."""
+    cache = WindowCache(cfg.cache_folder, cfg.cache_settings())
+    if not cache.prepare():
+        log(f"cache {cache.folder}: made anew for these settings ({cache.settings.fingerprint()})")
+    ensure_validation(cache, [s for s, w in cfg.mix if w > 0], log=log)
+    return cache
+
+
+def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str], None] = print) -> int:
+    """``vidrestore train --fill-cache``: fill the run's cache to ``cache_windows``, then keep replacing its
+    oldest shards with fresh windows until ``minutes`` are spent (at a low priority: training comes first)."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    torch.set_num_threads(1)
+    cache = prepare_cache(cfg, echo)
+    maker = WindowMaker(cfg.cache_settings(), threads=1, log=echo)
+    g = torch.Generator().manual_seed(int(time.time()))
+    return fill(cache, maker, cfg.cache_windows, g, minutes=minutes, keep_going=minutes is not None, log=echo)
+
+
 def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or continue) a recipe on the CPU; returns the last validation and the export path."""
+    """Run (or continue) a recipe; returns the last validation and the export path."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.jsonl"
@@ -288,73 +408,124 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
             f.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **record}, sort_keys=True) + "\n")
 
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.precision, device)
     model = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    g = torch.Generator().manual_seed(cfg.seed)
     step, seconds, history = 0, 0.0, []
+    base = {"steps": 0, "seconds": 0.0, "from": None}  # training before this run (its warm start)
+    ema = copy.deepcopy(model).eval()
     ckpt = find_checkpoint(out)
     if ckpt is not None:
-        state, rng = load_checkpoint(ckpt, model, opt)
+        state, _ = load_checkpoint(ckpt, model, opt)
         step, seconds, history = int(state["step"]), float(state["seconds"]), list(state.get("val", []))
-        if "cpu" in rng:
-            g.set_state(rng["cpu"])
+        base = state.get("base", base)
         for group, fresh in zip(opt.param_groups, _param_groups(model, cfg)):
             group["scale"] = fresh["scale"]  # the recipe's, not the checkpoint's
+        ema_file = ckpt / EMA_FILE
+        ema.load_state_dict(load_file(str(ema_file)) if ema_file.is_file() else model.state_dict())
         log("resume", f"resumed {cfg.name} at step {step} ({seconds / 60:.1f} min trained)", step=step)
-    data = _Data(cfg, lambda text: log("data", text))
-    workers = _Workers(data, cfg, cfg.seed + step) if cfg.data_workers > 0 else None  # forked before any compute
-    validator = Validator(data, cfg, device, dtype)
+    elif cfg.init:
+        meta = warm_start(model, cfg.init)
+        ema.load_state_dict(model.state_dict())
+        base = {"steps": int(meta.get("train.steps", "0") or 0), "seconds": float(meta.get("train.seconds", "0") or 0),
+                "from": cfg.init}
+        log("init", f"warm start from {cfg.init} ({base['steps']} steps, {base['seconds'] / 3600:.2f} h before)",
+            base=base)
+    cache = prepare_cache(cfg, lambda text: log("cache", text))
+    _fill_cache_to(cfg, cache, cfg.cache_min, lambda text: log("cache", text))
+    batches = CachedBatches(cache, seed=cfg.seed * 1_000_003 + step)
+    rng = np.random.default_rng(cfg.seed * 7 + step)
+    validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.size, device, dtype)
     log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
+    if not history:
+        val = validator(ema)
+        history.append({"step": step, "hours": round(seconds / 3600, 4), **val})
+        log("val", f"val at {step}: {val}", step=step, hours=round(seconds / 3600, 4), val=val)
     model.train()
     start = time.monotonic()
     last_ckpt = start
     budget = None if cfg.minutes is None else cfg.minutes * 60
 
     def checkpoint() -> None:
-        save_checkpoint(out, model, opt, {"cpu": g.get_state()},
-                        {"step": step, "seconds": seconds + time.monotonic() - start, "val": history,
-                         "config": _jsonable(cfg)})
+        total = seconds + time.monotonic() - start
+        path = save_checkpoint(out, model, opt, {}, {"step": step, "seconds": total, "val": history, "base": base,
+                                                     "config": _jsonable(cfg)})
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()},
+                  str(path / EMA_FILE))
 
-    running = 0.0
+    running, count, pixels, t_log = 0.0, 0, 0, time.monotonic()
+    def next_batch(at: int) -> tuple[Stage, Batch]:
+        stage = cfg.stage(at)
+        mix = [(s, w) for s, w in stage.mix if w > 0 and batches.windows(s)]  # what the cache holds so far
+        if not mix:
+            raise UsageError(f"stage {stage.name}: the cache holds none of its sources yet")
+        sources = [s for s, _ in mix]
+        weights = np.array([w for _, w in mix], dtype=np.float64)
+        source = sources[int(rng.choice(len(sources), p=weights / weights.sum()))]
+        batch = batches.next(source, stage.batch, stage.crop, stage.targets)
+        if stage.name == "restore":
+            batch = replicate_neighbours(batch, stage.replicate_prob, rng)
+        return stage, batch
+
+    # the next batch is made in a thread while the step computes (it reads and copies arrays: little CPU). Its
+    # torch operations run on that thread alone: an OpenMP team of its own would make more OpenMP threads than
+    # cores, and libgomp then puts idle threads to sleep after every parallel region instead of letting them
+    # spin, which made each training step 1.7x slower on 2 cores
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidrestore-batches",
+                                  initializer=torch.set_num_threads, initargs=(1,))
+    pending = prefetch.submit(next_batch, step)
     try:
         while step < cfg.steps and (budget is None or time.monotonic() - start < budget):
-            batch = (workers.next() if workers is not None else data.next(cfg, g)).to(device)
+            stage, batch = pending.result()
+            pending = prefetch.submit(next_batch, step + 1)
+            batch = batch.to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step) * group["scale"]
             with autocast(device, dtype):
-                loss = loss_of(model, batch, cfg)
+                loss = loss_of(model, batch, cfg, stage)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            _ema_update(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
             step += 1
             running += float(loss.detach())
+            count += 1
+            pixels += int(batch.inputs.shape[0]) * int(batch.inputs.shape[-1]) * int(batch.inputs.shape[-2])
             if step % cfg.log_every == 0:
-                log("train", f"step {step}: loss {running / cfg.log_every:.4f}, lr {_lr(cfg, step):.2e}, "
-                    f"{(time.monotonic() - start) / 60:.1f} min", step=step, loss=running / cfg.log_every)
-                running = 0.0
+                span = time.monotonic() - t_log
+                log("train", f"step {step} ({stage.name}): loss {running / count:.4f}, lr {_lr(cfg, step):.2e}, "
+                    f"{count / span * 3600:.0f} steps/h, {pixels / span / 1e3:.0f} kpx/s, "
+                    f"{(seconds + time.monotonic() - start) / 3600:.2f} h", step=step, loss=running / count,
+                    stage=stage.name, steps_per_hour=count / span * 3600, pixels_per_second=pixels / span)
+                running, count, pixels, t_log = 0.0, 0, 0, time.monotonic()
             if step % cfg.val_every == 0 or step == cfg.steps:
-                val = validator(model)
-                history.append({"step": step, **val})
-                log("val", f"val at {step}: {val}", step=step, val=val)
+                hours = round((seconds + time.monotonic() - start) / 3600, 4)
+                val = validator(ema)
+                history.append({"step": step, "hours": hours, **val})
+                log("val", f"val at {step}: {val}", step=step, hours=hours, val=val)
+                t_log = time.monotonic()  # validation is not training time in the speed figures
+                running, count, pixels = 0.0, 0, 0
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
                 checkpoint()
                 last_ckpt = time.monotonic()
     finally:
-        if workers is not None:
-            workers.close()
+        prefetch.shutdown(wait=True, cancel_futures=True)
         checkpoint()
         total = seconds + time.monotonic() - start
         export = out / "final.safetensors"
-        meta = {"train.recipe": cfg.name, "train.steps": str(step), "train.seconds": str(round(total)),
+        meta = {"train.recipe": cfg.name, "train.steps": str(base["steps"] + step),
+                "train.seconds": str(round(base["seconds"] + total)),
+                "train.run_steps": str(step), "train.run_seconds": str(round(total)),
                 "train.hardware": _hardware(device, cfg.threads),
                 "train.config": json.dumps(_jsonable(cfg), sort_keys=True)}
-        model.eval()
-        save_weights(model, export, meta)
-        log("export", f"step {step}, {total / 60:.1f} min trained: {export}", step=step)
+        if base.get("from"):
+            meta["train.init"] = str(base["from"])
+        save_weights(ema, export, meta)
+        log("export", f"step {step}, {total / 60:.1f} min trained in this run: {export}", step=step)
     return {"step": step, "finished": step >= cfg.steps, "export": str(export),
             "val": history[-1] if history else {}, "floor": validator.floor}
 

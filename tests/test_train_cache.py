@@ -1,0 +1,114 @@
+"""The training window cache and its augmentations: windows made once, remade when their settings change,
+refreshed oldest first; flips, rotations and time reversal keep every window's flows true to its frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import reds_rgb
+from vidrestore.model.warp import backward_warp
+from vidrestore.train.batches import CachedBatches, flip_flow, make_batch, rotate_flow, rotate_image
+from vidrestore.train.cache import CacheSettings, WindowCache, WindowMaker, fill, read_windows
+from vidrestore.train.prior_data import BlurConfig, RealSampler, Windows
+
+
+def _shifted_pair(d=(3, -2)):
+    """a and b with a(p) = b(p + d): the backward flow from a to b is d everywhere."""
+    rng = np.random.default_rng(0)
+    base = np.kron(rng.random((16, 20)), np.ones((4, 4))).astype(np.float32)
+    a = base[8:-8, 8:-8]
+    b = np.roll(base, (d[1], d[0]), axis=(0, 1))[8:-8, 8:-8]
+    flow = np.zeros((*a.shape, 2), np.float32)
+    flow[..., 0], flow[..., 1] = d
+    return a[..., None], b[..., None], flow
+
+
+def _warp_error(a, b, flow) -> float:
+    """max |b(p + flow(p)) - a(p)| away from the borders."""
+    t = [torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None] for x in (a, b, flow)]
+    return float((backward_warp(t[1], t[2]) - t[0])[..., 6:-6, 6:-6].abs().max())
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_flips_and_rotations_turn_the_flow_with_the_image(turns, mirror):
+    a, b, flow = _shifted_pair()
+    assert _warp_error(a, b, flow) < 1e-4
+    if mirror:
+        a, b, flow = a[:, ::-1], b[:, ::-1], flip_flow(flow, "x")
+    a2, b2, f2 = rotate_image(a, turns), rotate_image(b, turns), rotate_flow(flow, turns)
+    assert _warp_error(a2, b2, f2) < 1e-4
+    if turns % 2:  # a wrong turn of the vectors would not warp back
+        assert _warp_error(a2, b2, rotate_image(flow, turns)) > 0.1
+
+
+def _windows(n=4, size=48, seed=0) -> Windows:
+    video = torch.from_numpy(np.stack([reds_rgb(i) for i in range(10)] * 2))
+    return RealSampler([video], threads=1).sample(n, size, torch.Generator().manual_seed(seed))
+
+
+def test_every_augmented_flow_still_maps_its_frames_onto_each_other():
+    w = _windows(2)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        b = make_batch([(w, 0), (w, 1)], 48, 2, rng, "real")
+        for flow, (src, dst) in ((b.prior.f01, (1, 2)), (b.prior.f10, (2, 1)), (b.prior.f0p, (1, 0))):
+            warped = backward_warp(b.inputs[:, dst], flow)
+            err = (warped - b.inputs[:, src]).abs()[..., 8:-8, 8:-8].mean()
+            plain = (b.inputs[:, dst] - b.inputs[:, src]).abs()[..., 8:-8, 8:-8].mean()
+            assert err < 0.7 * plain
+        assert b.times.shape == (2, 2) and ((b.times > 0) & (b.times < 1)).all()
+
+
+def test_a_reversed_window_takes_the_next_frame_as_key_and_swaps_its_flows():
+    w = _windows(1)
+    rng = np.random.default_rng(3)
+    found = False
+    for _ in range(30):
+        b = make_batch([(w, 0)], 48, 1, rng, "real")
+        # undo the jitter-free part: find the transform by matching F(i+1)'s input to the batch's F(i)
+        src = torch.from_numpy(w.inputs[0].astype(np.float32) / 255).permute(0, 3, 1, 2)
+        for turns in range(4):
+            for mirror in (False, True):
+                cand = src.flip(-1) if mirror else src
+                cand = torch.rot90(cand, turns, dims=(-2, -1))
+                if torch.allclose(cand[2], b.inputs[0, 1], atol=0.2) and not torch.allclose(cand[1], b.inputs[0, 1],
+                                                                                               atol=0.2):
+                    found = True
+                    assert torch.allclose(cand[3], b.inputs[0, 0], atol=0.2)  # the window backwards
+    assert found
+
+
+def _settings(tmp_path, clip, **kw) -> CacheSettings:
+    args = dict(footage=(str(clip),), holdout=(), holdout_frames=0, max_side=96, max_frames=40, crop=48,
+                mix=(("real", 1.0), ("interp", 1.0)), blur=BlurConfig(), shard=8)
+    args.update(kw)
+    return CacheSettings(**args)
+
+
+def test_the_cache_is_remade_when_its_settings_change_and_refreshed_oldest_first(tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", n=40, size=(96, 64), audio=False)
+    settings = _settings(tmp_path, clip)
+    cache = WindowCache(tmp_path / "cache", settings)
+    assert cache.prepare() is False  # new
+    maker = WindowMaker(settings, threads=1, log=lambda s: None)
+    g = torch.Generator().manual_seed(0)
+    assert fill(cache, maker, 16, g, log=lambda s: None) == 2
+    assert cache.count() == 16 and cache.prepare() is True  # kept: same settings
+    first = cache.shards()[0].name
+    fill(cache, maker, 16, g, minutes=0.02, keep_going=True, log=lambda s: None)  # fresh shards replace old ones
+    assert cache.count() == 16 and first not in {p.name for p in cache.shards()}
+    w = read_windows(cache.shards()[-1])
+    assert len(w) == 8 and w.inputs.shape[-3:] == (48, 48, 3)
+    batches = CachedBatches(cache, seed=0)
+    b = batches.next("real", 3, 32, 2)
+    assert b.inputs.shape == (3, 4, 3, 32, 32) and b.prior.f01.shape == (3, 2, 32, 32)
+    assert b.key.shape == (3, 3, 32, 32) and b.inter.shape == (3, 2, 3, 32, 32)
+    for changed in (dict(crop=64), dict(blur=BlurConfig(shake_length=(1.0, 8.0))), dict(max_side=80)):
+        again = WindowCache(tmp_path / "cache", _settings(tmp_path, clip, **changed))
+        assert again.prepare() is False and again.count() == 0  # other settings: made anew
+        WindowCache(tmp_path / "cache", settings).prepare()
