@@ -70,9 +70,9 @@ def keep_freed_memory() -> bool:
     """Tell glibc's allocator to keep freed blocks of up to 32 MB in the heap for reuse instead of handing
     them back to the kernel. Tensors of the same sizes are allocated and freed at every step of a network;
     with the default, dynamic threshold they can be mapped and unmapped each time, and the page faults that
-    follow took as much time in the kernel as the network took in the user space (a training step ran 1.7x
-    slower). The peak memory is unchanged: the blocks are reused, not added. No-op where the C library is
-    not glibc."""
+    follow took a large share of a training step's time in the kernel. The peak memory is unchanged: the
+    blocks are reused, not added. Training calls it; enhance does not yet (unmeasured there). No-op where the
+    C library is not glibc."""
     import ctypes
     import ctypes.util
 
@@ -88,10 +88,8 @@ def keep_freed_memory() -> bool:
 
 
 def apply(threads: int) -> int:
-    """Set torch's and OpenCV's thread counts (process-wide) and the allocator's reuse of freed memory; the
-    CLI calls this once per run."""
+    """Set torch's and OpenCV's thread counts (process-wide); the CLI calls this once per run."""
     passive_waits()
-    keep_freed_memory()
     import cv2
     import torch
 
