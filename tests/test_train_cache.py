@@ -112,3 +112,27 @@ def test_the_cache_is_remade_when_its_settings_change_and_refreshed_oldest_first
         again = WindowCache(tmp_path / "cache", _settings(tmp_path, clip, **changed))
         assert again.prepare() is False and again.count() == 0  # other settings: made anew
         WindowCache(tmp_path / "cache", settings).prepare()
+
+
+@pytest.mark.slow
+def test_training_hours_leave_out_the_time_the_run_was_stopped():
+    """A run paused with SIGSTOP (while a benchmark runs) does not count the pause as training time."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time, sys\nfrom vidrestore.train.prior_loop import TrainingClock\nc = TrainingClock(0.2)\n"
+            "print('ready', flush=True)\nt0 = time.monotonic()\nwhile time.monotonic() - t0 < 5.0:\n    time.sleep(0.05)\n"
+            "print(round(c.seconds(), 2), round(time.monotonic() - t0, 2), flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(3.0)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=30)
+    trained, wall = (float(x) for x in out.split())
+    assert wall >= 5.0
+    assert 1.5 < trained < 3.0  # about the 2 s it ran, not the 5 s that passed

@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import time
+import threading
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -396,6 +397,38 @@ def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str
     return fill(cache, maker, cfg.cache_windows, g, minutes=minutes, keep_going=minutes is not None, log=echo)
 
 
+class TrainingClock:
+    """Seconds of training: wall time less the time the process was stopped (SIGSTOP, a suspended laptop), so
+    a run paused while a benchmark runs does not count the pause as training hours. A thread ticks every
+    ``tick`` seconds; a gap of more than ``3 * tick`` between ticks was a pause."""
+
+    def __init__(self, tick: float = 1.0) -> None:
+        self.tick = tick
+        self.start = time.monotonic()
+        self.paused = 0.0
+        self._last = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vidrestore-clock", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            now = time.monotonic()
+            gap = now - self._last
+            if gap > 3 * self.tick:
+                self.paused += gap - self.tick
+            self._last = now
+
+    def seconds(self) -> float:
+        now = time.monotonic()
+        gap = now - self._last
+        current = gap - self.tick if gap > 3 * self.tick else 0.0  # a pause the ticker has not seen end yet
+        return max(0.0, now - self.start - self.paused - current)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) a recipe; returns the last validation and the export path."""
     out = Path(cfg.out)
@@ -445,18 +478,19 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
         history.append({"step": step, "hours": round(seconds / 3600, 4), **val})
         log("val", f"val at {step}: {val}", step=step, hours=round(seconds / 3600, 4), val=val)
     model.train()
+    clock = TrainingClock()
     start = time.monotonic()
     last_ckpt = start
     budget = None if cfg.minutes is None else cfg.minutes * 60
 
     def checkpoint() -> None:
-        total = seconds + time.monotonic() - start
+        total = seconds + clock.seconds()
         path = save_checkpoint(out, model, opt, {}, {"step": step, "seconds": total, "val": history, "base": base,
                                                      "config": _jsonable(cfg)})
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()},
                   str(path / EMA_FILE))
 
-    running, count, pixels, t_log = 0.0, 0, 0, time.monotonic()
+    running, count, pixels, t_log = 0.0, 0, 0, clock.seconds()
     def next_batch(at: int) -> tuple[Stage, Batch]:
         stage = cfg.stage(at)
         mix = [(s, w) for s, w in stage.mix if w > 0 and batches.windows(s)]  # what the cache holds so far
@@ -478,7 +512,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                                   initializer=torch.set_num_threads, initargs=(1,))
     pending = prefetch.submit(next_batch, step)
     try:
-        while step < cfg.steps and (budget is None or time.monotonic() - start < budget):
+        while step < cfg.steps and (budget is None or clock.seconds() < budget):
             stage, batch = pending.result()
             pending = prefetch.submit(next_batch, step + 1)
             batch = batch.to(device)
@@ -496,18 +530,18 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
             count += 1
             pixels += int(batch.inputs.shape[0]) * int(batch.inputs.shape[-1]) * int(batch.inputs.shape[-2])
             if step % cfg.log_every == 0:
-                span = time.monotonic() - t_log
+                span = max(clock.seconds() - t_log, 1e-6)
                 log("train", f"step {step} ({stage.name}): loss {running / count:.4f}, lr {_lr(cfg, step):.2e}, "
                     f"{count / span * 3600:.0f} steps/h, {pixels / span / 1e3:.0f} kpx/s, "
-                    f"{(seconds + time.monotonic() - start) / 3600:.2f} h", step=step, loss=running / count,
+                    f"{(seconds + clock.seconds()) / 3600:.2f} h", step=step, loss=running / count,
                     stage=stage.name, steps_per_hour=count / span * 3600, pixels_per_second=pixels / span)
-                running, count, pixels, t_log = 0.0, 0, 0, time.monotonic()
+                running, count, pixels, t_log = 0.0, 0, 0, clock.seconds()
             if step % cfg.val_every == 0 or step == cfg.steps:
-                hours = round((seconds + time.monotonic() - start) / 3600, 4)
+                hours = round((seconds + clock.seconds()) / 3600, 4)
                 val = validator(ema)
                 history.append({"step": step, "hours": hours, **val})
                 log("val", f"val at {step}: {val}", step=step, hours=hours, val=val)
-                t_log = time.monotonic()  # validation is not training time in the speed figures
+                t_log = clock.seconds()  # validation is not training time in the speed figures
                 running, count, pixels = 0.0, 0, 0
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
                 checkpoint()
@@ -515,7 +549,8 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         checkpoint()
-        total = seconds + time.monotonic() - start
+        total = seconds + clock.seconds()
+        clock.close()
         export = out / "final.safetensors"
         meta = {"train.recipe": cfg.name, "train.steps": str(base["steps"] + step),
                 "train.seconds": str(round(base["seconds"] + total)),
