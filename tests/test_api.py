@@ -41,8 +41,9 @@ def test_enhance_a_file(tiny_model, make_clip, tmp_path):
     assert summary.frames_in == 5 and summary.frames_out == 15
     info = probe(dst)
     assert info.frame_count == 15 and info.rate == probe(src).rate * 3
-    with pytest.raises(OutputError, match="output exists"):
+    with pytest.raises(OutputError, match="output exists") as err:
         vidrestore.enhance(src, dst, fps_x=2, model=tiny_model)  # exists: no overwrite without asking
+    assert "pass overwrite=True" in str(err.value) and "--overwrite" not in str(err.value)  # its own words
 
 
 def test_enhance_frames_streams_k_frames_per_input(tiny_model):

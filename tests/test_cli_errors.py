@@ -73,6 +73,27 @@ def test_not_a_video(cli, tmp_path):
     assert listing(tmp_path) == ["notes.mp4"] and digest(src) == before
 
 
+@pytest.mark.parametrize("name", ["readme.txt", "notes.mp4", "README"])
+def test_text_that_ffmpeg_would_draw_is_not_video(cli, tmp_path, name):
+    """FFmpeg's tty demuxer draws any text file as ANSI art: such a file is refused, whatever its name."""
+    src = tmp_path / name
+    src.write_text("# A project\n\nSome words about it, and more words.\n" * 40)
+    res = cli(src, "-o", tmp_path / "out.mp4")
+    assert res.exit_code == 3, res.output
+    assert "not a" in res.stderr and "video" in res.stderr
+    assert listing(tmp_path) == [name]
+
+
+def test_a_folder_into_a_file_name_is_a_usage_error(cli, tmp_path, clip):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    os.replace(clip, videos / "a.mp4")
+    res = cli(videos, "-o", tmp_path / "out" / "videos.mp4")
+    assert_one_line_error(res, 2, "must be a folder")
+    assert str(videos) in res.stderr and "videos.mp4" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_video_stream(cli, tmp_path):
     import av
     import numpy as np

@@ -277,6 +277,17 @@ def test_a_folder_with_a_corrupt_file_finishes_the_others(tiny_weights, tmp_path
     assert again.stderr.strip().splitlines()[-1] == "0 done, 1 failed, 2 skipped of 3 videos"
 
 
+def test_a_folder_of_one_video_counts_one_video(tiny_weights, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "a.mp4", moving_pattern(6, 64, 48))
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(tmp_path / "out"),
+           "--weights", str(tiny_weights), "--device", "cpu", "--workers", "1", "--mode", "interp"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "1 done, 0 failed, 0 skipped of 1 video"
+
+
 @needs_ray
 def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     src = write_clip(tmp_path / "in.mp4", moving_pattern(240, 160, 96), gop=24)

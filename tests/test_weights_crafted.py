@@ -59,7 +59,10 @@ def peak_rss_mb() -> float:
     ({"channels": [20000, 40000, 80000]}, "channels .* out of range"),
     ({"channels": [8, 12]}, "channels must be three"),
     ({"window": 10**9 + 1}, "window .* out of range"),
-    ({"head": True}, "head .* out of range"),
+    ({"head": True}, "head must be a whole number"),
+    ({"window": "5"}, "window must be a whole number$"),
+    ({"channels": "abc"}, "channels must be a list of whole numbers$"),
+    ({"view_attention": 1}, "view_attention must be true or false$"),
     ({"refine": -1}, "refine must be >= 1"),
     ({"widths": [8] * 7, "blocks": [1] * 7}, "widths .* out of range"),
     ({"widths": 8}, "invalid 'vidrestore.config'"),
@@ -105,6 +108,32 @@ def test_the_tiny_file_still_loads(tmp_path):
     path = save(tmp_path / "ok.safetensors", tiny_tensors())
     model = W.model_from_file(path)
     assert model.config.name == "tiny"
+
+
+def test_metadata_is_never_echoed_at_length(tmp_path):
+    """A 5 MB name, or a 5 MB unknown field, gives an error line of a sensible length."""
+    for config in ({"name": "x" * 5_000_000}, {"y" * 5_000_000: 1}):
+        path = save(tmp_path / "long.safetensors", tiny_tensors(), config)
+        with pytest.raises(WeightsError) as err:
+            W.model_from_file(path)
+        assert len(str(err.value)) < 300 + len(str(path)), len(str(err.value))
+
+
+def test_a_deeply_nested_config_is_a_weights_error(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "deep_config.safetensors"
+    save_file(tiny_tensors(), str(path), metadata={W.META_CONFIG: "[" * 100_000 + "]" * 100_000, W.META_FORMAT: "1"})
+    with pytest.raises(WeightsError, match="nested too deeply"):
+        W.model_from_file(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_as_weights_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "w.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsError, match="not a regular file"):
+        W.locate_weights(str(fifo))
 
 
 def deep_header(depth: int = 20000) -> bytes:

@@ -26,7 +26,7 @@ from vidrestore import pipeline, runtime
 from vidrestore.config import (DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, EnhanceConfig, RunOptions,
                                check_factor_mode)
 from vidrestore.engine import Engine, EngineConfig
-from vidrestore.errors import UsageError
+from vidrestore.errors import OutputError, UsageError
 from vidrestore.model.prior_net import PriorNet
 
 
@@ -75,7 +75,13 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
                            preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
                            scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps,
                            allow_gaps=allow_gaps)
-    return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
+    try:
+        return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
+    except OutputError as err:
+        if "--overwrite" not in str(err):
+            raise
+        # the command's hint, in the words of this function's arguments
+        raise OutputError(str(err).replace("use --overwrite", "pass overwrite=True")) from None
 
 
 def enhance_frames(frames: Iterable[np.ndarray], fps_x: int | None = None, mode: str = "joint", *,

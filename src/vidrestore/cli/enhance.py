@@ -258,7 +258,7 @@ def _enhance_folder(in_dir: Path, out_dir: Path, recursive: bool, make, scale, q
             console.print(line, highlight=False, soft_wrap=True, markup=False)
         done = sum(1 for r in results if r.status == "done")
         console.print(f"{done} done, {len(failed)} failed, {len(results) - done - len(failed)} skipped "
-                      f"of {len(results)} videos", highlight=False)
+                      f"of {len(results)} video{'' if len(results) == 1 else 's'}", highlight=False)
     if failed:
         import sys
 

@@ -183,7 +183,18 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         container.close()
         raise InputError(f"no video stream in {p} (found: {', '.join(kinds)})")
+    fmt = container.format.name or ""
+    codecs = {s.codec_context.name for s in container.streams.video if s.codec_context is not None}
+    if set(fmt.split(",")) & TEXT_DEMUXERS or (codecs and codecs <= TEXT_CODECS):
+        container.close()
+        raise InputError(f"not a video file: {p} (FFmpeg would draw it as text: {fmt})")
     return container
+
+
+# FFmpeg demuxers and codecs that draw text or binary data as pictures (ANSI art, XBIN, ...): any file may be
+# "read" by them, a README as well as a video
+TEXT_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
+TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 
 
 def _short(err: BaseException) -> str:

@@ -120,9 +120,22 @@ def prior_config_from_dict(data: dict) -> PriorConfig:
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-    for key in ("channels", "widths", "blocks"):
-        if key in data:
-            data[key] = tuple(data[key])
+    for f in dataclasses.fields(PriorConfig):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in ("channels", "widths", "blocks"):
+            if not isinstance(value, list) or not all(type(v) is int for v in value):
+                raise ValueError(f"{f.name} must be a list of whole numbers")
+            data[f.name] = tuple(value)
+        elif f.name == "name":
+            if not isinstance(value, str) or len(value) > 64:
+                raise ValueError("name must be a text of at most 64 characters")
+        elif f.name == "view_attention":
+            if type(value) is not bool:
+                raise ValueError(f"{f.name} must be true or false")
+        elif type(value) is not int:
+            raise ValueError(f"{f.name} must be a whole number")
     return PriorConfig(**data)
 
 

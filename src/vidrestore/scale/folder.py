@@ -63,5 +63,8 @@ def check_output_folder(in_dir: Path, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"-o {out_dir}: the input is a folder of videos, so the output must be a folder")
+    if not out_dir.exists() and out_dir.suffix.lower() in _WRITABLE:
+        raise UsageError(f"-o {out_dir}: the input {in_dir} is a folder of videos, so the output must be a folder, "
+                         f"not a {out_dir.suffix} file")
     if out_dir.resolve() == Path(in_dir).resolve():
         raise UsageError(f"-o {out_dir}: the outputs would go into the input folder: pick another folder")

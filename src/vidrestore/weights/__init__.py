@@ -175,6 +175,8 @@ def locate_weights(
         return Located(path, None, "file")
     if path.is_dir():
         raise WeightsError(f"weights path is a directory, not a .safetensors file: {spec}")
+    if _exists(path):
+        raise WeightsError(f"weights path is not a regular file (a pipe or a device?): {spec}")
     entry = reg.get(spec)
     if entry is None:
         if _looks_like_path(spec):
@@ -229,6 +231,8 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "PriorConfig":
         raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: nested too deeply") from None
     except ValueError as err:
         raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
     if not isinstance(data, dict):
@@ -245,8 +249,17 @@ def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "PriorConfig":
         raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an error's text, cut to ``limit`` characters (it may quote a file's metadata)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[str, "torch.Tensor"]) -> str | None:
