@@ -441,3 +441,15 @@ def test_cut_clips_script_feeds_eval(tmp_path):
         assert len(entries) == len(list(mod.DEFAULT_SRC.glob("*.mp4")))
         clip = load_clip(entries[0])
         assert len(clip.frames) == 3 and clip.size == (64, 36)
+
+
+def test_interp_all_is_the_frames_the_method_made(tiny_weights):
+    """In the interp protocol the key frames are the sharp inputs passed through (their PSNR capped, not earned):
+    "all" is the in-between frames, not a mean with capped scores in it."""
+    import json
+
+    res = _cli(["eval", "--synthetic", "--count", "1", "--resize", "48x40", "--stride", "4", "--protocol", "interp",
+                "--methods", "model,blend", "--weights", str(tiny_weights), "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    for m in json.loads(res.stdout)["methods"].values():
+        assert m["mean"]["all"] == m["mean"]["inter"] and m["mean"]["all"]["psnr"] < 100

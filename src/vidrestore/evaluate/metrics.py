@@ -149,11 +149,14 @@ class ClipScores:
     all: Summary
 
     @staticmethod
-    def from_frames(scores: list[FrameScore]) -> "ClipScores":
+    def from_frames(scores: list[FrameScore], keys_given: bool = False) -> "ClipScores":
+        """``keys_given``: the key frames are inputs passed through (their PSNR is capped, not earned), so
+        "all" leaves them out."""
+        inter = summarize([s for s in scores if not s.is_key])
         return ClipScores(
             key=summarize([s for s in scores if s.is_key]),
-            inter=summarize([s for s in scores if not s.is_key]),
-            all=summarize(list(scores)),
+            inter=inter,
+            all=inter if keys_given else summarize(list(scores)),
         )
 
     def to_json(self) -> dict[str, dict[str, float | int | None]]:

@@ -258,9 +258,11 @@ def score_method(
     run: Callable[[Sequence[np.ndarray], int], Iterator[np.ndarray]],
     clip: PreparedClip,
     keep: Iterable[int] = (),
+    keys_given: bool = False,
 ) -> tuple[M.ClipScores, float, dict[int, np.ndarray]]:
     """Stream one method's outputs on a clip, score the targets; returns the scores, the seconds spent
-    in the method, and the outputs at the indices in ``keep``."""
+    in the method, and the outputs at the indices in ``keep``. ``keys_given``: the key frames are the sharp
+    inputs themselves (interp protocol), so "all" is the frames the method made."""
     by_output = {t.output: (t, truth) for t, truth in zip(clip.targets, clip.truths)}
     keep = set(keep)
     kept: dict[int, np.ndarray] = {}
@@ -279,7 +281,7 @@ def score_method(
         count += 1
     if count != clip.num_outputs:
         raise ProcessingError(f"{clip.name}: a method gave {count} frames, expected {clip.num_outputs}")
-    return M.ClipScores.from_frames(scores), clock[0], kept
+    return M.ClipScores.from_frames(scores, keys_given), clock[0], kept
 
 
 def panel_targets(clip: PreparedClip) -> list[Target]:
@@ -352,7 +354,7 @@ def evaluate(
         for name, run in runners.items():
             if log:
                 log(f"{clip.name}: {name}")
-            scores, seconds, frames = score_method(run, clip, keep)
+            scores, seconds, frames = score_method(run, clip, keep, keys_given=cfg.protocol == "interp")
             res = results[name]
             res.clips[clip.name] = scores
             res.seconds += seconds
