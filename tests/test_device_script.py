@@ -13,6 +13,8 @@ import pytest
 
 from conftest import SHARED, needs_shared
 
+pytestmark = pytest.mark.slow  # the full suite's lane: `pytest -m "not slow"` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -113,6 +113,7 @@ def spawn(clip: Path, out: Path, weights: Path, *extra: str) -> subprocess.Popen
                             text=True, env=ENV)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_output_exactly_one_succeeds(tiny_weights, clip, tmp_path):
     out = tmp_path / "out.mp4"
     procs = [spawn(clip, out, tiny_weights) for _ in range(2)]
@@ -153,6 +154,7 @@ def assert_interrupted(proc: subprocess.Popen, folder: Path) -> None:
     ("mid", (signal.SIGINT, signal.SIGTERM), 0.01),
     ("mid", (signal.SIGINT, signal.SIGINT), 0.2),
 ])
+@pytest.mark.slow
 def test_signals_exit_130_and_leave_nothing(tiny_weights, clip, tmp_path, when, signals, gap):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -248,6 +250,7 @@ def test_an_interrupt_pending_from_an_import_stops_the_commit(tmp_path):
     interrupts.reset()
 
 
+@pytest.mark.slow
 def test_kill_9_partial_removed_by_the_next_run_a_live_ones_kept(tiny_weights, clip, tmp_path):
     out = tmp_path / "x.mp4"
     proc = spawn(clip, out, tiny_weights, "--fps-x", "8")
@@ -412,6 +415,7 @@ def _damage(src: Path, dst: Path, how: str, at: float = 0.45, share: float = 0.1
     return dst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext, codec, how", [("webm", "libvpx-vp9", "zeroed"), ("webm", "libvpx-vp9", "cut"),
                                              ("mkv", "libx264", "zeroed"), ("mkv", "libx264", "cut")])
 def test_frames_lost_mid_file_are_an_input_error_naming_where(tiny_weights, tmp_path, ext, codec, how):

@@ -28,6 +28,8 @@ from vidrestore.errors import VidrestoreError
 
 COUNT = int(os.environ.get("VIDRESTORE_FUZZ", "240"))
 CLI_EVERY = int(os.environ.get("VIDRESTORE_FUZZ_CLI_EVERY", "24"))  # one file in this many also through the CLI
+pytestmark = pytest.mark.slow  # the full suite's lane: `pytest -m "not slow"` leaves it out
+
 SEEDS = (  # (name, codec, pixel format, audio)
     ("h264.mp4", "libx264", "yuv420p", True),
     ("h264.mkv", "libx264", "yuv420p", False),

@@ -118,6 +118,7 @@ crop = 48
     return path
 
 
+@pytest.mark.slow
 def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
     cfg = load_prior_recipe(recipe, {"out": str(tmp_path / "run"), "steps": 4})
     assert cfg.size == "tiny" and cfg.holdout_frames == 20 and dict(cfg.mix) == {"real": 1, "interp": 1, "synthetic": 1}
@@ -187,6 +188,7 @@ def _train_cli(args: list[str]):
     return CliRunner().invoke(main, ["train", *args])
 
 
+@pytest.mark.slow
 def test_train_cli_runs_a_recipe_with_its_command_line_settings(recipe, tmp_path):
     out = tmp_path / "cli-run"
     res = _train_cli(["--recipe", str(recipe), "--out", str(out), "--set", "steps=2", "--set", "val_every=2",

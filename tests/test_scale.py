@@ -92,6 +92,7 @@ def test_frame_index_reads_every_frame_and_key_frame(clip):
     assert index.keyframes == tuple(range(0, 64, 8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext, k, mode", [("mkv", 8, "joint"), ("mp4", 2, "joint"), ("mkv", 2, "joint"),
                                           ("mp4", 4, "interp")])
 def test_chunked_output_is_the_single_run_output(pool, clip, tmp_path, ext, k, mode):
@@ -124,6 +125,7 @@ def test_a_variable_rate_input_chunks_alike(pool, tmp_path):
     assert_same_video(single, out)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_done_chunks(tiny_weights, clip, tmp_path):
     """kill -9 of the whole job half way: the rerun reuses the finished chunks (it says so) and its
     output is an uninterrupted run's."""
@@ -220,6 +222,7 @@ def ray_pool(tiny_weights):
     p.stop()
 
 
+@pytest.mark.slow
 @needs_ray
 def test_two_ray_workers_give_the_single_run_output(ray_pool, pool, tiny_weights, clip, tmp_path):
     run = RunOptions(weights=str(tiny_weights), device="cpu")
@@ -231,6 +234,7 @@ def test_two_ray_workers_give_the_single_run_output(ray_pool, pool, tiny_weights
     assert_same_video(single, out)
 
 
+@pytest.mark.slow
 @needs_ray
 def test_a_worker_killed_mid_job_is_replaced(ray_pool, pool, tiny_weights, tmp_path):
     """SIGKILL of one of the two workers while it runs a chunk: a new worker runs that chunk again and the
@@ -255,6 +259,7 @@ def test_a_worker_killed_mid_job_is_replaced(ray_pool, pool, tiny_weights, tmp_p
     assert_same_video(single, out)
 
 
+@pytest.mark.slow
 @needs_ray
 def test_a_folder_with_a_corrupt_file_finishes_the_others(tiny_weights, tmp_path):
     src = tmp_path / "in"
@@ -288,6 +293,7 @@ def test_a_folder_of_one_video_counts_one_video(tiny_weights, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == "1 done, 0 failed, 0 skipped of 1 video"
 
 
+@pytest.mark.slow
 @needs_ray
 def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     src = write_clip(tmp_path / "in.mp4", moving_pattern(240, 160, 96), gop=24)
