@@ -237,3 +237,12 @@ def test_the_shipped_recipes_are_flow_prior_recipes(name, tmp_path):
     cfg = load_prior_recipe(path, {"out": str(tmp_path / "o")}, data=tmp_path)
     assert cfg.steps > 0 and cfg.size in ("small", "default")
     assert sorted(p.name for p in path.parent.glob("*.toml")) == ["prior-default-gpu.toml", "prior-small.toml"]
+
+
+def test_a_recipe_can_switch_the_attention_blocks_for_an_ablation(recipe, tmp_path):
+    cfg = load_prior_recipe(recipe, {"out": str(tmp_path / "a"), "size": "small"})
+    assert cfg.model_config().view_attention and cfg.model_config().local_attention == 3
+    off = load_prior_recipe(recipe, {"out": str(tmp_path / "b"), "size": "small", "view_attention": False,
+                                     "local_attention": 0})
+    model_cfg = off.model_config()
+    assert not model_cfg.view_attention and model_cfg.local_attention == 0 and model_cfg.widths == cfg.model_config().widths

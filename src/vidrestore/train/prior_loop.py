@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from vidrestore.errors import UsageError
 from vidrestore.threads import keep_freed_memory
 from vidrestore.model.layers import window_features
-from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, PriorNet
+from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorFlows, PriorNet
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.batches import CachedBatches, validation_batches
@@ -94,6 +94,8 @@ class PriorTrainConfig:
     name: str
     out: str
     size: str = "small"
+    view_attention: bool | None = None  # None: the size's own (set for ablations)
+    local_attention: int | None = None
     steps: int = 20000
     stages: tuple[Stage, ...] = (Stage("joint", mix=(("real", 0.6), ("interp", 0.15), ("synthetic", 0.25)),
                                        batch=4, crop=128),)
@@ -140,6 +142,12 @@ class PriorTrainConfig:
             missing = [s for s, w in st.mix if w > 0 and s not in held]
             if missing:
                 raise UsageError(f"stage {st.name}: the cache's mix has no {', '.join(missing)} windows")
+
+    def model_config(self) -> PriorConfig:
+        """The size's network config, with the recipe's attention settings where it gives them."""
+        changes = {k: v for k, v in (("view_attention", self.view_attention), ("local_attention", self.local_attention))
+                   if v is not None}
+        return dataclasses.replace(PRIOR_CONFIGS[self.size], **changes)
 
     def stage(self, step: int) -> Stage:
         for st in self.stages:
@@ -296,10 +304,10 @@ class Validator:
     """The cache's fixed validation windows (held-out frames, seeded synthetic scenes), scored against their
     floors: the input key frame, and the prior's warp-and-blend (the network as built, every correction zero)."""
 
-    def __init__(self, windows: dict, size: str, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, windows: dict, config: PriorConfig, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
         self.batches = [(s, b.to(device)) for s, b in validation_batches(windows)]
-        floor = PriorNet(PRIOR_CONFIGS[size]).to(device).eval()
+        floor = PriorNet(config).to(device).eval()
         self.floor = self._score(floor, with_floor_key=True)
 
     @torch.no_grad()
@@ -445,7 +453,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.precision, device)
-    model = PriorNet(PRIOR_CONFIGS[cfg.size]).to(device)
+    model = PriorNet(cfg.model_config()).to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step, seconds, history = 0, 0.0, []
     base = {"steps": 0, "seconds": 0.0, "from": None}  # training before this run (its warm start)
@@ -471,7 +479,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
     _fill_cache_to(cfg, cache, cfg.cache_min, lambda text: log("cache", text))
     batches = CachedBatches(cache, seed=cfg.seed * 1_000_003 + step)
     rng = np.random.default_rng(cfg.seed * 7 + step)
-    validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.size, device, dtype)
+    validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.model_config(), device, dtype)
     log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
     if not history:
         val = validator(ema)
