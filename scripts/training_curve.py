@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--png", type=Path)
     ap.add_argument("--every", type=int, default=1, help="print every N-th validation in the table")
+    ap.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN",
+                    help="another run (same start, one part changed): its real key-frame gain, dashed, and a table")
     args = ap.parse_args()
     rows: list[dict] = []
     floor: dict = {}
@@ -60,6 +62,15 @@ def main() -> None:
             continue
         cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" for k in keys]
         print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
+    others = []
+    for item in args.ablation:
+        label, _, run = item.partition("=")
+        part, _, _ = read_run(Path(run), 0.0)
+        others.append((label, part))
+        print(f"\n{label} ({run}):\n\n| hours | step | real.key (gain) | synthetic.key (gain) |\n| ---: | ---: | ---: | ---: |")
+        for r in part:
+            print(f"| {r['hours']:.2f} | {r['step']} | {r['real.key']:.2f} ({r['real.key'] - floor['real.key']:+.2f}) | "
+                  f"{r['synthetic.key']:.2f} ({r['synthetic.key'] - floor['synthetic.key']:+.2f}) |")
     if args.png:
         import matplotlib
 
@@ -69,6 +80,9 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
         for k in keys:
             ax.plot([r["hours"] for r in rows], [r[k] - floor[k] for r in rows], marker=".", label=SERIES[k])
+        for label, part in others:
+            ax.plot([r["hours"] for r in part], [r["real.key"] - floor["real.key"] for r in part], ls="--",
+                    marker=".", label=f"{SERIES['real.key']}: {label}")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("training hours (cumulative, 2-core CPU)")
         ax.set_ylabel("PSNR gain over the floor (dB)")

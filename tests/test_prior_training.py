@@ -246,3 +246,39 @@ def test_a_recipe_can_switch_the_attention_blocks_for_an_ablation(recipe, tmp_pa
                                      "local_attention": 0})
     model_cfg = off.model_config()
     assert not model_cfg.view_attention and model_cfg.local_attention == 0 and model_cfg.widths == cfg.model_config().widths
+
+
+def test_gradients_average_over_every_parameter_and_keep_unused_ones_empty(tmp_path):
+    """One flat all-reduce: parameters no rank used keep no gradient (AdamW skips them, as in one process)."""
+    import torch.distributed as dist
+
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet
+    from vidrestore.train.prior_loop import _average_gradients
+
+    model = PriorNet(PRIOR_CONFIGS["tiny"])
+    x = torch.rand(1, 3, 32, 32)
+    model.refiner(x, x[:, :1], x, x).mean().backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rv'}", rank=0, world_size=1)
+    try:
+        assert _average_gradients(model, 1, stop=True) is True
+    finally:
+        dist.destroy_process_group()
+    after = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert set(after) == set(before) and all(n.startswith("refiner.") for n in after)
+    assert all(torch.equal(after[n], before[n]) for n in before)
+
+
+@pytest.mark.slow
+def test_two_processes_share_each_step_and_resume(recipe, tmp_path):
+    out = tmp_path / "dp"
+    first = train_prior(load_prior_recipe(recipe, {"out": str(out), "steps": 3, "processes": 2}), echo=lambda s: None)
+    assert first["step"] == 3 and first["finished"]
+    again = train_prior(load_prior_recipe(recipe, {"out": str(out), "steps": 5, "processes": 2}), echo=lambda s: None)
+    assert again["step"] == 5
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "peers" for r in records) == 2
+    assert not list(out.glob(".rendezvous-*"))
+    from vidrestore.weights import read_metadata
+
+    assert read_metadata(out / "final.safetensors")["train.hardware"].endswith("x 2 processes")

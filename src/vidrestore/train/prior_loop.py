@@ -124,7 +124,9 @@ class PriorTrainConfig:
     val_every: int = 250
     log_every: int = 25
     checkpoint_minutes: float = 10.0
-    threads: int = 2  # torch threads of the training process
+    threads: int = 2  # torch threads of each training process
+    processes: int = 1  # processes sharing each step (data parallel on the CPU: each takes a batch, the
+    #                     gradients are averaged), so the batch is ``processes`` x the stage's
     device: str = "cpu"  # auto, cpu, cuda, cuda:N
     precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; the parameters stay float32)
     blur: BlurConfig = field(default_factory=BlurConfig)
@@ -135,6 +137,8 @@ class PriorTrainConfig:
         bad = [s for s, _ in self.mix if s not in SOURCES]
         if bad or not any(w > 0 for _, w in self.mix):
             raise UsageError(f"mix: sources are {', '.join(SOURCES)}, with some weight above 0")
+        if self.processes < 1 or self.threads < 1:
+            raise UsageError("processes and threads must be >= 1")
         if self.steps < 1 or self.store < 32 or self.store % 16 or not self.stages:
             raise UsageError("steps must be >= 1, store a multiple of 16 from 32, and there must be a stage")
         held = {s for s, w in self.mix if w > 0}
@@ -437,13 +441,72 @@ class TrainingClock:
         self._stop.set()
 
 
-def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or continue) a recipe; returns the last validation and the export path."""
+def _peer(cfg: PriorTrainConfig, rank: int, rendezvous: str) -> None:
+    """A data-parallel peer process (rank > 0): trains in step with rank 0, logs and saves nothing."""
+    try:
+        train_prior(cfg, echo=lambda text: None, rank=rank, rendezvous=rendezvous)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError:  # rank 0 ended (Ctrl-C, its budget): the collective fails here, nothing to save
+        pass
+
+
+class _Peers:
+    """Ranks 1..N-1 of a data-parallel run, started from rank 0 (spawned: a clean interpreter each)."""
+
+    def __init__(self, cfg: PriorTrainConfig, rendezvous: str) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.procs = [ctx.Process(target=_peer, args=(cfg, rank, rendezvous), daemon=True)
+                      for rank in range(1, cfg.processes)]
+        for proc in self.procs:
+            proc.start()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=20)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=10)
+
+
+def _average_gradients(model: PriorNet, world: int, stop: bool) -> bool:
+    """All ranks' gradients averaged in place (one flat all-reduce over every parameter: a part one rank's batch
+    did not use, such as the refiner beside a blurred batch, counts as zero there and keeps no gradient where no
+    rank used it), with rank 0's wish to stop after this step riding along; returns whether a rank wants to."""
+    import torch.distributed as dist
+
+    params = list(model.parameters())
+    used = [p.grad is not None for p in params]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                     + [torch.tensor([float(u) for u in used] + [1.0 if stop else 0.0])])
+    dist.all_reduce(flat)
+    offset = 0
+    flags = flat[-len(params) - 1:]
+    for i, p in enumerate(params):
+        n = p.numel()
+        if flags[i] > 0:
+            p.grad = flat[offset:offset + n].view_as(p).div(world)
+        else:
+            p.grad = None
+        offset += n
+    return bool(flags[-1] > 0)
+
+
+def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print, rank: int = 0,
+                rendezvous: str | None = None) -> dict[str, Any]:
+    """Run (or continue) a recipe; returns the last validation and the export path. With ``cfg.processes``
+    above 1, this process is rank 0 (it validates, logs, checkpoints and exports) and starts the others."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.jsonl"
+    world = cfg.processes
+    lead = rank == 0
 
     def log(kind: str, text: str, **record: Any) -> None:
+        if not lead:
+            return
         echo(text)
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **record}, sort_keys=True) + "\n")
@@ -475,24 +538,42 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                 "from": cfg.init}
         log("init", f"warm start from {cfg.init} ({base['steps']} steps, {base['seconds'] / 3600:.2f} h before)",
             base=base)
-    cache = prepare_cache(cfg, lambda text: log("cache", text))
-    _fill_cache_to(cfg, cache, cfg.cache_min, lambda text: log("cache", text))
-    batches = CachedBatches(cache, seed=cfg.seed * 1_000_003 + step)
-    rng = np.random.default_rng(cfg.seed * 7 + step)
-    validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.model_config(), device, dtype)
-    log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
-    if not history:
-        val = validator(ema)
-        history.append({"step": step, "hours": round(seconds / 3600, 4), **val})
-        log("val", f"val at {step}: {val}", step=step, hours=round(seconds / 3600, 4), val=val)
+    if lead:
+        cache = prepare_cache(cfg, lambda text: log("cache", text))
+        _fill_cache_to(cfg, cache, cfg.cache_min, lambda text: log("cache", text))
+        validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.model_config(), device,
+                              dtype)
+        log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
+        if not history:
+            val = validator(ema)
+            history.append({"step": step, "hours": round(seconds / 3600, 4), **val})
+            log("val", f"val at {step}: {val}", step=step, hours=round(seconds / 3600, 4), val=val)
+    else:
+        cache = WindowCache(cfg.cache_folder, cfg.cache_settings())  # made by rank 0 before it started this one
+    peers = None
+    if world > 1:
+        import torch.distributed as dist
+
+        if lead:
+            rendezvous = str(out / f".rendezvous-{os.getpid()}")
+            Path(rendezvous).unlink(missing_ok=True)
+            peers = _Peers(cfg, rendezvous)
+            log("peers", f"data parallel: {world} processes of {cfg.threads} thread(s), batch {world} x the stage's")
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+        for p in model.parameters():  # every rank starts from rank 0's weights
+            dist.broadcast(p.data, 0)
+    batches = CachedBatches(cache, seed=cfg.seed * 1_000_003 + step + 7919 * rank)
+    rng = np.random.default_rng(cfg.seed * 7 + step + 104_729 * rank)
     model.train()
     clock = TrainingClock()
     start = time.monotonic()
     last_ckpt = start
     budget = None if cfg.minutes is None else cfg.minutes * 60
 
-    def checkpoint() -> None:
-        total = seconds + clock.seconds()
+    def checkpoint(run_seconds: float | None = None) -> None:
+        if not lead:
+            return
+        total = seconds + (clock.seconds() if run_seconds is None else run_seconds)
         path = save_checkpoint(out, model, opt, {}, {"step": step, "seconds": total, "val": history, "base": base,
                                                      "config": _jsonable(cfg)})
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()},
@@ -520,7 +601,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                                   initializer=torch.set_num_threads, initargs=(1,))
     pending = prefetch.submit(next_batch, step)
     try:
-        while step < cfg.steps and (budget is None or clock.seconds() < budget):
+        while step < cfg.steps and (budget is None or world > 1 or clock.seconds() < budget):
             stage, batch = pending.result()
             pending = prefetch.submit(next_batch, step + 1)
             batch = batch.to(device)
@@ -530,13 +611,21 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                 loss = loss_of(model, batch, cfg, stage)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            stop = False
+            if world > 1:
+                stop = _average_gradients(model, world, lead and budget is not None and clock.seconds() >= budget)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            _ema_update(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
+            if lead:
+                _ema_update(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
             step += 1
             running += float(loss.detach())
             count += 1
-            pixels += int(batch.inputs.shape[0]) * int(batch.inputs.shape[-1]) * int(batch.inputs.shape[-2])
+            pixels += world * int(batch.inputs.shape[0]) * int(batch.inputs.shape[-1]) * int(batch.inputs.shape[-2])
+            if stop:
+                break
+            if not lead:
+                continue
             if step % cfg.log_every == 0:
                 span = max(clock.seconds() - t_log, 1e-6)
                 log("train", f"step {step} ({stage.name}): loss {running / count:.4f}, lr {_lr(cfg, step):.2e}, "
@@ -556,27 +645,40 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print) -> d
                 last_ckpt = time.monotonic()
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
-        checkpoint()
-        total = seconds + clock.seconds()
+        run_seconds = clock.seconds()
         clock.close()
-        export = out / "final.safetensors"
-        meta = {"train.recipe": cfg.name, "train.steps": str(base["steps"] + step),
-                "train.seconds": str(round(base["seconds"] + total)),
-                "train.run_steps": str(step), "train.run_seconds": str(round(total)),
-                "train.hardware": _hardware(device, cfg.threads),
-                "train.config": json.dumps(_jsonable(cfg), sort_keys=True)}
-        if base.get("from"):
-            meta["train.init"] = str(base["from"])
-        save_weights(ema, export, meta)
-        log("export", f"step {step}, {total / 60:.1f} min trained in this run: {export}", step=step)
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        if peers is not None:
+            peers.close()
+            Path(str(rendezvous)).unlink(missing_ok=True)
+        if lead:
+            checkpoint(run_seconds)
+            total = seconds + run_seconds
+            export = out / "final.safetensors"
+            meta = {"train.recipe": cfg.name, "train.steps": str(base["steps"] + step),
+                    "train.seconds": str(round(base["seconds"] + total)),
+                    "train.run_steps": str(step), "train.run_seconds": str(round(total)),
+                    "train.hardware": _hardware(device, cfg.threads, world),
+                    "train.config": json.dumps(_jsonable(cfg), sort_keys=True)}
+            if base.get("from"):
+                meta["train.init"] = str(base["from"])
+            save_weights(ema, export, meta)
+            log("export", f"step {step}, {total / 60:.1f} min trained in this run: {export}", step=step)
+    if not lead:
+        return {"step": step}
     return {"step": step, "finished": step >= cfg.steps, "export": str(export),
             "val": history[-1] if history else {}, "floor": validator.floor}
 
 
-def _hardware(device: torch.device, threads: int) -> str:
+def _hardware(device: torch.device, threads: int, processes: int = 1) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {threads} threads"
+    cpu = f"{platform.machine()} CPU, {threads} thread{'s' if threads > 1 else ''}"
+    return cpu if processes == 1 else f"{cpu} x {processes} processes"
 
 
 def _jsonable(cfg: PriorTrainConfig) -> dict[str, Any]:
