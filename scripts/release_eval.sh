@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every quality and speed figure in the README and the model card comes from this script.
 # Usage: scripts/release_eval.sh OUTDIR [WEIGHTS]   (WEIGHTS: name or path; default: the bundled default)
-#        PARTS=quality or PARTS=speed runs one half (the speed half wants the machine to itself; default: both)
+#        PARTS=quality or PARTS=speed runs one half (the speed half wants the machine to itself; default: both);
+#        ENSEMBLE=0 leaves out the --ensemble 4 runs of the quality half
 # Writes OUTDIR/*.json. On 2 CPU cores: the quality half about 15 minutes, the speed half about 15 (10 of them the
 # default size at 720p 8x, random weights, for comparison with GPU runs).
 set -euo pipefail
@@ -30,9 +31,13 @@ for L in 8 16 32; do
 done
 "$VR" eval "$OUT/clips360" "${W[@]}" --protocol deblur --stride 1 --exposure 1 --methods model --json \
     > "$OUT/clips_deblur_sharp.json"
-# (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged)
+# (e) camera motion on real frames: held-out frames blurred along a 16 px line, as static 5-frame videos, deblur mode
+"$PY" scripts/check_linear_blur.py ${2:+--weights "$2"} --length 16 --json > "$OUT/linear_blur16px.json"
+# (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged; ENSEMBLE=0 skips)
+if [ "${ENSEMBLE:-1}" = 1 ]; then
 "$VR" eval --synthetic "${W[@]}" --methods model --ensemble 4 --json > "$OUT/synthetic_joint_ensemble4.json"
 "$VR" eval "$OUT/clips360" "${W[@]}" --methods model --ensemble 4 --protocol interp --stride 2 --json > "$OUT/clips_interp2_ensemble4.json"
+fi
 rm -rf "$OUT/clips360"
 fi
 if [ "$PARTS" != quality ]; then
