@@ -317,6 +317,30 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     assert os.listdir(out_dir) == []
 
 
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ctrl_c_on_a_folder_with_two_workers_leaves_no_partial_files(tiny_weights, tmp_path):
+    """Workers writing whole files are killed on Ctrl-C: their hidden partial files go with them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        write_clip(src / f"v{i}.mp4", moving_pattern(400, 160, 96, seed=i))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
+           "--device", "cpu", "--workers", "2", "--chunks", "1", "--fps-x", "2", "--mode", "interp"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and any(".partial." in p.name and p.stat().st_size > 0 for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not out.exists() or os.listdir(out) == [], os.listdir(out)
 @needs_ray
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -8,6 +8,7 @@ import ctypes.util
 import errno
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def remove_stale_partials(target: Path) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+def sweep_partials(targets: list[Path], timeout: float = 10.0) -> None:
+    """After this run's workers were stopped (Ctrl-C with ``--workers``): remove their partial files beside
+    ``targets`` as their processes end, waiting up to ``timeout`` seconds for the last of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = False
+        for target in targets:
+            remove_stale_partials(target)
+            pattern = _partial_pattern(target)
+            try:
+                left = left or any(pattern.fullmatch(n) for n in os.listdir(target.parent if str(target.parent) else "."))
+            except OSError:
+                continue
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
 
 
 def create_temp(target: Path) -> Path:

@@ -144,12 +144,15 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
             pool.run(tasks, on_progress, on_done, note if streamed else None,
                      skip=lambda t: files[t.key[0]].result is not None)
     except BaseException:
+        workers_stopped = pool is not None and own_pool and getattr(pool, "pids", None) is not None
         if pool is not None and own_pool:
             pool.stop()
             pool = None
         for f in files:
             if f.job is not None and (f.result is None or f.result.status != "done"):
                 f.job.remove()  # Ctrl-C: nothing of this run is left (a crash or kill -9 leaves it to resume)
+        if workers_stopped:  # worker processes writing whole files were killed: their partial files go too
+            io_files.sweep_partials([f.config.output for f in files if f.result is None or f.result.status != "done"])
         raise
     finally:
         if pool is not None and own_pool:
