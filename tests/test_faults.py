@@ -651,3 +651,37 @@ def test_a_bug_inside_the_run_is_exit_70_without_its_text_and_leaves_nothing(tin
                                     "--device", "cpu", "--threads", "1"])
     one_line_exit(res, 70, "'enhance' failed unexpectedly (KeyError)")
     assert "internal detail" not in res.output and os.listdir(out_dir) == []
+
+
+def test_available_memory_reads_the_process_own_cgroup_and_its_address_space_limit(tmp_path, monkeypatch):
+    import resource
+
+    import vidrestore.plan as plan_mod
+
+    proc, cg = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n")
+    (proc / "self" / "status").write_text("Name: x\nVmSize:   1000000 kB\n")
+    gib = 2**30
+    # cgroup v1: the process's own group (not the root's) holds the limit
+    (proc / "self" / "cgroup").write_text("12:cpu,cpuacct:/a\n7:memory:/jobs/42\n0::/\n")
+    own = cg / "memory" / "jobs" / "42"
+    own.mkdir(parents=True)
+    (own / "memory.limit_in_bytes").write_text(str(4 * gib))
+    (own / "memory.usage_in_bytes").write_text(str(gib))
+    (cg / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712")
+    (cg / "memory" / "memory.usage_in_bytes").write_text("0")
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert plan_mod.available_memory(proc, cg) == 3 * gib
+    # cgroup v2: its own group's memory.max
+    (proc / "self" / "cgroup").write_text("0::/user.slice/run-1.scope\n")
+    v2 = cg / "user.slice" / "run-1.scope"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text(str(2 * gib))
+    (v2 / "memory.current").write_text(str(gib // 2))
+    assert plan_mod.available_memory(proc, cg) == gib + gib // 2
+    (v2 / "memory.max").write_text("max")
+    assert plan_mod.available_memory(proc, cg) == 50000000 * 1024
+    # ulimit -v: what is left of the address space after what the process has mapped (1,000,000 kB)
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (12 * gib, resource.RLIM_INFINITY))
+    assert plan_mod.available_memory(proc, cg) == 12 * gib - 1000000 * 1024

@@ -147,26 +147,65 @@ def host_bytes_per_pixel(factor: int, batch: int) -> int:
     return frames_u8 + tensors_f32 + FEATURE_BYTES_PER_PIXEL
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux MemAvailable, capped by a cgroup limit); None
-    where it cannot be read."""
+def available_memory(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes of memory available to new allocations: Linux MemAvailable, capped by this process's own cgroup
+    limit (v2 or v1) and by its address-space limit (``ulimit -v``) less what it has mapped; None where it
+    cannot be read."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(proc / "meminfo", encoding="ascii") as f:
             avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit, usage in _cgroup_memory_files(proc, cgroup):
         try:
-            limit = Path(limit_path).read_text().strip()
-            usage = int(Path(usage_path).read_text().strip())
+            text = limit.read_text().strip()
+            used = int(usage.read_text().strip())
         except (OSError, ValueError):
             continue
-        if limit.isdigit() and int(limit) < 2**60:
-            avail = min(avail, max(0, int(limit) - usage))
+        if text.isdigit() and int(text) < 2**60:
+            avail = min(avail, max(0, int(text) - used))
         break
-    return avail
+    room = _address_space_room(proc)
+    return avail if room is None else min(avail, room)
+
+
+def _cgroup_memory_files(proc: Path, cgroup: Path) -> list[tuple[Path, Path]]:
+    """(limit, usage) files of this process's own memory cgroup, v2 then v1, then the root's."""
+    own: list[tuple[Path, Path]] = []
+    try:
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        rel = parts[2].lstrip("/")
+        if parts[0] == "0" and parts[1] == "":
+            own.append((cgroup / rel / "memory.max", cgroup / rel / "memory.current"))
+        elif "memory" in parts[1].split(","):
+            own.append((cgroup / "memory" / rel / "memory.limit_in_bytes", cgroup / "memory" / rel / "memory.usage_in_bytes"))
+    own += [(cgroup / "memory.max", cgroup / "memory.current"),
+            (cgroup / "memory" / "memory.limit_in_bytes", cgroup / "memory" / "memory.usage_in_bytes")]
+    return own
+
+
+def _address_space_room(proc: Path) -> int | None:
+    """How much more this process may map under ``ulimit -v`` (RLIMIT_AS), or None without a limit."""
+    import resource
+
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ValueError, OSError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    try:
+        with open(proc / "self" / "status", encoding="ascii") as f:
+            mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mapped = 0
+    return max(0, soft - mapped)
 
 
 def check_host_memory(width: int, height: int, factor: int, batch: int, available: int | None = None) -> None:
