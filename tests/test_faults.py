@@ -685,3 +685,25 @@ def test_available_memory_reads_the_process_own_cgroup_and_its_address_space_lim
     # ulimit -v: what is left of the address space after what the process has mapped (1,000,000 kB)
     monkeypatch.setattr(resource, "getrlimit", lambda what: (12 * gib, resource.RLIM_INFINITY))
     assert plan_mod.available_memory(proc, cg) == 12 * gib - 1000000 * 1024
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("cv2").error("OpenCV(4.10.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate "
+                                    "268435456 bytes in function 'OutOfMemoryError'"),
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                         "you tried to allocate 1073741824 bytes. Error code 12 (Cannot allocate memory)"),
+    lambda: MemoryError(),
+])
+def test_running_out_of_memory_anywhere_is_exit_6_with_the_advice(clip, tmp_path, monkeypatch, make):
+    """torch's CPU allocator, OpenCV (the DIS flow of a huge frame) or Python itself: the machine, not a bug."""
+    from vidrestore import plan
+
+    def exhausted(config):
+        raise make()
+
+    monkeypatch.setattr(plan, "plan", exhausted)
+    res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--device", "cpu"])
+    assert res.exit_code == 6, res.output
+    line = res.output.strip()
+    assert line.startswith("vidrestore: error: out of memory: try a smaller --batch or --tile") and "\n" not in line
+    assert not (tmp_path / "o.mp4").exists()

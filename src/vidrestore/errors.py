@@ -46,3 +46,29 @@ class Interrupted(VidrestoreError, code=130):
 class InternalError(VidrestoreError, code=70):
     """A bug: an exception nobody expected. The CLI says which command failed, not the exception's text
     (``VIDRESTORE_DEBUG=1`` shows the traceback)."""
+
+
+# how torch's CPU allocator and OpenCV say they ran out of memory (their errors are RuntimeError and cv2.error)
+_MEMORY_TEXTS = ("can't allocate memory", "insufficient memory", "failed to allocate", "out of memory",
+                 "std::bad_alloc", "cannot allocate memory")
+
+
+def is_memory_exhaustion(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) is the machine running out of memory: Python's
+    MemoryError, torch's out-of-memory errors, OpenCV's "Insufficient memory", ENOMEM."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, MemoryError) or getattr(err, "errno", None) == 12:
+            return True
+        if type(err).__name__ in ("OutOfMemoryError", "error", "RuntimeError"):
+            text = str(err).lower()
+            if any(t in text for t in _MEMORY_TEXTS):
+                return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
+
+
+MEMORY_ADVICE = ("out of memory: try a smaller --batch or --tile (e.g. --tile 512), a lower resolution, "
+                 "or a machine with more memory")
+

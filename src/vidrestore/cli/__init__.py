@@ -19,7 +19,7 @@ import click
 
 from vidrestore import interrupts
 from vidrestore._version import __version__
-from vidrestore.errors import InternalError, Interrupted, VidrestoreError
+from vidrestore.errors import MEMORY_ADVICE, InternalError, Interrupted, ProcessingError, VidrestoreError, is_memory_exhaustion
 
 # command name -> (module, attribute, one-line help shown by --help without importing it)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -100,6 +100,8 @@ class LazyGroup(click.Group):
         except Exception as err:  # a bug: one line, no traceback (VIDRESTORE_DEBUG=1 shows it)
             if os.environ.get("VIDRESTORE_DEBUG"):
                 raise
+            if is_memory_exhaustion(err):  # the machine, not a bug: torch, OpenCV or the encoder ran out
+                fail(ProcessingError(MEMORY_ADVICE))
             name = ctx.invoked_subcommand or "vidrestore"
             fail(InternalError(f"'{name}' failed unexpectedly ({type(err).__name__}): this is a bug in vidrestore; "
                                "run again with VIDRESTORE_DEBUG=1 for the details and report them"))
