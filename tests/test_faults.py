@@ -707,3 +707,27 @@ def test_running_out_of_memory_anywhere_is_exit_6_with_the_advice(clip, tmp_path
     line = res.output.strip()
     assert line.startswith("vidrestore: error: out of memory: try a smaller --batch or --tile") and "\n" not in line
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_interrupt_inside_a_locks_bookkeeping_is_exit_130_not_a_model_failure(tiny_weights, clip, tmp_path,
+                                                                                  monkeypatch):
+    """Ctrl-C landing inside a condition's wait (the engine waiting for a flow) comes out of threading as
+    RuntimeError("release unlocked lock") with the KeyboardInterrupt as its context: that is the interrupt
+    (exit 130, nothing written), not "the model failed" (exit 6)."""
+    from vidrestore.engine import Engine
+
+    def interrupted_in_a_lock(self, *args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")
+        yield  # a generator, as process() is
+
+    monkeypatch.setattr(Engine, "process", interrupted_in_a_lock)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(out / "o.mp4"), "--weights", str(tiny_weights),
+                                    "--device", "cpu"])
+    assert res.exit_code == 130, res.output
+    assert res.output.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written"
+    assert os.listdir(out) == []

@@ -72,3 +72,16 @@ def is_memory_exhaustion(err: BaseException) -> bool:
 MEMORY_ADVICE = ("out of memory: try a smaller --batch or --tile (e.g. --tile 512), a lower resolution, "
                  "or a machine with more memory")
 
+
+def interrupted_by(err: BaseException) -> bool:
+    """Whether ``err`` was raised while a Ctrl-C/SIGTERM (a KeyboardInterrupt) was being handled: an interrupt
+    that landed inside a lock's or a condition's bookkeeping comes out as RuntimeError("release unlocked
+    lock") with the KeyboardInterrupt as its context. It is the interrupt, not a failure."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
+

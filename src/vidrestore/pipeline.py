@@ -20,7 +20,8 @@ import torch
 from vidrestore import interrupts, runtime
 from vidrestore.config import EnhanceConfig, format_rate
 from vidrestore.engine import Engine, EngineConfig
-from vidrestore.errors import InputError, ProcessingError, VidrestoreError
+from vidrestore.errors import (MEMORY_ADVICE, InputError, ProcessingError, VidrestoreError, interrupted_by,
+                               is_memory_exhaustion)
 from vidrestore.io import failures, files
 from vidrestore.io import writer as w
 from vidrestore.io.reader import Damage, DecodedFrame, FrameReader, Span
@@ -156,7 +157,11 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
                 _unlink(temp)
         if not isinstance(err, Exception) or isinstance(err, VidrestoreError):
             raise
+        if interrupted_by(err):  # Ctrl-C landed inside a lock's bookkeeping (in the model's wait for a flow)
+            raise KeyboardInterrupt from None
         mapped = failures.typed(err, writing=Path(config.output))
+        if mapped is None and is_memory_exhaustion(err):
+            mapped = ProcessingError(MEMORY_ADVICE)
         if mapped is None and isinstance(err, RuntimeError):  # torch's own failures (a device, a kernel)
             mapped = ProcessingError(f"the model failed on {rt.device}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
         if mapped is None:

@@ -19,7 +19,8 @@ import click
 
 from vidrestore import interrupts
 from vidrestore._version import __version__
-from vidrestore.errors import MEMORY_ADVICE, InternalError, Interrupted, ProcessingError, VidrestoreError, is_memory_exhaustion
+from vidrestore.errors import (MEMORY_ADVICE, InternalError, Interrupted, ProcessingError, VidrestoreError,
+                               interrupted_by, is_memory_exhaustion)
 
 # command name -> (module, attribute, one-line help shown by --help without importing it)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -100,6 +101,10 @@ class LazyGroup(click.Group):
         except Exception as err:  # a bug: one line, no traceback (VIDRESTORE_DEBUG=1 shows it)
             if os.environ.get("VIDRESTORE_DEBUG"):
                 raise
+            if interrupted_by(err):  # an interrupt that landed inside a lock's bookkeeping
+                for signum, handler in interrupts.ignore_from_now().items():
+                    _ignored.setdefault(signum, handler)
+                fail(_interrupted(ctx.invoked_subcommand))
             if is_memory_exhaustion(err):  # the machine, not a bug: torch, OpenCV or the encoder ran out
                 fail(ProcessingError(MEMORY_ADVICE))
             name = ctx.invoked_subcommand or "vidrestore"
