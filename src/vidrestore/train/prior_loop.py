@@ -45,7 +45,7 @@ from vidrestore.train.losses import charbonnier, fft_loss, laplacian_loss
 from vidrestore.train.prior_data import STORED_TIMES, Batch, BlurConfig
 
 EMA_FILE = "ema.safetensors"
-from vidrestore.weights import save_weights
+from vidrestore.weights import locate_weights, read_tensors, save_weights
 
 SOURCES = ("real", "interp", "synthetic")
 STAGES = ("restore", "motion", "joint")
@@ -358,8 +358,6 @@ def _param_groups(model: PriorNet, cfg: PriorTrainConfig) -> list[dict[str, Any]
 def warm_start(model: PriorNet, spec: str) -> dict[str, str]:
     """Copy the tensors of weights ``spec`` into ``model`` (parts the file lacks, such as attention blocks added
     since, stay as built: they start as the identity). Returns the file's metadata."""
-    from vidrestore.weights import locate_weights, read_tensors
-
     located = locate_weights(spec)
     tensors, meta = read_tensors(located.path)
     own = model.state_dict()
