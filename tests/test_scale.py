@@ -302,21 +302,27 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     out = out_dir / "o.mkv"
     cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
            "--device", "cpu", "--workers", "2", "--chunks", "8", "--codec", "ffv1"]
+
+    def chunk_written() -> bool:
+        folder = job_dir(out)
+        return folder.exists() and any(p.name.endswith(".mkv") and p.stat().st_size > 0 for p in folder.iterdir())
+
+    err = _interrupt_when(cmd, chunk_written)
+    assert err.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written", err
+    assert os.listdir(out_dir) == []
+
+
+def _interrupt_when(cmd: list[str], ready) -> str:
+    """Run ``cmd``, send SIGINT once ``ready()`` holds; it must exit 130. Returns its stderr."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        folder = job_dir(out)
-        if folder.exists() and any(p.name.endswith(".mkv") and p.stat().st_size > 0 for p in folder.iterdir()):
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written", err
-    assert os.listdir(out_dir) == []
-
-
+    return err
 
 
 @pytest.mark.slow
@@ -330,17 +336,11 @@ def test_ctrl_c_on_a_folder_with_two_workers_leaves_no_partial_files(tiny_weight
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vidrestore", "enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
            "--device", "cpu", "--workers", "2", "--chunks", "1", "--fps-x", "2", "--mode", "interp"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and any(".partial." in p.name and p.stat().st_size > 0 for p in out.iterdir()):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    _interrupt_when(cmd, lambda: out.exists() and any(".partial." in p.name and p.stat().st_size > 0
+                                                      for p in out.iterdir()))
     assert not out.exists() or os.listdir(out) == [], os.listdir(out)
+
+
 @needs_ray
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
