@@ -384,13 +384,12 @@ def _fill_cache_to(cfg: PriorTrainConfig, cache: WindowCache, want: int, log: Ca
     fill(cache, maker, want, g, log=log)
 
 
-def prepare_cache(cfg: PriorTrainConfig, log: Callable[[str], None] = print) -> WindowCache:
-    """The run's window cache, (re)made for its settings, with its validation set."""
+def prepare_cache(cfg: PriorTrainConfig, log: Callable[[str], None] = print) -> tuple[WindowCache, dict]:
+    """The run's window cache, (re)made for its settings, and its validation windows (made on first use)."""
     cache = WindowCache(cfg.cache_folder, cfg.cache_settings())
     if not cache.prepare():
         log(f"cache {cache.folder}: made anew for these settings ({cache.settings.fingerprint()})")
-    ensure_validation(cache, [s for s, w in cfg.mix if w > 0], log=log)
-    return cache
+    return cache, ensure_validation(cache, [s for s, w in cfg.mix if w > 0], log=log)
 
 
 def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str], None] = print) -> int:
@@ -401,7 +400,7 @@ def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str
     except OSError:
         pass
     torch.set_num_threads(1)
-    cache = prepare_cache(cfg, echo)
+    cache, _ = prepare_cache(cfg, echo)
     maker = WindowMaker(cfg.cache_settings(), threads=1, log=echo)
     g = torch.Generator().manual_seed(int(time.time()))
     return fill(cache, maker, cfg.cache_windows, g, minutes=minutes, keep_going=minutes is not None, log=echo)
@@ -537,10 +536,9 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print, rank
         log("init", f"warm start from {cfg.init} ({base['steps']} steps, {base['seconds'] / 3600:.2f} h before)",
             base=base)
     if lead:
-        cache = prepare_cache(cfg, lambda text: log("cache", text))
+        cache, val_windows = prepare_cache(cfg, lambda text: log("cache", text))
         _fill_cache_to(cfg, cache, cfg.cache_min, lambda text: log("cache", text))
-        validator = Validator(ensure_validation(cache, [s for s, w in cfg.mix if w > 0]), cfg.model_config(), device,
-                              dtype)
+        validator = Validator(val_windows, cfg.model_config(), device, dtype)
         log("floor", f"floor (input key frame, prior warp-and-blend): {validator.floor}", val=validator.floor)
         if not history:
             val = validator(ema)
