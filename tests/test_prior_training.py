@@ -12,7 +12,7 @@ import torch
 
 from conftest import reds_rgb
 from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
-from vidrestore.train.prior_data import RealSampler, split_shots
+from vidrestore.train.prior_data import BlurConfig, RealSampler, split_shots
 from vidrestore.train.prior_loop import load_prior_recipe, train_prior
 
 
@@ -79,6 +79,41 @@ def test_real_windows_have_targets_between_inputs_and_the_inputs_prior():
         assert w.reversible.all() and (w.kind == (1 if sharp else 0)).all()
 
 
+def _softness(u8: np.ndarray) -> float:
+    """Mean absolute horizontal gradient of uint8 images (lower: softer)."""
+    return float(np.abs(np.diff(u8.astype(np.float32), axis=-2)).mean())
+
+
+def test_a_shared_shake_blurs_every_view_alike_and_lucky_frames_only_independent_ones():
+    still = torch.from_numpy(np.stack([reds_rgb(0)] * 24))  # a still scene: only the camera's shake blurs
+    plain = dict(sharp_prob=0.0, temporal_prob=0.0, shake_prob=1.0, shake_length=(12.0, 12.0), noise=0.0)
+    g = torch.Generator().manual_seed(0)
+    shared = RealSampler([still], BlurConfig(**plain, shared_shake_prob=1.0, lucky_prob=1.0), threads=1)
+    w = shared.sample(3, 64, g)
+    for views, key in zip(w.inputs, w.key):
+        assert all(np.array_equal(views[0], v) for v in views[1:])  # one kernel, no lucky frame
+        assert _softness(views[1]) < 0.8 * _softness(key[0])
+    own = RealSampler([still], BlurConfig(**plain, shared_shake_prob=0.0, lucky_prob=0.0), threads=1)
+    w = own.sample(3, 64, g)
+    assert not any(np.array_equal(v[0], v[1]) for v in w.inputs)  # a kernel per frame
+
+
+def test_length_blur_smears_the_scenes_motion_to_the_drawn_length():
+    rng = np.random.default_rng(0)
+    base = (rng.random((32, 48)) * 255).astype(np.float32)
+    base = np.clip(np.repeat(np.repeat(base, 4, 0), 4, 1), 0, 255)  # 128x192 blocks DIS can follow
+    video = torch.from_numpy(np.stack([np.repeat(np.roll(base, 2 * i, axis=1)[..., None], 3, axis=2)
+                                       for i in range(30)]).astype(np.uint8))  # 2 px per frame
+    soft = {}
+    for length in (4.0, 14.0):
+        cfg = BlurConfig(strides=(2,), sharp_prob=0.0, temporal_prob=1.0, shake_prob=0.0, noise=0.0,
+                         length_prob=1.0, length=(length, length), max_exposure=8.0)
+        w = RealSampler([video], cfg, threads=1).sample(2, 96, torch.Generator().manual_seed(1))
+        soft[length] = _softness(w.inputs[:, 1])
+        sharp = _softness(w.key[:, 0])
+    assert soft[14.0] < 0.8 * soft[4.0] < 0.8 * sharp
+
+
 @pytest.fixture
 def recipe(tmp_path):
     from conftest import write_clip
@@ -131,6 +166,10 @@ def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
     assert again["step"] == 4
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "val"] == [0, 2, 4]  # 0: where the run starts
+    floor = next(r["val"] for r in records if r["kind"] == "floor")
+    # the real key frames are scored twice: in their windows, and alone (deconvolution, nothing to borrow)
+    assert {"real.key", "real.single.key", "interp.inter", "synthetic.key"} <= set(floor)
+    assert "real.single.inter" not in floor
     assert {r["stage"] for r in records if r["kind"] == "train"} == {"restore", "joint"}
     assert any(r["kind"] == "resume" for r in records)
     from vidrestore.weights import model_from_file

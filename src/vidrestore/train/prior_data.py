@@ -26,7 +26,7 @@ import torch
 from vidrestore.frames import quantize
 from vidrestore.model.prior_net import PriorFlows
 from vidrestore.flow import dis_flow
-from vidrestore.synth.blur import apply_kernels, shake_kernels, temporal_blur
+from vidrestore.synth.blur import apply_kernels, motion_length, shake_kernels, temporal_blur
 from vidrestore.synth.footage import decode_video, list_videos
 from vidrestore.synth.scenes import SceneConfig, render_batch
 from vidrestore.synth.textures import TextureBank
@@ -62,6 +62,14 @@ class BlurConfig:
     #                                                  evaluation's longest blur is 32 px at 640x360
     lucky_prob: float = 0.2  # per input frame of a blurred item: this frame is sharp(er) (no shake)
     noise: float = 0.01  # max std of Gaussian noise (then rounded to 8 bits)
+    # A steady camera motion blurs consecutive frames alike: the views of such an item agree, and only
+    # deconvolution restores it (where views differ, the sharpest one can be borrowed instead)
+    shared_shake_prob: float = 0.0  # a shaken item's frames all take one kernel (and no lucky frame)
+    # Fast motion: an item blurred by the scene's motion over the exposure that smears its moving parts a drawn
+    # length (as `vidrestore eval --blur-length` blurs), up to ``max_exposure`` source frames
+    length_prob: float = 0.0  # of the temporally blurred items
+    length: tuple[float, float] = (4.0, 40.0)  # px
+    max_exposure: float = 8.0  # source frames
 
 
 def load_footage(paths: Sequence[str | Path], max_side: int, skip_frames: Sequence[int] | int = 0,
@@ -109,7 +117,7 @@ class RealSampler:
     """``real`` and ``interp`` windows cut from footage in memory."""
 
     def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig = BlurConfig(), threads: int = 2) -> None:
-        self.videos = [v for v in videos if v.shape[0] >= 4 * max(blur.strides) + 4]
+        self.videos = [v for v in videos if v.shape[0] >= self._span(max(blur.strides), blur) + 2]
         if not self.videos:
             raise ValueError("no video is long enough for training windows")
         self.blur = blur
@@ -117,16 +125,26 @@ class RealSampler:
         lengths = torch.tensor([float(v.shape[0]) for v in self.videos])
         self.weights = lengths.sqrt() / lengths.sqrt().sum()  # long videos count more, but not linearly
 
+    @staticmethod
+    def _margin(stride: int, blur: BlurConfig) -> int:
+        """Source frames an exposure reaches beyond an input frame."""
+        longest = max(stride, blur.max_exposure) if blur.length_prob > 0 else stride
+        return int(math.ceil(longest / 2))
+
+    @classmethod
+    def _span(cls, stride: int, blur: BlurConfig) -> int:
+        return 3 * stride + 2 * cls._margin(stride, blur) + 1
+
     def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> "Windows":
         cfg = self.blur
         stride = cfg.strides[int(torch.randint(len(cfg.strides), (1,), generator=generator))]
-        margin = int(math.ceil(stride / 2))  # source frames a full exposure reaches beyond an input frame
+        margin = self._margin(stride, cfg)
         inputs, keys, inters = [], [], []
         for _ in range(batch):
             v = self.videos[int(torch.multinomial(self.weights, 1, generator=generator))]
             n, h, w = v.shape[:3]
             size = min(crop, h, w) // 8 * 8
-            span = 3 * stride + 2 * margin + 1
+            span = self._span(stride, cfg)
             first = int(torch.randint(n - span + 1, (1,), generator=generator))
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
@@ -149,7 +167,7 @@ class RealSampler:
 
     def _blur(self, clip: np.ndarray, centres: list[int], stride: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.blur
-        u = torch.rand(3, generator=generator)
+        u = torch.rand(5, generator=generator)
         if u[0] < cfg.sharp_prob:
             return torch.from_numpy(np.ascontiguousarray(clip[centres])).permute(0, 3, 1, 2).float() / 255
         temporal = bool(u[1] < cfg.temporal_prob)
@@ -157,6 +175,11 @@ class RealSampler:
         lo, hi = cfg.exposure
         exposure = (lo + (hi - lo) * float(torch.rand(1, generator=generator))) * stride
         cache: dict = {}
+        if temporal and u[3] < cfg.length_prob:
+            lo, hi = cfg.length
+            want = lo + (hi - lo) * float(torch.rand(1, generator=generator))
+            motion = max(motion_length(clip, centres[1]), 1e-3)
+            exposure = min(want / motion, cfg.max_exposure)
         frames = []
         for c in centres:
             if temporal:
@@ -168,9 +191,14 @@ class RealSampler:
         if shake:
             lo, hi = cfg.shake_length
             lengths = lo + (hi - lo) * torch.rand(4, generator=generator)
-            lengths[torch.rand(4, generator=generator) < cfg.lucky_prob] = 0.0
+            shared = bool(u[4] < cfg.shared_shake_prob)
+            if not shared:
+                lengths[torch.rand(4, generator=generator) < cfg.lucky_prob] = 0.0
             k = int(2 * math.ceil(float(lengths.max()) / 2 + 1) + 1)
-            out = apply_kernels(out, shake_kernels(lengths, k, generator))
+            kernels = shake_kernels(lengths, k, generator)
+            if shared:
+                kernels = kernels[:1].expand(4, -1, -1)
+            out = apply_kernels(out, kernels)
         if cfg.noise > 0:
             sigma = cfg.noise * float(torch.rand(1, generator=generator))
             out = out + sigma * torch.randn(out.shape, generator=generator)

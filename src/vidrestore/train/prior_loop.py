@@ -192,7 +192,7 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
         data[key] = tuple(resolve(p) for p in data.get(key, ()))
     data["mix"] = tuple((str(k), float(v)) for k, v in dict(data.get("mix", {})).items()) or PriorTrainConfig.mix
     blur = dict(data.pop("blur", {}))
-    for key in ("strides", "exposure", "shake_length"):
+    for key in ("strides", "exposure", "shake_length", "length"):
         if key in blur:
             blur[key] = tuple(blur[key])
     names = {f.name for f in fields(PriorTrainConfig)}
@@ -311,6 +311,11 @@ class Validator:
     def __init__(self, windows: dict, config: PriorConfig, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
         self.batches = [(s, b.to(device)) for s, b in validation_batches(windows)]
+        # the real key frames alone (neighbours replicated, no motion): what deconvolution alone restores
+        always = np.random.default_rng(0)
+        self.batches += [("real.single", dataclasses.replace(replicate_neighbours(b, 1.0, always), times=b.times[:, :0],
+                                                             inter=b.inter[:, :0]))
+                         for s, b in self.batches if s == "real"]
         floor = PriorNet(config).to(device).eval()
         self.floor = self._score(floor, with_floor_key=True)
 
