@@ -15,6 +15,7 @@ from pathlib import Path
 
 SERIES = {
     "real.key": "real blur, key frames",
+    "real.single.key": "real blur, key frame alone",
     "real.inter": "real blur, in-between",
     "interp.inter": "sharp input, in-between (interp mode)",
     "synthetic.key": "synthetic, key frames",
@@ -23,6 +24,8 @@ SERIES = {
 
 
 def read_run(folder: Path, offset_hours: float) -> tuple[list[dict], dict, float]:
+    """The run's validations, each with the floor of its validation set (a run whose data changed made a new
+    set: its rows after that carry the new floor), the last floor, and the run's last hour."""
     floor: dict = {}
     rows: list[dict] = []
     base = 0.0
@@ -33,9 +36,24 @@ def read_run(folder: Path, offset_hours: float) -> tuple[list[dict], dict, float
         elif rec["kind"] == "floor":
             floor = rec["val"]
         elif rec["kind"] == "val" and "hours" in rec:
-            rows.append({"hours": offset_hours + base + float(rec["hours"]), "step": rec["step"], **rec["val"]})
+            rows.append({"hours": offset_hours + base + float(rec["hours"]), "step": rec["step"], "floor": floor,
+                         **rec["val"]})
     last = rows[-1]["hours"] if rows else offset_hours + base
     return rows, floor, last
+
+
+def segments(rows: list[dict]) -> list[list[dict]]:
+    """Rows split where the validation set changed (its floor moved)."""
+    out: list[list[dict]] = []
+    for r in rows:
+        if not out or _changed(out[-1][-1]["floor"], r["floor"]):
+            out.append([])
+        out[-1].append(r)
+    return out
+
+
+def _changed(a: dict, b: dict) -> bool:
+    return set(a) != set(b) or any(abs(a[k] - b[k]) > 0.01 for k in a)
 
 
 def main() -> None:
@@ -47,21 +65,25 @@ def main() -> None:
                     help="another run (same start, one part changed): its real key-frame gain, dashed, and a table")
     args = ap.parse_args()
     rows: list[dict] = []
-    floor: dict = {}
     offset = 0.0
     for run in args.runs:
-        part, floor_run, offset = read_run(run, offset)
+        part, _, offset = read_run(run, offset)
         rows += part
-        floor = floor or floor_run
-    keys = [k for k in SERIES if k in floor]
-    print("| hours | step | " + " | ".join(f"{k} (gain)" for k in keys) + " |")
-    print("| ---: | ---: | " + " | ".join("---:" for _ in keys) + " |")
-    print("| floor | | " + " | ".join(f"{floor[k]:.2f}" for k in keys) + " |")
-    for i, r in enumerate(rows):
-        if i % args.every and i != len(rows) - 1:
-            continue
-        cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" for k in keys]
-        print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
+    parts = segments(rows)
+    for n, seg in enumerate(parts):
+        floor = seg[0]["floor"]
+        keys = [k for k in SERIES if k in floor]
+        if n:
+            print(f"\nvalidation set {n + 1} (the training data changed at {seg[0]['hours']:.2f} h):\n")
+        print("| hours | step | " + " | ".join(f"{k} (gain)" for k in keys) + " |")
+        print("| ---: | ---: | " + " | ".join("---:" for _ in keys) + " |")
+        print("| floor | | " + " | ".join(f"{floor[k]:.2f}" for k in keys) + " |")
+        for i, r in enumerate(seg):
+            if i % args.every and i != len(seg) - 1:
+                continue
+            cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" for k in keys]
+            print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
+    floor = parts[0][0]["floor"] if parts else {}
     others = []
     for item in args.ablation:
         label, _, run = item.partition("=")
@@ -78,8 +100,16 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-        for k in keys:
-            ax.plot([r["hours"] for r in rows], [r[k] - floor[k] for r in rows], marker=".", label=SERIES[k])
+        colours = {k: f"C{i}" for i, k in enumerate(SERIES)}
+        for n, seg in enumerate(parts):
+            f = seg[0]["floor"]
+            for k in [k for k in SERIES if k in f]:
+                ax.plot([r["hours"] for r in seg], [r[k] - f[k] for r in seg], marker=".", color=colours[k],
+                        label=SERIES[k] if n == len(parts) - 1 or k not in parts[-1][0]["floor"] else None)
+            if n:
+                ax.axvline(seg[0]["hours"], color="grey", ls=":", lw=1)
+                ax.annotate("new training blur\n(and validation set)", (seg[0]["hours"], 0.0), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
         for label, part in others:
             ax.plot([r["hours"] for r in part], [r["real.key"] - floor["real.key"] for r in part], ls="--",
                     marker=".", label=f"{SERIES['real.key']}: {label}")
