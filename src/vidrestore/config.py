@@ -126,6 +126,17 @@ class RunOptions:
         if self.gpu_memory_gb is not None and not self.gpu_memory_gb >= 0:
             raise UsageError(f"--gpu-memory {self.gpu_memory_gb}: must be a number of GB >= 0")
 
+    def cli_args(self) -> list[str]:
+        """These options as ``enhance`` takes them on its command line (those that differ from the defaults)."""
+        out: list[str] = []
+        for name, flag in (("weights", "--weights"), ("device", "--device"), ("precision", "--precision"),
+                           ("batch", "--batch"), ("ensemble", "--ensemble"), ("tile", "--tile"),
+                           ("tile_overlap", "--tile-overlap"), ("gpu_memory_gb", "--gpu-memory")):
+            value = getattr(self, name)
+            if value != getattr(RunOptions, name):
+                out += [flag, str(value)]
+        return out
+
 
 @dataclass(frozen=True)
 class EnhanceConfig:

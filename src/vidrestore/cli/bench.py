@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -58,8 +59,37 @@ def render(report: dict):
     return t, hw_line
 
 
+def headline_lines(report: dict) -> list[str]:
+    """The headline (whole commands, alternating) as lines of text."""
+    h = report.get("headline")
+    if not h:
+        return [report["headline_note"]] if report.get("headline_note") else []
+    c, e = h["clip"], h["encoder"]
+    secs = f", {c['seconds']:.1f} s" if c.get("seconds") else ""
+    lines = [f"Headline: whole commands on one clip ({c['path']}, {c['resolution']}, {c['frames']} frames{secs}), "
+             f"{h['rounds']} rounds alternating, both encoding {e['codec']}"
+             + (f" crf {e['crf']}" if e.get("crf") is not None else "") + (f" {e['preset']}" if e.get("preset") else "")]
+    for side in ("a", "b"):
+        r = h[side]
+        lines.append(f"  {r['label']}: median {r['median_s']:.2f} s (fastest {r['min_s']:.2f}, slowest {r['max_s']:.2f}), "
+                     f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    if h.get("ratio_of_medians") is not None:
+        lines.append(f"  {h['a']['label']} takes {h['ratio_of_medians']:.2f}x the time of {h['b']['label']} "
+                     f"(per round {h['ratio_min']:.2f}-{h['ratio_max']:.2f}x)")
+    return lines
+
+
 @click.command("bench")
-@click.option("--resolution", default="1280x720", show_default=True, metavar="WxH", help="Frame size.")
+@click.option("--resolution", default=None, metavar="WxH",
+              help="Frame size [default: the --input file's, else 1280x720].")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A real clip for the headline (at least 10 s is best) [default: a generated 10 s clip].")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Headline: runs of each command, alternating.")
+@click.option("--headline-seconds", type=float, default=10.0, show_default=True,
+              help="Headline: length of the generated clip.")
+@click.option("--ffmpeg", default=None, help="The ffmpeg command for the headline [default: ffmpeg on PATH; without "
+                                              "one, the same filter through PyAV in a process of its own].")
+@click.option("--no-headline", is_flag=True, help="Skip the headline (the whole commands).")
 @click.option("--fps-x", "factor", type=int, default=2, show_default=True, help="Frame-rate multiplier K.")
 @click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True)
 @run_options
@@ -70,12 +100,17 @@ def render(report: dict):
 @click.option("--no-minterpolate", is_flag=True, help="Skip ffmpeg minterpolate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @threads_option
-def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minterpolate, as_json, threads,
-          **run_kwargs) -> None:
-    """Measure engine and end-to-end throughput and memory, next to ffmpeg minterpolate.
+def bench(resolution, input_path, rounds, headline_seconds, ffmpeg, no_headline, factor, mode, size, frames, warmup,
+          no_pipeline, no_minterpolate, as_json, threads, **run_kwargs) -> None:
+    """Measure speed and memory against ffmpeg minterpolate.
+
+    First the headline: `vidrestore enhance` and the `ffmpeg` minterpolate command, each run as a whole process
+    on the same clip, alternating, with the median, the spread and each one's peak memory. Then the warm,
+    in-process breakdown: the engine alone, enhance's decode, model and encode.
 
     \b
     Examples:
+      vidrestore bench --input clip.mp4 --fps-x 2 --mode interp --device cpu
       vidrestore bench --resolution 1920x1080 --fps-x 4 --device cuda --precision bf16 --batch 4
       vidrestore bench --size small --device cpu --resolution 640x360 --frames 16 --json
     """
@@ -85,11 +120,19 @@ def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minter
     from vidrestore.evaluate.bench import BenchConfig, run_bench
     from vidrestore.evaluate.sources import parse_size
 
-    parsed = parse_size(resolution)
-    if parsed is None:  # pragma: no cover - click always passes a string
-        raise UsageError("--resolution: expected WxH")
+    if resolution is None and input_path is not None:
+        from vidrestore.io.probe import probe
+
+        info = probe(input_path)
+        parsed = (info.width // 2 * 2, info.height // 2 * 2)
+    else:
+        parsed = parse_size(resolution or "1280x720")
+        if parsed is None:
+            raise UsageError(f"--resolution {resolution}: expected WxH")
     cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, run=run_options_from(run_kwargs),
-                      size=size, frames=frames, warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate)
+                      size=size, frames=frames, warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate,
+                      headline=not no_headline, input=input_path, rounds=rounds, headline_seconds=headline_seconds,
+                      ffmpeg=ffmpeg, threads=threads)
     err = Console(stderr=True, highlight=False)
     with err.status("benchmarking") as status:
         report = run_bench(cfg, log=lambda msg: status.update(msg))
@@ -97,6 +140,9 @@ def bench(resolution, factor, mode, size, frames, warmup, no_pipeline, no_minter
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     out = Console(highlight=False)
+    for line in headline_lines(report):
+        out.print(line)
     table, hw_line = render(report)
+    table.title = "Warm breakdown (in-process, the model loaded once): " + table.title
     out.print(table)
     out.print(hw_line)

@@ -14,6 +14,7 @@ Submodules are imported on demand (nothing heavy here).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from vidrestore.config import RunOptions
@@ -27,6 +28,8 @@ def flat_settings(cfg: Any) -> dict[str, Any]:
         value = getattr(cfg, f.name)
         if isinstance(value, RunOptions):
             out.update(dataclasses.asdict(value))
+        elif isinstance(value, os.PathLike):
+            out[f.name] = os.fspath(value)
         else:
             out[f.name] = value
     return out

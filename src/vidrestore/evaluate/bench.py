@@ -18,6 +18,9 @@ It times the code ``enhance`` runs, not a copy of it. Parts of one run:
 (d) ffmpeg ``minterpolate`` (mci) on the same clip at the same factor via PyAV (decode + filter +
     encode with the same codec), and the ratio of our pipeline time to its time.
 (e) the hardware and software it ran on.
+(h) the headline, first, while nothing else runs (:mod:`vidrestore.evaluate.headline`): ``vidrestore enhance``
+    against the ``ffmpeg`` minterpolate command as whole processes on one clip of at least 10 s (``input``, or
+    a generated one), alternating, with medians and spread. (a)-(d) are the warm, in-process breakdown.
 """
 
 from __future__ import annotations
@@ -75,8 +78,18 @@ class BenchConfig:
     pipeline: bool = True
     minterpolate: bool = True
     seed: int = 0
+    headline: bool = True
+    input: Path | None = None  # the headline's clip (default: a generated 10 s clip of the bench's size)
+    rounds: int = 3  # headline: runs of each command, alternating
+    headline_seconds: float = 10.0  # length of the generated headline clip
+    ffmpeg: str | None = None  # the ffmpeg command (default: ffmpeg on PATH)
+    threads: int | None = None  # --threads given to the headline's enhance
 
     def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise UsageError(f"--rounds {self.rounds}: must be at least 1")
+        if not self.headline_seconds > 0:
+            raise UsageError(f"--headline-seconds {self.headline_seconds}: must be above 0")
         if self.width < 16 or self.height < 16:
             raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
         if self.width % 2 or self.height % 2:
@@ -339,9 +352,8 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
         rate = Fraction(vin.average_rate or CLIP_RATE)
-        if rate.denominator != 1:
-            raise UsageError(f"{src}: the minterpolate bench needs an integer frame rate, got {rate}")
-        tb = Fraction(1, int(rate))
+        graph_rate = max(1, round(rate))  # the filter's own clock: only the ratio of its rates matters
+        tb = Fraction(1, graph_rate)
         graph = None
         stream = out.add_stream(codec, rate=rate * factor)
         stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
@@ -365,7 +377,7 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
         count = 0
         for frame in inp.decode(vin):
             if graph is None:
-                graph = minterpolate_graph(frame.width, frame.height, factor, int(rate))
+                graph = minterpolate_graph(frame.width, frame.height, factor, graph_rate)
             last = frame.to_ndarray(format="rgb24")
             rgb = av.VideoFrame.from_ndarray(last, format="rgb24")
             rgb.pts, rgb.time_base = count, tb
@@ -444,14 +456,51 @@ def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
 # ---------------------------------------------------------------- the whole run
 
 
+def run_headline(cfg: BenchConfig, say: Log) -> dict[str, Any]:
+    """(h): both tools as commands on one clip, alternating; see :mod:`vidrestore.evaluate.headline`."""
+    from vidrestore.evaluate import headline as hl
+    from vidrestore.io.formats import codec_defaults
+
+    ffmpeg = hl.find_ffmpeg(cfg.ffmpeg)
+    with tempfile.TemporaryDirectory(prefix="vidrestore-headline-") as tmp:
+        tmpdir = Path(tmp)
+        if cfg.input is not None:
+            clip = cfg.input
+        else:
+            count = max(2, round(cfg.headline_seconds * CLIP_RATE))
+            say(f"writing a {count}-frame {cfg.width}x{cfg.height} clip for the headline")
+            clip = write_clip(tmpdir / "clip.mp4", cfg.width, cfg.height, count, cfg.codec, cfg.seed)
+        info = probe(clip)
+        k = cfg.effective_factor
+        defaults = codec_defaults(cfg.codec)
+        crf = defaults.quality if defaults.quality_option == "crf" else None
+        ours = hl.enhance_command(clip, tmpdir / "ours.mp4", cfg.factor, cfg.mode, cfg.run, cfg.codec, cfg.threads)
+        theirs = hl.minterpolate_command(clip, tmpdir / "minterpolate.mp4", k, Fraction(info.rate), cfg.codec,
+                                         crf, defaults.preset, ffmpeg)
+        result = hl.alternate(ours, theirs, cfg.rounds, say=say)
+    result["clip"] = {"path": str(cfg.input) if cfg.input is not None else "generated (a panning texture)",
+                      "resolution": f"{info.width}x{info.height}", "frames": info.frame_count, "rate": str(info.rate),
+                      "seconds": info.duration}
+    result["encoder"] = {"codec": cfg.codec, "crf": crf, "preset": defaults.preset}
+    return result
+
+
 def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     say = log or (lambda _msg: None)
+    headline = None
+    if cfg.headline and cfg.effective_factor > 1 and cfg.size is None:
+        headline = run_headline(cfg, say)  # first: nothing else of the bench runs meanwhile
     say("loading the model")
     rt = load_bench_runtime(cfg)
     device = rt.device
     report: dict[str, Any] = {"settings": {**flat_settings(cfg), "resolution": f"{cfg.width}x{cfg.height}",
                                            "effective_factor": cfg.effective_factor, "dtype": rt.dtype_name}}
     report["hardware"] = hardware_info(device)
+    if headline is not None:
+        report["headline"] = headline
+    elif cfg.headline:
+        report["headline_note"] = ("no headline: " + ("random weights (--size) cannot run as a command"
+                                                      if cfg.size is not None else "no frames to interpolate at 1x"))
 
     params = sum(p.numel() for p in rt.network.parameters())
     label = f"random {cfg.size}" if cfg.size is not None else rt.label
