@@ -48,9 +48,11 @@ from vidrestore.config import DEFAULT_TILE_OVERLAP, EnhanceConfig, RunOptions, c
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import UsageError
 from vidrestore.evaluate import flat_settings
+from vidrestore.evaluate import headline as hl
 from vidrestore.evaluate.baselines import minterpolate_graph
 from vidrestore.io import files
 from vidrestore.io import writer as w
+from vidrestore.io.formats import codec_defaults
 from vidrestore.io.probe import probe
 from vidrestore.io.reader import FrameReader
 from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, build_prior_model
@@ -458,9 +460,6 @@ def time_encode(clip: Path, output: Path, cfg: BenchConfig) -> float:
 
 def run_headline(cfg: BenchConfig, say: Log) -> dict[str, Any]:
     """(h): both tools as commands on one clip, alternating; see :mod:`vidrestore.evaluate.headline`."""
-    from vidrestore.evaluate import headline as hl
-    from vidrestore.io.formats import codec_defaults
-
     ffmpeg = hl.find_ffmpeg(cfg.ffmpeg)
     with tempfile.TemporaryDirectory(prefix="vidrestore-headline-") as tmp:
         tmpdir = Path(tmp)

@@ -274,8 +274,11 @@ class PairCorrection(nn.Module):
         self.query = nn.Conv2d(c3, c3, 1)
         self.key = nn.Conv2d(c3, c3, 1)
         r = self.radius
-        ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-        self.register_buffer("offsets", torch.stack((xs.flatten(), ys.flatten())).float(), persistent=False)
+        # made on the CPU even where the module is built on the meta device (the weights' shape check): stacking
+        # meta tensors would import torch's Python reference kernels, a second and a half of start-up
+        span = torch.arange(-r, r + 1, dtype=torch.float32, device="cpu")
+        ys, xs = torch.meshgrid(span, span, indexing="ij")
+        self.register_buffer("offsets", torch.stack((xs.flatten(), ys.flatten())), persistent=False)
         self.body = nn.Sequential(conv(2 * c3 + k * k + 2 + 2, ch), act(), conv(ch, ch), act())
         self.delta = zero_init(conv(ch, 2))
 
