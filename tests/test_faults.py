@@ -4,6 +4,7 @@ partial file cleaned up by the next run (and only a dead process's)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -492,7 +493,7 @@ def test_allow_gaps_also_leaves_out_frames_the_decoder_refuses(tiny_weights, tmp
     assert not out.exists()
     res = CliRunner().invoke(main, [*args, "--allow-gaps"])
     assert res.exit_code == 0, res.output
-    assert f"1 frame(s) of {src} could not be decoded (--allow-gaps: the output keeps the gap)" in res.output
+    assert f"1 frame(s) of {src} could not be decoded (--allow-gaps: left out, and the output keeps the gap)" in res.output
     from vidrestore.io.probe import probe
 
     assert probe(out, scan=True).frame_count == 2 * 79
@@ -731,3 +732,63 @@ def test_an_interrupt_inside_a_locks_bookkeeping_is_exit_130_not_a_model_failure
     assert res.exit_code == 130, res.output
     assert res.output.strip().splitlines()[-1] == "vidrestore: error: interrupted; no output was written"
     assert os.listdir(out) == []
+
+
+def _avi(path: Path, pts: list[int]) -> Path:
+    """An MJPEG AVI at 25 fps with a frame at each of ``pts``: where they skip a slot, the muxer writes a
+    zero-byte "drop" chunk (the previous frame stays on screen), which the index counts."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (40 + 3 * i) % 255, np.uint8), format="rgb24")
+            frame.pts = p
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_frames_cut_from_the_middle_of_an_avi_are_not_lost_silently(tiny_weights, tmp_path):
+    """An AVI whose index lists 60 frames with 10 of them cut out of its data: it decodes as 50 frames with
+    gapless timestamps. It used to give exit 0 and 100 frames (the index's count was lowered to what the scan
+    found, a rule meant for drop chunks). Now exit 3, and with --allow-gaps a note that says what is missing."""
+    import av
+
+    full = _avi(tmp_path / "full.avi", list(range(60)))
+    with av.open(str(full)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    data = full.read_bytes()
+    (first, _), (last, size) = packets[20], packets[29]
+    src = tmp_path / "damaged.avi"
+    src.write_bytes(data[:first - 8] + data[last + size + (size & 1):])  # chunks 20-29, headers included
+    out = tmp_path / "o.mp4"
+    args = ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "--threads", "1",
+            "--mode", "interp"]
+    res = CliRunner().invoke(main, args)
+    one_line_exit(res, 3, f"input is damaged: its index lists 60 video frames but 10 of them are not in {src}; "
+                          "--allow-gaps goes on without them")
+    assert not out.exists()
+    res = CliRunner().invoke(main, [*args, "--allow-gaps"])
+    assert res.exit_code == 0, res.output
+    assert f"10 frame(s) of {src} could not be decoded (--allow-gaps: left out: the file's timestamps close up" \
+        in res.output
+    assert len(decode_all(out)) == 100
+    res = CliRunner().invoke(main, ["info", "--json", str(src)])
+    report = json.loads(res.stdout)
+    assert (report["damaged"], report["missing_frames"], report["index_frames"]) == (True, 10, 60)
+
+
+def test_drop_chunks_of_an_avi_are_slots_not_lost_frames(tiny_weights, tmp_path):
+    """Timestamps that skip slots where the index holds zero-byte chunks: the file is whole, nothing is lost."""
+    src = _avi(tmp_path / "drops.avi", [0, 1, 2, 5, 6, 7, 8, 9])
+    from vidrestore.io.probe import probe
+
+    info = probe(src)
+    assert (info.index_frames, info.frame_count, info.skipped_slots) == (10, 8, 2)
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(tmp_path / "o.mkv"), "--weights", str(tiny_weights),
+                                    "--device", "cpu", "--threads", "1", "--mode", "interp"])
+    assert res.exit_code == 0, res.output

@@ -85,6 +85,23 @@ def test_a_file_cut_between_two_frames_is_truncated_too(truncated):
     assert info.truncated and (info.index_frames, info.frame_count) == (60, 40)
 
 
+@pytest.mark.parametrize("lost", [1, 12])
+def test_a_matroska_file_missing_its_last_frames_is_truncated(lost, tmp_path):
+    """Matroska has no frame count: its header's duration is the promise. The packets may stop short of it by
+    the rounding of its 1 ms timestamps (and by an audio packet's trimmed padding), not by a fraction of a
+    second: one video frame cut off the end is found."""
+    from vidrestore.io.probe import probe
+
+    full = write_clip(tmp_path / "full.mkv", n=60, audio=False)
+    assert probe(full).truncation() is None
+    pos, _ = _packets(full)[60 - lost]
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[:pos])
+    info = probe(cut)
+    assert info.frame_count == 60 - lost
+    assert "is truncated: its header says 2.00 s" in (info.truncation() or "")
+
+
 def test_deblur_with_fps_x_is_a_usage_error(make_clip, tiny_weights, tmp_path, monkeypatch):
     src = make_clip(n=3, audio=False)
     args = [str(src), "--weights", str(tiny_weights), "--device", "cpu", "--mode", "deblur", "-q"]

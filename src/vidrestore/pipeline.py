@@ -133,8 +133,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if frames_in == 0:
             raise InputError(f"no decodable video frames in {config.input}")
         if reader.frames_lost:
-            kept = "the output keeps the gap" if p.grid is None else "a neighbouring frame stands in for each"
-            note(f"{reader.frames_lost} frame(s) of {config.input} could not be decoded (--allow-gaps: {kept})")
+            note(_lost_text(p, reader.frames_lost, reader.frames_stood_in))
         writer.finish()
         seconds = time.perf_counter() - start
         if progress is not None:
@@ -170,6 +169,19 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     finally:
         if reader is not None:
             reader.close()
+
+
+def _lost_text(p: Plan, lost: int, stood_in: int) -> str:
+    """The note on frames an --allow-gaps run could not decode: stood in for, or left out (and where)."""
+    parts = []
+    if stood_in:
+        parts.append("a neighbouring frame stands in for " + ("each" if stood_in == lost else str(stood_in)))
+    left = lost - stood_in
+    if left:
+        count = "" if left == lost else f"{left} "
+        parts.append(f"{count}left out, and the output keeps the gap" if p.grid is None else
+                     f"{count}left out: the file's timestamps close up over them, so the output is that much shorter")
+    return f"{lost} frame(s) of {p.config.input} could not be decoded (--allow-gaps: {'; '.join(parts)})"
 
 
 def _damage(p: Plan) -> Damage | None:

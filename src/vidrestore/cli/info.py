@@ -68,7 +68,7 @@ def format_info(vi) -> str:
         tags = (s.detail, f"[{s.language}]" if s.language else "", f'"{s.title}"' if s.title else "")
         extra = " ".join(x for x in tags if x)
         lines.append(f"  #{s.index} {s.type:<8} {s.codec or '-':<10} {extra}".rstrip())
-    truncation = vi.truncation()
-    if truncation:
-        lines.append(f"warning: {truncation}")
+    for problem in (vi.truncation(), vi.damage()):
+        if problem:
+            lines.append(f"warning: {problem}")
     return "\n".join(lines)

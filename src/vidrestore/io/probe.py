@@ -103,6 +103,11 @@ class VideoInfo:
     # with short_of: the byte where the packets stop when that is well before the end of the file (damage
     # in the middle that the demuxer cannot get past, not a file cut short); else None
     stops_at_byte: int | None = None
+    # scanned: the places on the frame grid (the shortest step between timestamps) that the timestamps skip;
+    # in an AVI these are its drop chunks (the previous frame stays on screen), which its index counts
+    skipped_slots: int = 0
+    # scanned: frames the index lists that are not in the file, though it was not cut short (gone from within)
+    missing_frames: int = 0
 
     def truncation(self) -> str | None:
         """One line on a truncated file, or None."""
@@ -118,8 +123,16 @@ class VideoInfo:
                     f"({self.size_bytes} bytes) ends after {self.frame_count} frames")
         return None
 
+    def damage(self) -> str | None:
+        """One line on frames missing from within the file (not a truncation), or None."""
+        if self.missing_frames:
+            return (f"{self.path} is damaged: its index lists {self.index_frames} video frames but "
+                    f"{self.missing_frames} of them are not in the file")
+        return None
+
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["damaged"] = bool(self.missing_frames or self.stops_at_byte is not None)
         d["path"] = str(self.path)
         d["rate"] = f"{self.rate.numerator}/{self.rate.denominator}"
         d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
@@ -147,17 +160,59 @@ def check_readable(path: Path) -> None:
         raise InputError(f"cannot read input {path}: {err.strerror or err}") from None
 
 
-# how far the packets may end before a container's declared duration without the file counting as cut short
-TRUNCATION_SLACK_S = 0.5
-TRUNCATION_SLACK_FRACTION = 0.02
+# how far the packets may end before a container's declared duration without the file counting as cut short:
+# the longest audio or video packet (a container such as Matroska need not store the last one's duration, and
+# an encoder's padding is trimmed from the last audio packet), plus two timestamps' rounding at Matroska's 1 ms
+TIMESTAMP_PRECISION_S = 0.001
 # bytes after the last packet that still count as the container's trailer (Matroska's cues and tags) when
 # the packets stop short of the header's duration: more, and the file is damaged there rather than cut short
 TRAILER_SLACK_BYTES = 4096
 TRAILER_SLACK_FRACTION = 0.01
 
 
-def truncation_slack(duration: float) -> float:
-    return max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * duration)
+class PacketReach:
+    """How far the demuxed packets of a file reach (seconds: the end of the latest one) and the tail slack that
+    justifies: the longest audio packet (an encoder's padding is trimmed from the last one, and a muxer may
+    count it), the video's frame interval where a video packet came without its duration (Matroska need not
+    store it), and the rounding of two timestamps at Matroska's 1 ms."""
+
+    def __init__(self, video_step: float = 0.0) -> None:
+        self.end = 0.0
+        self.video_step = video_step
+        self.audio_step = 0.0
+        self.video_without_duration = False
+
+    def add(self, packet: "av.Packet") -> None:
+        if packet.pts is None or packet.time_base is None or packet.size == 0:
+            return
+        tb = packet.time_base
+        self.end = max(self.end, float((packet.pts + (packet.duration or 0)) * tb))
+        kind = packet.stream.type
+        if kind == "audio" and packet.duration:
+            self.audio_step = max(self.audio_step, float(packet.duration * tb))
+        elif kind == "video" and not packet.duration:
+            self.video_without_duration = True
+
+    @property
+    def slack(self) -> float:
+        return (max(self.audio_step, self.video_step if self.video_without_duration else 0.0)
+                + 2 * TIMESTAMP_PRECISION_S)
+
+    def short_of(self, container_duration: float | None, start: float) -> bool:
+        """The packets stop before the container's declared duration by more than the slack."""
+        if not container_duration or self.end <= 0:
+            return False
+        return self.end - start < container_duration - self.slack
+
+
+def _missing_within(container: str, declared: int, scanned: int, skipped: int, truncated: bool) -> int:
+    """Frames the index lists that the packets do not hold, in a file not cut short; an AVI's drop chunks
+    (zero-byte slots its timestamps skip) are not missing."""
+    if truncated or not 0 < scanned < declared:
+        return 0
+    if "avi" in container.split(",") and declared - scanned == skipped:
+        return 0
+    return declared - scanned
 
 
 def check_complete(info: VideoInfo) -> None:
@@ -292,19 +347,19 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         count, exact, cfr = declared, declared > 0, None
         truncated = False
         short_of = stops_at_byte = None
+        skipped = 0
         if scan:
             pts_list: list[int] = []
             last_dur = 0
             size = p.stat().st_size
             broken = False  # a packet of any stream cut off by the end of the file
             complete, last_end = 0, -1  # whole video packets; the end of the last packet of any stream
-            last_end_s = 0.0  # where the packets of any stream reached, in seconds
+            reach = PacketReach(float(1 / rate) if rate else 0.0)  # where the packets of any stream reached
             try:
                 for packet in container.demux():  # every stream: in an interleaved file the audio may end it
                     if packet.size == 0:
                         continue
-                    if packet.pts is not None and packet.time_base is not None:
-                        last_end_s = max(last_end_s, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                    reach.add(packet)
                     pos = packet.pos if packet.pos is not None else -1
                     end = pos + packet.size
                     if pos >= 0 and (end > size or (end == size and packet.is_corrupt)):
@@ -323,9 +378,9 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             # the index lists frames the packets did not deliver, and they ran out at the end of the file
             truncated = declared > complete and (broken or last_end >= size)
             # the same rule as the reader's at the end of a run, here before it starts
-            if not declared and cont_duration and last_end_s > 0:
+            if not declared:
                 first = container.start_time / 1e6 if container.start_time else 0.0
-                if last_end_s - first < cont_duration - truncation_slack(cont_duration):
+                if reach.short_of(cont_duration, first):
                     short_of = cont_duration
                     if not broken and size - last_end > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size):
                         stops_at_byte = last_end
@@ -335,6 +390,9 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
                 deltas = [b - a for a, b in zip(pts_list, pts_list[1:])]
                 if deltas:
                     cfr = max(deltas) - min(deltas) <= 1
+                    step = min(deltas)
+                    if step > 0:
+                        skipped = sum(max(0, round(d / step) - 1) for d in deltas)
                     last_dur = last_dur or round(sum(deltas) / len(deltas))
                 duration = float((pts_list[-1] + last_dur - pts_list[0]) * tb)
                 start = float(pts_list[0] * tb)
@@ -359,7 +417,8 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             container_duration=cont_duration, streams=tuple(_stream_info(s) for s in container.streams),
             video_tags=tuple((k, v.metadata[k]) for k in ("language", "title", "handler_name") if v.metadata.get(k)),
             container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
-            index_frames=declared, truncated=bool(truncated), short_of=short_of,
+            index_frames=declared, truncated=bool(truncated), short_of=short_of, skipped_slots=skipped,
+            missing_frames=_missing_within(container.format.name, declared, count if exact else 0, skipped, truncated),
             stops_at_byte=stops_at_byte,
         )
     finally:

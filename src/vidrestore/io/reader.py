@@ -19,7 +19,7 @@ import numpy as np
 
 from vidrestore.errors import InputError, one_line
 from vidrestore.io import failures
-from vidrestore.io.probe import VideoInfo, open_input, truncation_slack
+from vidrestore.io.probe import PacketReach, VideoInfo, open_input
 from vidrestore.io.worker import Reading, Worker
 
 
@@ -120,7 +120,7 @@ class FrameReader(Reading):
             stream = self._video_stream(container)
             declared = int(stream.frames or 0)
             container_duration = container.duration / 1e6 if container.duration else None
-            last_end_s = 0.0  # where the demuxed packets of any stream reached, in seconds
+            reach = PacketReach(float(1 / info.rate) if info.rate else 0.0)  # where the packets of any stream reached
             count = 0
             prev_pts: int | None = None
             # held until the next frame gives its duration: its timestamp, the frame, and whether it is
@@ -173,9 +173,7 @@ class FrameReader(Reading):
                 for packet in container.demux():
                     if self._worker.stopping:
                         return
-                    if packet.pts is not None and packet.time_base is not None:
-                        end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-                        last_end_s = max(last_end_s, end)
+                    reach.add(packet)
                     if packet.stream.index != stream.index:
                         continue
                     try:
@@ -206,26 +204,27 @@ class FrameReader(Reading):
             total = count + (1 if pending is not None else 0) - lost
             if total == 0:
                 raise InputError(f"no decodable video frames in {path}")
-            if info.frame_count_exact and 0 < info.frame_count < declared:
-                # the header counts more than the scan found whole, and the file was not cut short (the
-                # probe says so): AVI counts its zero-byte "drop" chunks, slots where the previous frame
-                # stays on screen, which hold no frame to decode
-                declared = info.frame_count
             scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
+            if 0 < scanned < declared and not info.missing_frames:
+                # AVI's index counts its zero-byte "drop" chunks, slots where the previous frame stays on
+                # screen: they hold no frame, and the timestamps skip exactly those slots
+                declared = scanned
             if damage is not None:  # the probe refused a file cut short: what is missing was damaged
-                self.frames_lost = max(0, max(declared, scanned) - total)
+                self.frames_lost = max(0, max(declared, scanned) - total, lost)
+                self.frames_stood_in = min(lost, self.frames_lost)
+            elif info.missing_frames:  # not cut short (the probe refused that): frames gone from within
+                raise InputError(f"input is damaged: its index lists {declared} video frames but {info.missing_frames} "
+                                 f"of them are not in {path}{PAST_DAMAGE}")
             elif declared and total < declared:
                 raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
                                  f"of {declared} in {path}{PAST_DAMAGE}")
             elif scanned and total < scanned:
                 raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
                                  f"in {path}{PAST_DAMAGE}")
-            if container_duration and last_end_s > 0:
-                slack = truncation_slack(container_duration)
-                start = container.start_time / 1e6 if container.start_time else 0.0
-                if last_end_s - start < container_duration - slack:
-                    raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
-                                     f"({last_end_s:.2f} s of {container_duration:.2f} s) in {path}")
+            start = container.start_time / 1e6 if container.start_time else 0.0
+            if reach.short_of(container_duration, start) and not (damage is not None and self.frames_lost):
+                raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
+                                 f"({reach.end - start:.2f} s of {container_duration:.2f} s) in {path}")
             emit(None, True)
         finally:
             container.close()

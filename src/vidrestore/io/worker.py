@@ -121,7 +121,8 @@ class Reading:
 
     _worker: Worker
     frames_read: int = 0
-    frames_lost: int = 0  # frames of the input that could not be read and were left out
+    frames_lost: int = 0  # frames the input promises that could not be read
+    frames_stood_in: int = 0  # ... of which another frame stands in for on the output's grid (the rest are left out)
 
     def __enter__(self) -> "Reading":
         return self
