@@ -792,3 +792,28 @@ def test_drop_chunks_of_an_avi_are_slots_not_lost_frames(tiny_weights, tmp_path)
     res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(tmp_path / "o.mkv"), "--weights", str(tiny_weights),
                                     "--device", "cpu", "--threads", "1", "--mode", "interp"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_matroska_timestamp_that_goes_back_is_damage_not_a_frame_to_renumber(tiny_weights, tmp_path):
+    """Frame 5's block stamped with frame 7's time: decoded times 0.16, 0.28, 0.24, 0.28 s. They used to be
+    renumbered (each "previous + 1") and the run gave exit 0 with two frames out of place. Now exit 3; with
+    --allow-gaps the two frames whose times repeat or go back are left out, with a note."""
+    import av
+
+    clean = write_clip(tmp_path / "clean.mkv", n=10, size=(64, 48), audio=False, rate=Fraction(25), gop=1)
+    with av.open(str(clean)) as c:
+        pos = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    data = bytearray(clean.read_bytes())
+    data[pos[5] + 1:pos[5] + 3] = data[pos[7] + 1:pos[7] + 3]  # the block's timecode (after its track number)
+    src = tmp_path / "back.mkv"
+    src.write_bytes(bytes(data))
+    out = tmp_path / "o.mp4"
+    args = ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "--threads", "1",
+            "--mode", "interp"]
+    res = CliRunner().invoke(main, args)
+    one_line_exit(res, 3, f"input is damaged: its timestamps go back at frame 6 of {src} (0.240 s after 0.280 s)")
+    assert not out.exists()
+    res = CliRunner().invoke(main, [*args, "--allow-gaps"])
+    assert res.exit_code == 0, res.output
+    assert f"2 frame(s) of {src} were left out: their timestamps repeat or go back" in res.output
+    assert len(decode_all(out)) == 16

@@ -134,6 +134,9 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
             raise InputError(f"no decodable video frames in {config.input}")
         if reader.frames_lost:
             note(_lost_text(p, reader.frames_lost, reader.frames_stood_in))
+        if reader.frames_misplaced:
+            note(f"{reader.frames_misplaced} frame(s) of {config.input} were left out: their timestamps repeat or go "
+                 "back (--allow-gaps)")
         writer.finish()
         seconds = time.perf_counter() - start
         if progress is not None:

@@ -23,6 +23,10 @@ from vidrestore.io.probe import PacketReach, VideoInfo, open_input
 from vidrestore.io.worker import Reading, Worker
 
 
+# containers that store each frame's presentation time (a repeated or backward one is damage); AVI and raw
+# streams do not (FFmpeg guesses them, and with B-frames its guesses can go back)
+STAMPED = frozenset({"matroska", "webm", "mov", "mp4", "mpegts", "flv", "ogg", "nut"})
+
 # after an error on frames that cannot be decoded part-way (the probe refused a file cut short before)
 PAST_DAMAGE = "; --allow-gaps goes on without them"
 
@@ -130,6 +134,7 @@ class FrameReader(Reading):
             grid = damage if damage is not None and damage.rate is not None else None  # stand-ins on its grid
             tb = info.time_base
             lost = 0
+            stamped = bool(set(info.container.split(",")) & STAMPED)  # the container stores each frame's time
 
             def put(pts: int, frame: "av.VideoFrame", stand_in: bool) -> bool:
                 nonlocal count, pending
@@ -162,8 +167,16 @@ class FrameReader(Reading):
                 pts = frame.pts
                 if pts is None:
                     pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
-                if prev_pts is not None and pts <= prev_pts:
-                    pts = prev_pts + 1  # out-of-order or duplicate timestamps: keep them increasing
+                if prev_pts is not None and pts <= prev_pts and not stamped:
+                    pts = prev_pts + 1  # AVI and raw streams store no presentation times: FFmpeg's guesses
+                elif prev_pts is not None and pts <= prev_pts:  # a timestamp repeated or gone backwards
+                    if damage is None:
+                        where = count + (pending is not None)
+                        raise InputError(f"input is damaged: its timestamps go back at frame {where} of {path} "
+                                         f"({float(pts * tb):.3f} s after {float(prev_pts * tb):.3f} s)"
+                                         f"{PAST_DAMAGE}")
+                    self.frames_misplaced += 1  # --allow-gaps: left out (its place is another frame's)
+                    return True
                 prev_pts = pts
                 if grid is not None and not stand_ins(grid.grid_index(pts, tb), frame):
                     return False
@@ -210,7 +223,7 @@ class FrameReader(Reading):
                 # screen: they hold no frame, and the timestamps skip exactly those slots
                 declared = scanned
             if damage is not None:  # the probe refused a file cut short: what is missing was damaged
-                self.frames_lost = max(0, max(declared, scanned) - total, lost)
+                self.frames_lost = max(0, max(declared, scanned) - total - self.frames_misplaced, lost)
                 self.frames_stood_in = min(lost, self.frames_lost)
             elif info.missing_frames:  # not cut short (the probe refused that): frames gone from within
                 raise InputError(f"input is damaged: its index lists {declared} video frames but {info.missing_frames} "

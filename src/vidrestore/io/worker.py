@@ -123,6 +123,7 @@ class Reading:
     frames_read: int = 0
     frames_lost: int = 0  # frames the input promises that could not be read
     frames_stood_in: int = 0  # ... of which another frame stands in for on the output's grid (the rest are left out)
+    frames_misplaced: int = 0  # frames left out because their timestamp repeats or goes back (--allow-gaps)
 
     def __enter__(self) -> "Reading":
         return self
