@@ -312,8 +312,17 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tiny_weights, tmp_path):
     assert os.listdir(out_dir) == []
 
 
+def _ray_sessions() -> set[str]:
+    """Ray session folders on this machine: Ray's default place, and the ones our local Rays make."""
+    import glob
+
+    return set(glob.glob("/tmp/ray/session_2*")) | set(glob.glob("/tmp/vidrestore-ray-*"))
+
+
 def _interrupt_when(cmd: list[str], ready) -> str:
-    """Run ``cmd``, send SIGINT once ``ready()`` holds; it must exit 130. Returns its stderr."""
+    """Run ``cmd``, send SIGINT once ``ready()`` holds; it must exit 130 and leave no Ray session folder behind.
+    Returns its stderr."""
+    sessions = _ray_sessions()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not ready():
@@ -322,6 +331,7 @@ def _interrupt_when(cmd: list[str], ready) -> str:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    assert _ray_sessions() <= sessions, sorted(_ray_sessions() - sessions)
     return err
 
 

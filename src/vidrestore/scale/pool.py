@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -134,17 +136,24 @@ class RayPool:
         ray = ray_module()
         self._ray = ray
         self._started_here = False
+        self._temp_dir: str | None = None
         if not ray.is_initialized():
             logging.getLogger("ray").setLevel(logging.ERROR)
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             if address is None:
-                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpu_count())
+                # a Ray started here keeps its session (logs, sockets, spilled objects) in a folder of its own,
+                # removed by stop(), not in /tmp/ray, where every run would leave one behind
+                # (under /tmp where there is one: Ray's socket paths must stay under 108 bytes)
+                self._temp_dir = tempfile.mkdtemp(prefix="vidrestore-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpu_count(),
+                              _temp_dir=self._temp_dir)
             else:
                 _check_reachable(address)
                 kwargs.update(address=address)
             try:
                 ray.init(**kwargs)
             except Exception:  # ConnectionError and Ray's own: no cluster there
+                self._remove_temp_dir()
                 if address == "auto":
                     raise UsageError("--ray auto: no running Ray cluster found on this machine (start one with "
                                      "'ray start --head', or set RAY_ADDRESS)") from None
@@ -221,6 +230,12 @@ class RayPool:
                 pass
         if self._started_here:
             ray.shutdown()
+            self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
