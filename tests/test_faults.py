@@ -817,3 +817,30 @@ def test_a_matroska_timestamp_that_goes_back_is_damage_not_a_frame_to_renumber(t
     assert res.exit_code == 0, res.output
     assert f"2 frame(s) of {src} were left out: their timestamps repeat or go back" in res.output
     assert len(decode_all(out)) == 16
+
+
+def test_an_avi_that_lost_its_header_or_gained_frames_is_damaged(tiny_weights, tmp_path):
+    """Two ways a damaged AVI ran with exit 0 and the wrong frames: its header zeroed, FFmpeg read the rest as
+    a bare MJPEG stream (one frame, or all of them at guessed times); two chunks copied again, it held 62
+    frames where its index lists 60. Both are refused (exit 3), and `info` says why."""
+    import av
+
+    full = _avi(tmp_path / "full.avi", list(range(60)))
+    data = full.read_bytes()
+    headless = tmp_path / "headless.avi"
+    headless.write_bytes(bytes(64) + data[64:])
+    with av.open(str(full)) as c:
+        pos = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    a, b = pos[10] - 8, pos[12] - 8
+    doubled = tmp_path / "doubled.avi"
+    doubled.write_bytes(data[:b] + data[a:b] + data[b:])
+    for src, needle in ((headless, "is damaged: its AVI structure cannot be read, only a raw mjpeg stream"),
+                        (doubled, "its index lists 60 video frames but")):
+        out = tmp_path / f"{src.stem}.mp4"
+        res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
+                                        "--device", "cpu", "--threads", "1", "--mode", "interp"])
+        one_line_exit(res, 3, needle)
+        assert not out.exists()
+    res = CliRunner().invoke(main, ["info", "--json", str(doubled)])
+    report = json.loads(res.stdout)
+    assert (report["damaged"], report["surplus_frames"]) == (True, 2)

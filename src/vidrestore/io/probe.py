@@ -108,6 +108,8 @@ class VideoInfo:
     skipped_slots: int = 0
     # scanned: frames the index lists that are not in the file, though it was not cut short (gone from within)
     missing_frames: int = 0
+    # scanned: frames in an AVI beyond those its index lists (repeated or added data)
+    surplus_frames: int = 0
 
     def truncation(self) -> str | None:
         """One line on a truncated file, or None."""
@@ -118,6 +120,9 @@ class VideoInfo:
             return (f"{self.path} is damaged: its header says {self.short_of:.2f} s but its packets stop after "
                     f"{self.frame_count} frames, at byte {self.stops_at_byte} of {self.size_bytes}, and what "
                     "follows cannot be read")
+        if self.stops_at_byte is not None:
+            return (f"{self.path} is damaged: its packets stop after {self.frame_count} frames, at byte "
+                    f"{self.stops_at_byte} of {self.size_bytes}, and what follows cannot be read")
         if self.short_of is not None:
             return (f"{self.path} is truncated: its header says {self.short_of:.2f} s but the file "
                     f"({self.size_bytes} bytes) ends after {self.frame_count} frames")
@@ -128,11 +133,14 @@ class VideoInfo:
         if self.missing_frames:
             return (f"{self.path} is damaged: its index lists {self.index_frames} video frames but "
                     f"{self.missing_frames} of them are not in the file")
+        if self.surplus_frames:
+            return (f"{self.path} is damaged: its index lists {self.index_frames} video frames but the file holds "
+                    f"{self.index_frames + self.surplus_frames} (repeated or added data)")
         return None
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["damaged"] = bool(self.missing_frames or self.stops_at_byte is not None)
+        d["damaged"] = bool(self.missing_frames or self.surplus_frames or self.stops_at_byte is not None)
         d["path"] = str(self.path)
         d["rate"] = f"{self.rate.numerator}/{self.rate.denominator}"
         d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
@@ -168,6 +176,9 @@ TIMESTAMP_PRECISION_S = 0.001
 # the packets stop short of the header's duration: more, and the file is damaged there rather than cut short
 TRAILER_SLACK_BYTES = 4096
 TRAILER_SLACK_FRACTION = 0.01
+# ... and in a Matroska file without a duration: bytes after the packets that are more than both of these
+TRAILER_MIN_BYTES = 256
+TRAILER_MAX_SHARE = 0.2
 
 
 class PacketReach:
@@ -243,6 +254,10 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     if set(fmt.split(",")) & TEXT_DEMUXERS or (codecs and codecs <= TEXT_CODECS):
         container.close()
         raise InputError(f"not a video file: {p} (FFmpeg would draw it as text: {fmt})")
+    if p.suffix.lower() in CONTAINER_SUFFIXES and set(fmt.split(",")) <= RAW_STREAM_DEMUXERS:
+        container.close()
+        raise InputError(f"{p} is damaged: its {p.suffix.lower()[1:].upper()} structure cannot be read, only a raw "
+                         f"{fmt} stream, so which frames it held and when is unknown")
     return container
 
 
@@ -250,6 +265,16 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
 # "read" by them, a README as well as a video
 TEXT_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
 TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
+# a file named as a container (the name is its promise of frame times and an index) that FFmpeg can read only as
+# a bare stream of frames or images has lost that structure: damaged, not a video to guess at. (A valid file of
+# another container than its name says still opens: only the bare-stream demuxers count.)
+CONTAINER_SUFFIXES = {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".m2ts", ".mts", ".flv", ".ogv",
+                      ".mxf", ".wmv", ".asf", ".3gp", ".nut"}
+RAW_STREAM_DEMUXERS = {"mjpeg", "jpeg_pipe", "mpjpeg", "h264", "hevc", "vvc", "mpegvideo", "m4v", "h261", "h263",
+                       "cavsvideo", "vc1", "dirac", "rawvideo", "image2", "image2pipe", "png_pipe", "bmp_pipe",
+                       "gif", "gif_pipe", "webp_pipe", "tiff_pipe", "dpx_pipe", "exr_pipe", "j2k_pipe", "obu"}
 
 
 def _short(err: BaseException) -> str:
@@ -380,10 +405,16 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             # the same rule as the reader's at the end of a run, here before it starts
             if not declared:
                 first = container.start_time / 1e6 if container.start_time else 0.0
+                trailing = size - last_end
                 if reach.short_of(cont_duration, first):
                     short_of = cont_duration
-                    if not broken and size - last_end > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size):
+                    if not broken and trailing > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size):
                         stops_at_byte = last_end
+                elif (cont_duration is None and "matroska" in container.format.name.split(",") and not broken
+                      and last_end > 0 and trailing > max(TRAILER_MIN_BYTES, TRAILER_MAX_SHARE * size)):
+                    # no duration to compare with (damaged too): what follows the packets is far more than a
+                    # Matroska file's index and tags
+                    stops_at_byte = last_end
             if pts_list:
                 count, exact = len(pts_list), True
                 pts_list.sort()
@@ -419,6 +450,8 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             container_tags=tuple((k, val) for k, val in container.metadata.items() if k.lower() not in _MUXER_TAGS),
             index_frames=declared, truncated=bool(truncated), short_of=short_of, skipped_slots=skipped,
             missing_frames=_missing_within(container.format.name, declared, count if exact else 0, skipped, truncated),
+            surplus_frames=(count - declared if exact and 0 < declared < count
+                            and "avi" in container.format.name.split(",") else 0),
             stops_at_byte=stops_at_byte,
         )
     finally:

@@ -225,6 +225,9 @@ class FrameReader(Reading):
             if damage is not None:  # the probe refused a file cut short: what is missing was damaged
                 self.frames_lost = max(0, max(declared, scanned) - total - self.frames_misplaced, lost)
                 self.frames_stood_in = min(lost, self.frames_lost)
+            elif info.surplus_frames:
+                raise InputError(f"input is damaged: its index lists {declared} video frames but {path} holds "
+                                 f"{declared + info.surplus_frames} (repeated or added data){PAST_DAMAGE}")
             elif info.missing_frames:  # not cut short (the probe refused that): frames gone from within
                 raise InputError(f"input is damaged: its index lists {declared} video frames but {info.missing_frames} "
                                  f"of them are not in {path}{PAST_DAMAGE}")
