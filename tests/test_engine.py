@@ -38,16 +38,19 @@ class SpyModel(torch.nn.Module):
         self.windows: list[list[float]] = []
         self.with_key: list[bool] = []
         self.sharp: list[bool] = []
+        self.time_chunks: list[int] = []
 
     def encode(self, x):
         return self.inner.encode(x)
 
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         self.with_key.append(with_key)
         self.sharp.append(sharp)
+        self.time_chunks.append(time_chunk)
         for b in range(frames[0].shape[0]):
             self.windows.append([round(float(f[b].sum()), 2) for f in frames])
-        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp)
+        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
+                                  time_chunk=time_chunk)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4, 8])
@@ -83,6 +86,18 @@ def test_joint_restores_key_frames_interp_does_not(tiny_model):
     run(spy, frames, factor=2, mode="interp")
     assert spy.with_key and not any(spy.with_key)
     assert all(spy.sharp)  # interp mode tells the model its inputs are sharp
+
+
+def test_in_between_frames_made_a_few_at_a_time_are_the_same_frames(tiny_model):
+    """On the CPU the engine makes the in-between frames one at a time (less memory, fewer fresh pages): the
+    frames are those made all at once."""
+    frames = moving_pattern(5, 40, 24)
+    spy = SpyModel(tiny_model)
+    one, _ = run(spy, frames, factor=4, mode="joint")
+    assert spy.time_chunks and set(spy.time_chunks) == {1}  # the CPU's default
+    for chunk in (0, 2):
+        other, _ = run(tiny_model, frames, factor=4, mode="joint", time_chunk=chunk)
+        assert_same_frames(one, other, 20)
 
 
 def test_batch_size_does_not_change_results(tiny_model):
@@ -165,14 +180,15 @@ def test_tiles_cover_the_frame(tiny_model):
 
 
 class OomAboveBatch(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         if frames[0].shape[0] > 1:
             raise torch.OutOfMemoryError("fake: out of memory")
-        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp)
+        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
+                                  time_chunk=time_chunk)
 
 
 class AlwaysOom(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None):
+    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         raise torch.OutOfMemoryError("fake: out of memory")
 
 

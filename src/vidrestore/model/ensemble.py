@@ -75,6 +75,7 @@ class FlipEnsemble(nn.Module):
         with_key: bool = True,
         sharp: bool = False,
         prior=None,
+        time_chunk: int = 0,
     ):
         """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes.
         ``prior``: the flow-prior network's :class:`~vidrestore.model.prior_net.PriorFlows`, mirrored with the
@@ -87,7 +88,8 @@ class FlipEnsemble(nn.Module):
             fr = [_flip(f, dims) for f in frames]
             fe = [tuple(f[i * levels:(i + 1) * levels]) for f in feats]
             extra = {} if prior is None else {"prior": type(prior)(*(_flip_flow(f, dims) for f in prior))}
-            key, inter = self.model.restore(fr, fe, times, with_key=with_key, sharp=sharp, **extra)
+            key, inter = self.model.restore(fr, fe, times, with_key=with_key, sharp=sharp, time_chunk=time_chunk,
+                                            **extra)
             inter = _flip(inter, dims)
             inter_sum = inter if inter_sum is None else inter_sum + inter
             if key is not None:

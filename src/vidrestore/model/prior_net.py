@@ -357,10 +357,12 @@ class PriorNet(nn.Module):
         return self.encoder(frame)
 
     def restore(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
-                prior: PriorFlows, with_key: bool = True, sharp: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+                prior: PriorFlows, with_key: bool = True, sharp: bool = False,
+                time_chunk: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
         """One window F(i-1), F(i), F(i+1), F(i+2) with its features and prior flows -> (key [B,3,H,W] or
         None, inter [B,T,3,H,W]). ``sharp``: the inputs are known to be sharp (interp mode): the in-between
-        frames take the light refiner, not the restoration path."""
+        frames take the light refiner, not the restoration path. ``time_chunk``: make at most this many
+        in-between frames at once (the same frames, a fraction of the working memory; 0: all at once)."""
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
         f0, f1 = frames[1], frames[2]
@@ -381,7 +383,10 @@ class PriorNet(nn.Module):
         if n_t == 0:
             return key, f0.new_zeros((b, 0, 3, h, w))
         m10 = self.pair(e1[2], e0[2], prior.f10)
-        inter = self._inter(f0, f1, e0, e1, m01, m10, times, sharp)
+        if not 0 < time_chunk < n_t:
+            return key, self._inter(f0, f1, e0, e1, m01, m10, times, sharp)
+        inter = torch.cat([self._inter(f0, f1, e0, e1, m01, m10, times[:, i:i + time_chunk], sharp)
+                           for i in range(0, n_t, time_chunk)], dim=1)
         return key, inter
 
     def key_inputs(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], prior: PriorFlows,
