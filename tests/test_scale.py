@@ -367,3 +367,14 @@ def test_each_ray_worker_gets_a_gpu(tiny_weights, clip, tmp_path):
         ray_pool.stop()
     assert result.status == "done", result.message
     assert result.summary.device.startswith("cuda")
+
+
+def test_workers_a_file_cannot_use_are_named_in_a_note(pool, tmp_path):
+    """One file with a single key frame and --workers 2: it runs in one piece, and a note says that one of the
+    two workers has nothing to do (it used to run on one worker without a word)."""
+    src = write_clip(tmp_path / "one_key.mp4", moving_pattern(12, 64, 48), gop=100)
+    notes: list[str] = []
+    result, = enhance_all([config(src, tmp_path / "o.mkv")], ScaleOptions(workers=2), pool=pool, notes=notes.append)
+    assert result.status == "done", result.message
+    assert ("one_key.mp4: its key frames split it into 1 piece(s) only, so 1 of the 2 workers has nothing to do "
+            "(a file with more key frames splits further)") in notes

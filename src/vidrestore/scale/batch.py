@@ -94,6 +94,11 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
     tasks: list[Any] = []
     for f in files:
         made = _tasks_of(f, options, workers, note)
+        if not several and 0 < len(made) < workers:
+            idle = workers - len(made)
+            note(f"{f.config.input.name}: its key frames split it into {len(made)} piece(s) only, so {idle} of the "
+                 f"{workers} workers {'has' if idle == 1 else 'have'} nothing to do (a file with more key frames "
+                 "splits further)")
         if f.job is not None:  # chunks: the plan's notes once here (a whole file's run says them itself)
             for msg in f.planned.notes:
                 f.notes.append(msg)
