@@ -53,7 +53,6 @@ def test_bench_json_fields_tiny():
     p = data["pipeline"]
     assert (p["input_frames"], p["output_frames"]) == (4, 16)
     assert p["output_fps"] == pytest.approx(16 / p["seconds"])
-    assert p["peak_rss_mb"] >= m["peak_rss_mb"] - 1e-6  # a process peak only grows
     assert set(p["stages_s"]) == {"decode", "model", "encode"}
     assert all(v > 0 for v in p["stages_s"].values())
     if sys.platform.startswith("linux"):

@@ -369,16 +369,6 @@ def test_hf_spec_parsing():
             W.parse_hf_spec(bad)
 
 
-def test_hf_hub_download_has_the_parameters_used():
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    params = inspect.signature(hf_hub_download).parameters
-    for name in ("repo_id", "filename", "revision", "cache_dir", "local_files_only", "library_name",
-                 "library_version"):
-        assert name in params, name
-    assert {"repo_id", "filename", "cache_dir", "revision"} <= set(inspect.signature(try_to_load_from_cache).parameters)
-
-
 def test_hub_cache_offline(weights_file, tmp_path, no_hub_env):
     path, sha = weights_file
     cached = fill_hub_cache(no_hub_env, "owner/repo", "tiny.safetensors", path)

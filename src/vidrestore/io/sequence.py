@@ -28,6 +28,7 @@ import numpy as np
 
 from vidrestore import interrupts
 from vidrestore.errors import InputError, OutputError, one_line
+from vidrestore.names import natural_key
 from vidrestore.io.files import is_disk_full
 from vidrestore.io.probe import ColourInfo, VideoInfo
 from vidrestore.io.reader import DecodedFrame
@@ -38,16 +39,9 @@ DEEP_EXTS = frozenset({".png", ".tif", ".tiff"})  # written at 16 bits when the 
 WRITE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm"})
 DEFAULT_NAME = "%06d.png"
 _PATTERN = re.compile(r"%(0\d+)?d")
-_DIGITS = re.compile(r"(\d+)")
 
 
 # -- names -------------------------------------------------------------------------------------
-def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key: runs of digits compare as numbers (``f2`` before ``f10``), the rest case-folded."""
-    return tuple((0, int(part), part) if part.isdigit() else (1, part.casefold(), part)
-                 for part in _DIGITS.split(name) if part)
-
-
 def list_images(folder: Path, exts: frozenset[str] = IMAGE_EXTS) -> list[Path]:
     """The image files directly in ``folder``, in natural order (hidden files skipped)."""
     files = [p for p in Path(folder).iterdir()

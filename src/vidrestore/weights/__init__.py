@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vidrestore._version import __version__
 from vidrestore.errors import WeightsError
+from vidrestore.names import natural_key
 from vidrestore.weights._files import (
     DTYPE_BYTES,
     _is_file,
@@ -214,7 +214,8 @@ def verify_located(located: Located) -> None:
     if entry.sha256 is None:
         raise WeightsError(
             f"weights {entry.name!r} have no sha256 in the registry, so {located.path} cannot be checked "
-            "(register them with `vidrestore weights register`)"
+            "(add the file's sha256, from `vidrestore weights info FILE`, to that entry of the registry, or load "
+            "the file by its path)"
         )
     verify_file(located.path, entry.sha256, label=f"weights {entry.name!r}")
 
@@ -452,11 +453,6 @@ def register_weights(
     write_registry(reg.path, entries)
     _cache.pop(str(reg.path), None)
     return entry
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders the numbers inside names by value: vidrestore-prior-small-v9 before -v10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def iter_entries(registry: Registry | str | os.PathLike[str] | None = None) -> Iterator[WeightsEntry]:
