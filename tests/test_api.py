@@ -70,3 +70,21 @@ def test_deblur_mode_with_more_frames_asked_is_refused_as_on_the_command_line(ti
     assert len(list(vidrestore.enhance_frames(frames, mode="deblur", model=tiny_model))) == 2
     assert len(list(vidrestore.enhance_frames(frames, fps_x=1, mode="deblur", model=tiny_model))) == 2
     assert len(list(vidrestore.enhance_frames(frames, model=tiny_model))) == 4  # the default: 2x
+
+
+def test_the_api_runs_with_the_commands_thread_settings(make_clip, tiny_weights, tmp_path):
+    """The Python API goes through the run path that sets the threads, as the command does (it used to leave
+    torch's and OpenCV's pools as they were: busy-waiting threads that fought the decoder and encoder made
+    the same job several times slower). Checked in a fresh process: the settings, not the time."""
+    src = make_clip("in.mp4", n=4, audio=False)
+    code = ("import cv2, torch, vidrestore; from vidrestore import threads; "
+            f"vidrestore.enhance({str(src)!r}, {str(tmp_path / 'a.mp4')!r}, fps_x=2, mode='interp', device='cpu', "
+            f"weights={str(tiny_weights)!r}); first = (torch.get_num_threads(), cv2.getNumThreads()); "
+            f"vidrestore.enhance({str(src)!r}, {str(tmp_path / 'b.mp4')!r}, fps_x=2, mode='interp', device='cpu', "
+            f"weights={str(tiny_weights)!r}, threads=1); "
+            "print(first, threads.resolve(None), torch.get_num_threads(), cv2.getNumThreads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, cores, torch_after, cv2_after = out.stdout.strip().rsplit(" ", 3)[0], *out.stdout.strip().split()[-3:]
+    assert first == f"({cores}, {cores})"  # the cores available, as --threads' default
+    assert (torch_after, cv2_after) == ("1", "1")  # threads=1, as --threads 1

@@ -61,20 +61,22 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
             crf: int | None = None, preset: str | None = None, scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
             overwrite: bool = False, fps: str | Fraction | None = None, allow_gaps: bool = False,
             progress: Callable[[pipeline.Progress], None] | None = None,
-            notes: Callable[[str], None] | None = None, **run_options: Any) -> pipeline.RunSummary:
+            notes: Callable[[str], None] | None = None, threads: int | None = None,
+            **run_options: Any) -> pipeline.RunSummary:
     """Enhance the video file ``src`` into ``dst`` (``vidrestore enhance``): N input frames become N*fps_x,
     audio and subtitles are kept, and nothing is written unless the whole job succeeds. ``model``: a network
     from :func:`load_model`, reused across calls (else ``weights=`` or the default is loaded). Returns the
     run's summary (frames, rates, seconds, notes). Raises :class:`vidrestore.errors.VidrestoreError`.
     ``src``/``dst`` may be image sequences (a folder, or a pattern such as ``frames/%06d.png``); ``fps``: an
     input sequence's rate, as ``--fps``. ``codec`` None: the output container's default. ``allow_gaps``:
-    as ``--allow-gaps``."""
+    as ``--allow-gaps``. ``threads``: as ``--threads`` (the model's, OpenCV's and the codecs'; None: the cores
+    available: set on the first run of a process, unless a worker or the command line set them)."""
     run = RunOptions(**run_options)
     config = EnhanceConfig(input=Path(src), output=Path(dst), factor=_factor(fps_x, mode), mode=mode, run=run,
                            codec=codec, crf=crf,
                            preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
                            scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps,
-                           allow_gaps=allow_gaps)
+                           allow_gaps=allow_gaps, threads=threads)
     try:
         return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
     except OutputError as err:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from vidrestore import interrupts, runtime
+from vidrestore import interrupts, runtime, threads
 from vidrestore.config import EnhanceConfig, format_rate
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import (MEMORY_ADVICE, InputError, ProcessingError, VidrestoreError, interrupted_by,
@@ -103,6 +103,8 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     if planned is not None and planned.config != config:
         raise ValueError("run(): planned was made for another config")
     p = planned if planned is not None else plan(config)
+    # the command's thread settings, whichever entry point runs the job (threads asked for: always)
+    threads.apply(p.threads) if config.threads is not None else threads.ensure(p.threads)
     rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
     note_list: list[str] = []
 

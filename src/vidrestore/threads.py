@@ -93,13 +93,27 @@ RUN_KEPT = 1024 * 1024 * 1024
 
 
 def apply(threads: int) -> int:
-    """Set torch's and OpenCV's thread counts and the allocator's reuse of freed memory (process-wide); the
-    CLI calls this once per run."""
+    """Set torch's and OpenCV's thread counts and the allocator's reuse of freed memory (process-wide). The
+    CLI calls it once, before torch starts its pool (so that the pool's idle threads wait passively); every
+    run calls it again from the run path (:func:`vidrestore.pipeline.run`), so that the Python API, folders,
+    chunks and workers run with the same settings as the command (:func:`ensure`)."""
+    global _applied
     passive_waits()
     keep_freed_memory(RUN_KEPT)
     import cv2
     import torch
 
-    torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    _applied = threads
     return threads
+
+
+_applied: int | None = None  # what apply() set in this process
+
+
+def ensure(threads: int) -> int:
+    """The run path's call: :func:`apply` unless this process was set up already (the CLI, a worker given its
+    share of the cores); returns the thread count in force."""
+    return _applied if _applied is not None else apply(threads)
