@@ -243,7 +243,10 @@ class Restorer(nn.Module):
     def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor,
                 views: torch.Tensor | None = None) -> torch.Tensor:
         """``views`` [B, V, C, H/8, W/8]: the latents the view attention picks from (when it has one)."""
-        h = self.intro(torch.cat((centre, aux_a, aux_b), dim=1) - 0.5)
+        # each view to 2x2 blocks, then joined: the channels of space-to-depth on the joined views, in the same
+        # order, without the full-size joined copy
+        unshuffle, first = self.intro
+        h = first(torch.cat([unshuffle(t) for t in (centre, aux_a, aux_b)], dim=1) - 0.5)
         skips = []
         for i, (enc, down) in enumerate(zip(self.enc, self.down)):
             h = self._attend(i, enc(h), views)
@@ -331,8 +334,10 @@ class Refiner(nn.Module):
         self.out = nn.Sequential(zero_init(conv(c, 3 * 4)), nn.PixelShuffle(2))
 
     def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor) -> torch.Tensor:
-        x = torch.cat((blend, warped0, warped1, w0), dim=1)
-        return blend + self.out(self.body(F.avg_pool2d(x, 2)))
+        # each part pooled, then joined at half size: the same numbers as pooling the joined full-size tensor,
+        # without writing and reading that tensor
+        x = torch.cat([F.avg_pool2d(t, 2) for t in (blend, warped0, warped1, w0)], dim=1)
+        return blend + self.out(self.body(x))
 
 
 class PriorNet(nn.Module):
