@@ -338,3 +338,29 @@ def test_the_restore_stage_makes_the_key_frame_the_network_makes():
     mine.mean().backward()
     assert all(p.grad is None for p in net.encoder.parameters())  # the motion part is held fixed
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.restorer.parameters())
+
+
+def test_cheaper_per_t_parts_start_as_the_same_network():
+    """A flow head at 1/8 scale and a refiner at 1/4 (interp mode's cost, about halved): as built they give the
+    frames of the default scales, exactly (their last layers start at zero), and files without the fields load
+    as before."""
+    import dataclasses
+
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet, prior_config_from_dict
+
+    base = dataclasses.replace(PRIOR_CONFIGS["tiny"])
+    cheap = dataclasses.replace(base, head_scale=8, refine_scale=4)
+    frames = torch.rand(1, 4, 3, 48, 64)
+    prior = PriorFlows(*(torch.randn(1, 2, 48, 64) for _ in range(3)))
+    out = {}
+    for cfg in (base, cheap):
+        torch.manual_seed(0)
+        m = PriorNet(cfg).eval()
+        with torch.no_grad():
+            out[cfg.head_scale] = [m(frames, torch.tensor([0.25, 0.5]), prior, sharp=s)[1] for s in (False, True)]
+    for a, b in zip(out[4], out[8]):
+        assert torch.equal(a, b)
+    assert prior_config_from_dict({"name": "x"}).head_scale == 4  # an older file's config
+    for bad in ({"head_scale": 2}, {"refine_scale": 8}, {"head_scale": "8"}):
+        with pytest.raises(ValueError):
+            prior_config_from_dict({"name": "x", **bad})

@@ -81,6 +81,9 @@ class PriorConfig:
     # the restoration path's attention at its coarse levels (1/8 and 1/16); off in files that predate them
     view_attention: bool = False  # across the views (key frame and aligned neighbours; the two sides at t)
     local_attention: int = 0  # radius of self-attention within the latent (0: none)
+    # the scales of the per-t parts (interp mode's cost): the flow head at 1/4 or 1/8, the refiner at 1/2 or 1/4
+    head_scale: int = 4
+    refine_scale: int = 2
 
     def __post_init__(self) -> None:
         if len(self.channels) != 3 or min(self.channels) < 1:
@@ -93,6 +96,9 @@ class PriorConfig:
             raise ValueError("head and refine must be >= 1")
         if self.local_attention < 0:
             raise ValueError(f"local_attention must be >= 0, got {self.local_attention}")
+        if self.head_scale not in (4, 8) or self.refine_scale not in (2, 4):
+            raise ValueError(f"head_scale must be 4 or 8 and refine_scale 2 or 4, got {self.head_scale}, "
+                             f"{self.refine_scale}")
 
     @property
     def multiple(self) -> int:
@@ -302,13 +308,14 @@ class PairCorrection(nn.Module):
 
 
 class FlowHead(nn.Module):
-    """Per t and side, at 1/4 scale: a correction of that side's flow to t (in full-resolution pixels) and its
-    visibility logit, from both sides' 1/4 features warped to t, their difference, the flow and t. Shared by
-    both sides."""
+    """Per t and side, at 1/``head_scale`` scale (1/4 or 1/8): a correction of that side's flow to t (in
+    full-resolution pixels) and its visibility logit, from both sides' features of that scale warped to t,
+    their difference, the flow and t. Shared by both sides."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
-        c2, ch = cfg.channels[1], cfg.head
+        c2, ch = cfg.channels[1 if cfg.head_scale == 4 else 2], cfg.head
+        self.scale = float(cfg.head_scale)
         self.body = nn.Sequential(conv(3 * c2 + 2 + 2, ch), act(), conv(ch, ch), act(), conv(ch, ch), act())
         self.delta = zero_init(conv(ch, 3))
 
@@ -318,25 +325,25 @@ class FlowHead(nn.Module):
         and a correction learnt on blurry input would only blur it: the head is told, as one more channel."""
         dt = own.dtype
         flag = torch.full_like(tau, 1.0 if sharp else 0.0).to(dt)
-        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), (flow4 / 4.0).to(dt), tau.to(dt), flag),
-                                           dim=1)))
+        d = self.delta(self.body(torch.cat((own, other, (own - other).abs(), (flow4 / self.scale).to(dt), tau.to(dt),
+                                            flag), dim=1)))
         return d[:, :2], d[:, 2:3]
 
 
 class Refiner(nn.Module):
-    """The light path for in-between frames of sharp input: a residual at 1/2 scale from the blend and the
-    two warped frames (zero at start)."""
+    """The light path for in-between frames of sharp input: a residual at 1/``refine_scale`` scale from the
+    blend and the two warped frames (zero at start)."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
-        c = cfg.refine
+        c, self.scale = cfg.refine, cfg.refine_scale
         self.body = nn.Sequential(conv(9 + 1, c), act(), conv(c, c), act(), conv(c, c), act())
-        self.out = nn.Sequential(zero_init(conv(c, 3 * 4)), nn.PixelShuffle(2))
+        self.out = nn.Sequential(zero_init(conv(c, 3 * self.scale ** 2)), nn.PixelShuffle(self.scale))
 
     def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor) -> torch.Tensor:
         # each part pooled, then joined at half size: the same numbers as pooling the joined full-size tensor,
         # without writing and reading that tensor
-        x = torch.cat([F.avg_pool2d(t, 2) for t in (blend, warped0, warped1, w0)], dim=1)
+        x = torch.cat([F.avg_pool2d(t, self.scale) for t in (blend, warped0, warped1, w0)], dim=1)
         return blend + self.out(self.body(x))
 
 
@@ -425,8 +432,9 @@ class PriorNet(nn.Module):
         taus = (tau0, 1.0 - tau0)
         # side 0 samples F(i) along t * M10, side 1 samples F(i+1) along (1 - t) * M01
         flows = [taus[0] * rep(m10), taus[1] * rep(m01)]
-        size4 = e0[1].shape[-2:]
-        f4 = [rep(e0[1]), rep(e1[1])]
+        level = 1 if self.config.head_scale == 4 else 2  # the flow head's features: 1/4 or 1/8
+        size4 = e0[level].shape[-2:]
+        f4 = [rep(e0[level]), rep(e1[level])]
         flows4 = [resize_flow(fl, tuple(size4)) for fl in flows]
         warped4 = [backward_warp(f4[s], flows4[s]) for s in (0, 1)]
         logits = []
