@@ -176,6 +176,13 @@ def test_a_recipe_trains_resumes_and_exports(recipe, tmp_path):
 
     model = model_from_file(done["export"])
     assert model.config.name == "tiny"
+    # a run warm-started from that export (4 steps) is at step 4 of the curriculum: past the restore stage
+    # (until step 2), its steps are all joint
+    more = load_prior_recipe(recipe, {"out": str(tmp_path / "more"), "steps": 2, "init": done["export"],
+                                      "cache": str(tmp_path / "run" / "cache")})
+    train_prior(more, echo=lambda line: None)
+    records = [json.loads(line) for line in (tmp_path / "more" / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in records if r["kind"] == "train"} == {"joint"}
 
 
 def test_blur_to_length_picks_the_exposure_from_the_motion():
@@ -321,3 +328,33 @@ def test_two_processes_share_each_step_and_resume(recipe, tmp_path):
     from vidrestore.weights import read_metadata
 
     assert read_metadata(out / "final.safetensors")["train.hardware"].endswith("x 2 processes")
+
+
+def test_a_warm_start_into_cheaper_per_t_parts_keeps_everything_else(tmp_path):
+    """A file of the default scales warm-starts a network with the flow head at 1/8 and the refiner at 1/4:
+    every other tensor is the file's, those two parts start as built (their corrections zero); a tensor that
+    does not fit anywhere else is still refused."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from vidrestore.errors import UsageError
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorNet, prior_config_to_json
+    from vidrestore.train.prior_loop import warm_start
+
+    torch.manual_seed(0)
+    old = PriorNet(PRIOR_CONFIGS["tiny"])
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(path),
+              metadata={"vidrestore.config": prior_config_to_json(old.config), "vidrestore.format": "2"})
+    new = PriorNet(dataclasses.replace(PRIOR_CONFIGS["tiny"], head_scale=8, refine_scale=4))
+    built = {k: v.clone() for k, v in new.state_dict().items()}
+    warm_start(new, str(path))
+    for k, v in new.state_dict().items():
+        source = built if k.startswith(("flow_head.", "refiner.")) else old.state_dict()
+        assert torch.equal(v, source[k]), k
+    other = PriorNet(dataclasses.replace(PRIOR_CONFIGS["tiny"], channels=(8, 8, 16)))
+    with pytest.raises(UsageError, match="do not fit"):
+        warm_start(other, str(path))

@@ -53,7 +53,9 @@ STAGES = ("restore", "motion", "joint")
 
 @dataclass(frozen=True)
 class Stage:
-    """One part of the curriculum, until step ``until`` (0: to the end of the run).
+    """One part of the curriculum, until step ``until`` (0: to the end of the run). Steps count the whole
+    training, a warm start's steps included (a run that starts from a file trained for 20,000 steps is at
+    step 20,000 of the curriculum).
 
     - ``restore``: the restoration path alone (the motion part held fixed) on key frames only: cheap steps,
       neighbours sometimes replicated (as at the ends of a video and at cuts);
@@ -96,6 +98,8 @@ class PriorTrainConfig:
     size: str = "small"
     view_attention: bool | None = None  # None: the size's own (set for ablations)
     local_attention: int | None = None
+    head_scale: int | None = None  # None: the size's own (the per-t flow head's scale, 4 or 8)
+    refine_scale: int | None = None  # ... the interp refiner's (2 or 4)
     steps: int = 20000
     stages: tuple[Stage, ...] = (Stage("joint", mix=(("real", 0.6), ("interp", 0.15), ("synthetic", 0.25)),
                                        batch=4, crop=128),)
@@ -149,7 +153,8 @@ class PriorTrainConfig:
 
     def model_config(self) -> PriorConfig:
         """The size's network config, with the recipe's attention settings where it gives them."""
-        changes = {k: v for k, v in (("view_attention", self.view_attention), ("local_attention", self.local_attention))
+        changes = {k: v for k, v in (("view_attention", self.view_attention), ("local_attention", self.local_attention),
+                                     ("head_scale", self.head_scale), ("refine_scale", self.refine_scale))
                    if v is not None}
         return dataclasses.replace(PRIOR_CONFIGS[self.size], **changes)
 
@@ -360,16 +365,26 @@ def _param_groups(model: PriorNet, cfg: PriorTrainConfig) -> list[dict[str, Any]
     return [{"params": rest, "scale": 1.0}, {"params": restore, "scale": cfg.restore_lr_scale}]
 
 
+# parts whose shapes follow the per-t scales (head_scale, refine_scale): a warm start into other scales leaves
+# them as built (their last layers start at zero, so the network starts as the file's, less their corrections)
+RESCALED_PARTS = ("flow_head.", "refiner.")
+
+
 def warm_start(model: PriorNet, spec: str) -> dict[str, str]:
     """Copy the tensors of weights ``spec`` into ``model`` (parts the file lacks, such as attention blocks added
-    since, stay as built: they start as the identity). Returns the file's metadata."""
+    since, stay as built: they start as the identity; so do the per-t parts where the scales differ). Returns
+    the file's metadata."""
     located = locate_weights(spec)
     tensors, meta = read_tensors(located.path)
     own = model.state_dict()
-    bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
+    rescaled = {k for k, v in tensors.items() if k in own and own[k].shape != v.shape and k.startswith(RESCALED_PARTS)}
+    if rescaled:  # the whole part starts anew, not a mix of the file's tensors and new ones
+        rescaled |= {k for k in tensors if k.startswith(tuple(p for p in RESCALED_PARTS
+                                                              if any(r.startswith(p) for r in rescaled)))}
+    bad = [k for k, v in tensors.items() if k not in rescaled and (k not in own or own[k].shape != v.shape)]
     if bad:
         raise UsageError(f"init {spec}: its tensors do not fit a {model.config.name} model ({bad[0]}, ...)")
-    model.load_state_dict(tensors, strict=False)
+    model.load_state_dict({k: v for k, v in tensors.items() if k not in rescaled}, strict=False)
     return meta
 
 
@@ -582,7 +597,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print, rank
 
     running, count, pixels, t_log = 0.0, 0, 0, clock.seconds()
     def next_batch(at: int) -> tuple[Stage, Batch]:
-        stage = cfg.stage(at)
+        stage = cfg.stage(base["steps"] + at)  # the curriculum counts every step, a warm start's included
         mix = [(s, w) for s, w in stage.mix if w > 0 and batches.windows(s)]  # what the cache holds so far
         if not mix:
             raise UsageError(f"stage {stage.name}: the cache holds none of its sources yet")
