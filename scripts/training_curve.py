@@ -2,7 +2,8 @@
 
     python scripts/training_curve.py RUN [RUN ...] --png docs/training-curve.png   (needs matplotlib)
 
-Reads each RUN/log.jsonl (runs given in order: a later run continues an earlier one's hours). Prints a Markdown
+Reads each RUN/log.jsonl (runs given in order: a run warm-started from an earlier one's export counts the
+hours in that file; one without a warm start continues the runs before it). Prints a Markdown
 table, one line per validation: cumulative hours (the warm start's included), step, and each series as its PSNR
 and its gain over the floor (the input key frame; the prior's warp-and-blend for in-between frames).
 """
@@ -36,9 +37,10 @@ def read_run(folder: Path, offset_hours: float) -> tuple[list[dict], dict, float
         elif rec["kind"] == "floor":
             floor = rec["val"]
         elif rec["kind"] == "val" and "hours" in rec:
-            rows.append({"hours": offset_hours + base + float(rec["hours"]), "step": rec["step"], "floor": floor,
-                         **rec["val"]})
-    last = rows[-1]["hours"] if rows else offset_hours + base
+            # a warm start's hours are in its file (cumulative); a run without one continues the runs before it
+            start = base if base else offset_hours
+            rows.append({"hours": start + float(rec["hours"]), "step": rec["step"], "floor": floor, **rec["val"]})
+    last = rows[-1]["hours"] if rows else (base or offset_hours)
     return rows, floor, last
 
 
