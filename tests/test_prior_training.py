@@ -358,3 +358,23 @@ def test_a_warm_start_into_cheaper_per_t_parts_keeps_everything_else(tmp_path):
     other = PriorNet(dataclasses.replace(PRIOR_CONFIGS["tiny"], channels=(8, 8, 16)))
     with pytest.raises(UsageError, match="do not fit"):
         warm_start(other, str(path))
+
+
+def test_straight_shake_kernels_are_lines_of_their_length():
+    """A pan blurs along a straight line: those kernels' support lies on one line as long as asked; the walk's
+    curl, the default, does not."""
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.full((4,), 16.0)
+    straight = torch.tensor([True, True, False, False])
+    k = shake_kernels(lengths, 25, g, straight=straight)
+    assert torch.allclose(k.sum(dim=(1, 2)), torch.ones(4))
+    for kernel, line in zip(k, straight):
+        ys, xs = (kernel > 1e-3).nonzero(as_tuple=True)
+        pts = torch.stack((xs.float(), ys.float()), dim=1)
+        centred = pts - pts.mean(dim=0)
+        spread = torch.linalg.svdvals(centred)  # across the line: about a pixel (bilinear splats)
+        extent = math.hypot(float(xs.max() - xs.min()), float(ys.max() - ys.min()))
+        if line:
+            assert float(spread[1]) / float(spread[0]) < 0.15 and 14 <= extent <= 19
+        else:
+            assert float(spread[1]) / float(spread[0]) > 0.15

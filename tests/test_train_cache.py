@@ -138,3 +138,15 @@ def test_training_hours_leave_out_the_time_the_run_was_stopped():
     trained, wall = (float(x) for x in out.split())
     assert wall >= 5.0
     assert 1.5 < trained < 3.0  # about the 2 s it ran, not the 5 s that passed
+
+
+def test_a_kind_of_blur_left_off_does_not_change_the_fingerprint(tmp_path):
+    """Blur settings at 0 (a kind of blur not used) are left out of the fingerprint: a kind added to the code
+    later, off by default, keeps the caches made before it; turning it on remakes them."""
+    import dataclasses
+
+    base = _settings(tmp_path, tmp_path / "clip.mp4")
+    assert "line_prob" not in base.to_json()["blur"]
+    on = dataclasses.replace(base, blur=dataclasses.replace(base.blur, line_prob=0.3))
+    assert on.fingerprint() != base.fingerprint() and on.to_json()["blur"]["line_prob"] == 0.3
+    assert base.to_json()["blur"]["lucky_prob"] == BlurConfig().lucky_prob  # the others stay in

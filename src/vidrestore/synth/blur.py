@@ -55,12 +55,14 @@ def temporal_blur(frames: Sequence[np.ndarray], centre: int, exposure: float, st
     return acc / count
 
 
-def shake_kernels(lengths: torch.Tensor, size: int, generator: torch.Generator, points: int = 64) -> torch.Tensor:
+def shake_kernels(lengths: torch.Tensor, size: int, generator: torch.Generator, points: int = 64,
+                  straight: torch.Tensor | None = None) -> torch.Tensor:
     """Camera-shake blur kernels [B, size, size] (each sums to 1) whose trajectories are about
     ``lengths`` [B] pixels long (0: a delta, no blur). A trajectory is a random walk with inertia and a
     pull back to its start (a hand), rescaled to its length and centred; its points are splatted
-    bilinearly."""
+    bilinearly. ``straight`` [B] bool: those trajectories are straight lines (a pan)."""
     b = lengths.shape[0]
+    walk = torch.ones(b, 1) if straight is None else (~straight).float().view(b, 1)
     vel = torch.zeros(b, 2)
     pos = torch.zeros(b, points, 2)
     direction = torch.rand(b, generator=generator) * 2 * math.pi
@@ -68,7 +70,7 @@ def shake_kernels(lengths: torch.Tensor, size: int, generator: torch.Generator, 
     p = torch.zeros(b, 2)
     for i in range(1, points):
         jitter = torch.randn(b, 2, generator=generator) * 0.35
-        vel = 0.9 * vel + jitter - 0.02 * p
+        vel = 0.9 * vel + walk * (jitter - 0.02 * p)
         vel = vel / vel.norm(dim=1, keepdim=True).clamp_min(1e-6)
         p = p + vel
         pos[:, i] = p

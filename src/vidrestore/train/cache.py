@@ -54,7 +54,11 @@ class CacheSettings:
     synthetic_crop: int = 128
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "prior": PRIOR, **json.loads(json.dumps(asdict(self)))}
+        data = json.loads(json.dumps(asdict(self)))
+        # a blur setting at 0 is a kind of blur not used: left out, so that a kind added later (off by default)
+        # leaves the caches made before it as they are
+        data["blur"] = {k: v for k, v in data["blur"].items() if v != 0}
+        return {"format": FORMAT, "prior": PRIOR, **data}
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]

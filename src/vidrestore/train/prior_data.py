@@ -70,6 +70,7 @@ class BlurConfig:
     length_prob: float = 0.0  # of the temporally blurred items
     length: tuple[float, float] = (4.0, 40.0)  # px
     max_exposure: float = 8.0  # source frames
+    line_prob: float = 0.0  # a shaken item's kernels are straight lines (a pan), not a hand's curled path
 
 
 def load_footage(paths: Sequence[str | Path], max_side: int, skip_frames: Sequence[int] | int = 0,
@@ -195,7 +196,9 @@ class RealSampler:
             if not shared:
                 lengths[torch.rand(4, generator=generator) < cfg.lucky_prob] = 0.0
             k = int(2 * math.ceil(float(lengths.max()) / 2 + 1) + 1)
-            kernels = shake_kernels(lengths, k, generator)
+            straight = torch.rand(1, generator=generator) < cfg.line_prob if cfg.line_prob > 0 else None
+            kernels = shake_kernels(lengths, k, generator,
+                                    straight=None if straight is None else straight.expand(4))
             if shared:
                 kernels = kernels[:1].expand(4, -1, -1)
             out = apply_kernels(out, kernels)
