@@ -104,7 +104,10 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         raise ValueError("run(): planned was made for another config")
     p = planned if planned is not None else plan(config)
     # the command's thread settings, whichever entry point runs the job (threads asked for: always)
-    threads.apply(p.threads) if config.threads is not None else threads.ensure(p.threads)
+    if config.threads is not None:
+        threads.apply(p.threads)
+    else:
+        threads.ensure(p.threads)
     rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
     note_list: list[str] = []
 

@@ -39,14 +39,14 @@ class Timed:
     peak_rss_mb: float
 
 
-def run_timed(argv: Sequence[str], env: dict[str, str] | None = None, poll: float = 0.02) -> Timed:
+def run_timed(argv: Sequence[str], poll: float = 0.02) -> Timed:
     """Run ``argv`` to its end; its wall time and its peak resident memory. The peak is the child's own
     high-water mark (``VmHWM``, read while it runs): the ``ru_maxrss`` that ``wait4`` reports would hold this
     process's size too, which a child keeps from the fork across its exec. A failure raises
     :class:`UsageError` with the command's last line of errors."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         peak_kb = 0
         while proc.poll() is None:
             peak_kb = max(peak_kb, _high_water_kb(proc.pid))

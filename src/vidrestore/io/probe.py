@@ -187,9 +187,9 @@ class PacketReach:
     count it), the video's frame interval where a video packet came without its duration (Matroska need not
     store it), and the rounding of two timestamps at Matroska's 1 ms."""
 
-    def __init__(self, video_step: float = 0.0) -> None:
+    def __init__(self, video_rate: Fraction | None = None) -> None:
         self.end = 0.0
-        self.video_step = video_step
+        self.video_step = float(1 / video_rate) if video_rate else 0.0  # a video packet without a duration
         self.audio_step = 0.0
         self.video_without_duration = False
 
@@ -379,7 +379,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             size = p.stat().st_size
             broken = False  # a packet of any stream cut off by the end of the file
             complete, last_end = 0, -1  # whole video packets; the end of the last packet of any stream
-            reach = PacketReach(float(1 / rate) if rate else 0.0)  # where the packets of any stream reached
+            reach = PacketReach(rate)  # where the packets of any stream reached
             try:
                 for packet in container.demux():  # every stream: in an interleaved file the audio may end it
                     if packet.size == 0:

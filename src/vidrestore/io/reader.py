@@ -124,7 +124,7 @@ class FrameReader(Reading):
             stream = self._video_stream(container)
             declared = int(stream.frames or 0)
             container_duration = container.duration / 1e6 if container.duration else None
-            reach = PacketReach(float(1 / info.rate) if info.rate else 0.0)  # where the packets of any stream reached
+            reach = PacketReach(info.rate)  # where the packets of any stream reached
             count = 0
             prev_pts: int | None = None
             # held until the next frame gives its duration: its timestamp, the frame, and whether it is
@@ -167,16 +167,17 @@ class FrameReader(Reading):
                 pts = frame.pts
                 if pts is None:
                     pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
-                if prev_pts is not None and pts <= prev_pts and not stamped:
-                    pts = prev_pts + 1  # AVI and raw streams store no presentation times: FFmpeg's guesses
-                elif prev_pts is not None and pts <= prev_pts:  # a timestamp repeated or gone backwards
-                    if damage is None:
+                if prev_pts is not None and pts <= prev_pts:  # a timestamp repeated or gone backwards
+                    if not stamped:
+                        pts = prev_pts + 1  # AVI and raw streams store no presentation times: FFmpeg's guesses
+                    elif damage is None:
                         where = count + (pending is not None)
                         raise InputError(f"input is damaged: its timestamps go back at frame {where} of {path} "
                                          f"({float(pts * tb):.3f} s after {float(prev_pts * tb):.3f} s)"
                                          f"{PAST_DAMAGE}")
-                    self.frames_misplaced += 1  # --allow-gaps: left out (its place is another frame's)
-                    return True
+                    else:
+                        self.frames_misplaced += 1  # --allow-gaps: left out (its place is another frame's)
+                        return True
                 prev_pts = pts
                 if grid is not None and not stand_ins(grid.grid_index(pts, tb), frame):
                     return False

@@ -377,10 +377,10 @@ def warm_start(model: PriorNet, spec: str) -> dict[str, str]:
     located = locate_weights(spec)
     tensors, meta = read_tensors(located.path)
     own = model.state_dict()
-    rescaled = {k for k, v in tensors.items() if k in own and own[k].shape != v.shape and k.startswith(RESCALED_PARTS)}
-    if rescaled:  # the whole part starts anew, not a mix of the file's tensors and new ones
-        rescaled |= {k for k in tensors if k.startswith(tuple(p for p in RESCALED_PARTS
-                                                              if any(r.startswith(p) for r in rescaled)))}
+    # a part with any tensor of another shape starts anew whole, not as a mix of the file's tensors and new ones
+    reshaped = tuple(p for p in RESCALED_PARTS
+                     if any(k.startswith(p) and k in own and own[k].shape != v.shape for k, v in tensors.items()))
+    rescaled = {k for k in tensors if reshaped and k.startswith(reshaped)}
     bad = [k for k, v in tensors.items() if k not in rescaled and (k not in own or own[k].shape != v.shape)]
     if bad:
         raise UsageError(f"init {spec}: its tensors do not fit a {model.config.name} model ({bad[0]}, ...)")
