@@ -91,7 +91,7 @@ def data_variants(recipe: Path, out: Path, steps: int) -> dict[str, Path]:
         name = slug(row)
         cfg = dataclasses.replace(base, **change, steps=steps, warmup=min(base.warmup, steps // 4),
                                   out=str(out / "runs" / name), val_every=steps, minutes=None)
-        result = train_prior(cfg, echo=lambda line: print(f"[{name}] {line}", flush=True))
+        result = train_prior(cfg, echo=lambda line, name=name: print(f"[{name}] {line}", flush=True))
         files[row] = Path(result["export"])
     return files
 
@@ -109,7 +109,8 @@ def run_checks(files: dict[str, Path], out: Path, clips: Path) -> dict[str, dict
             argv = [a.replace("{clips}", str(clips)) for a in eval_args]
             if tuple(argv) not in results:
                 # this interpreter's vidrestore, so a run needs no activated environment
-                cmd = [sys.executable, "-m", "vidrestore", "eval", *argv, "--weights", str(path), "--methods", "model", "--json"]
+                cmd = [sys.executable, "-m", "vidrestore", "eval", *argv, "--weights", str(path),
+                       "--methods", "model", "--json"]
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
                 results[tuple(argv)] = json.loads(done.stdout)
                 folder.mkdir(parents=True, exist_ok=True)

@@ -61,10 +61,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     import vidrestore
+    from vidrestore import threads
+
+    threads.apply(args.threads)
 
     model = vidrestore.load_model(args.weights, device="cpu")
     rows = []
@@ -72,8 +72,8 @@ def main() -> None:
         for index, sharp in zip((0, 40, 80), frames_of(clip, [0, 40, 80], (640, 360))):
             for deg in (0, 45, 90, 135):
                 k = line_kernel(args.length, deg)
-                blurred = np.clip(np.rint(cv2.filter2D(sharp.astype(np.float32), -1, k, borderType=cv2.BORDER_REPLICATE)),
-                                  0, 255).astype(np.uint8)
+                soft = cv2.filter2D(sharp.astype(np.float32), -1, k, borderType=cv2.BORDER_REPLICATE)
+                blurred = np.clip(np.rint(soft), 0, 255).astype(np.uint8)
                 out = list(vidrestore.enhance_frames([blurred] * 5, mode="deblur", model=model, device="cpu"))
                 rows.append({"clip": clip.name, "frame": index, "degrees": deg, "input": psnr(blurred, sharp),
                              "model": psnr(out[2], sharp)})

@@ -1,6 +1,7 @@
 """A before | after panel of real blurry frames in deblur mode (the README's and model card's figure).
 
-    python scripts/make_deblur_panel.py --weights FILE [--frames ../shared/data/adobe240_blurry] [--out docs/deblur_panel.png]
+    python scripts/make_deblur_panel.py --weights FILE [--frames ../shared/data/adobe240_blurry]
+        [--out docs/deblur_panel.png]
 
 The frames go through the same run path as ``vidrestore enhance --mode deblur`` (``enhance_frames``); the
 panel shows the middle frame, whole, before and after, with a 2x crop of where the output differs most.

@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
-"""The scaling figures of the README and docs/scaling.md: one clip enhanced in one piece by one worker,
-then in chunks by N workers on a local Ray, both timed in this one run on this machine; and what a chunk
-costs, part by part (decode, model, encode per frame; the join), from which docs/scaling.md estimates
-how throughput grows with more workers or GPUs.
+"""Chunks and workers, timed: one clip enhanced in one piece by one worker, then in chunks by N workers on a
+local Ray, both in this one run on this machine; and what a chunk costs, part by part (decode, model, encode per
+frame; the join), from which one can estimate how throughput grows with more workers or GPUs.
 
     python scripts/scale_bench.py OUTDIR [--seconds 60] [--size 640x360] [--workers 2] [--weights W]
 
 The clip: the first SECONDS of ../shared/data/train/mdn_shared_assets/tears-of-steel-battle-clip-medium.webm
-(CC BY 3.0: "Tears of Steel, (CC) Blender Foundation, mango.blender.org"), scaled to SIZE, H.264 with a key frame every 2 s, with its audio. Runs at
-2x in interp mode. Writes OUTDIR/scale_bench.json.
+(CC BY 3.0: "Tears of Steel, (CC) Blender Foundation, mango.blender.org"), scaled to SIZE, H.264 with a key
+frame every 2 s, with its audio. Runs at 2x in interp mode. Writes OUTDIR/scale_bench.json.
 """
 
 from __future__ import annotations

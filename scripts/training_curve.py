@@ -91,9 +91,11 @@ def main() -> None:
         label, _, run = item.partition("=")
         part, _, _ = read_run(Path(run), 0.0)
         others.append((label, part))
-        print(f"\n{label} ({run}):\n\n| hours | step | real.key (gain) | synthetic.key (gain) |\n| ---: | ---: | ---: | ---: |")
+        print(f"\n{label} ({run}):\n\n| hours | step | real.key (gain) | synthetic.key (gain) |\n"
+              "| ---: | ---: | ---: | ---: |")
         for r in part:
-            print(f"| {r['hours']:.2f} | {r['step']} | {r['real.key']:.2f} ({r['real.key'] - floor['real.key']:+.2f}) | "
+            print(f"| {r['hours']:.2f} | {r['step']} | "
+                  f"{r['real.key']:.2f} ({r['real.key'] - floor['real.key']:+.2f}) | "
                   f"{r['synthetic.key']:.2f} ({r['synthetic.key'] - floor['synthetic.key']:+.2f}) |")
     if args.png:
         import matplotlib

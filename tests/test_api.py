@@ -19,16 +19,15 @@ def test_import_is_light_and_the_api_loads_on_first_use():
             "assert not heavy, heavy; vidrestore.load_model; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError):
-        vidrestore.no_such_thing
+        vidrestore.no_such_thing  # noqa: B018 (the attribute access is the test)
 
 
 def test_load_model_gives_the_default_flow_prior_network_in_eval_mode():
     from vidrestore.model import PriorNet
-    from vidrestore.weights import DEFAULT_WEIGHTS, load_registry
 
     model = vidrestore.load_model(device="cpu")
     assert isinstance(model, PriorNet) and not model.training
-    assert model.config.name == load_registry()[DEFAULT_WEIGHTS].config
+    assert model.config.name == vidrestore.weights.load_model(vidrestore.weights.DEFAULT_WEIGHTS).config.name
     assert all(p.dtype.is_floating_point and p.dtype == model.encoder.s1[0].weight.dtype for p in model.parameters())
     with pytest.raises(TypeError):
         vidrestore.load_model(device="cpu", options={"flow_polish": 0})  # the network has no inference options

@@ -29,7 +29,8 @@ def test_bench_json_fields_tiny():
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     s = data["settings"]
-    assert (s["resolution"], s["factor"], s["mode"], s["effective_factor"], s["dtype"]) == ("64x48", 4, "joint", 4, "float32")
+    assert (s["resolution"], s["factor"], s["mode"], s["effective_factor"], s["dtype"]) == \
+        ("64x48", 4, "joint", 4, "float32")
 
     hw = data["hardware"]
     for key in ("cpu", "cpu_threads", "torch_threads", "gpu", "torch", "cuda", "pyav", "device"):

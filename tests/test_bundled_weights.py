@@ -14,7 +14,7 @@ from conftest import make_engine, reds_rgb
 from vidrestore.cli import main
 from vidrestore.model.prior_net import PriorNet
 from vidrestore.prior import window_prior
-from vidrestore.weights import DEFAULT_WEIGHTS, load_model, resolve_weights
+from vidrestore.weights import DEFAULT_WEIGHTS, load_model, locate
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_default_weights_are_bundled_and_verified_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    path = resolve_weights(DEFAULT_WEIGHTS)
+    path, _ = locate(DEFAULT_WEIGHTS)
     assert Path(path).is_file() and Path(path).suffix == ".safetensors"
     result = CliRunner().invoke(main, ["weights", "verify"])
     assert result.exit_code == 0, result.output
@@ -118,7 +118,7 @@ def test_windows_with_replicated_neighbours_behave_well(bundled):
     src = _reds_tensor(5)
     crop = (slice(None), slice(8, -8), slice(8, -8))
     for v in ((4, 0), (3, 2)):
-        def sharp(k: float) -> torch.Tensor:
+        def sharp(k: float, v=v) -> torch.Tensor:
             return _pan(src, v, k, top=40, left=80)
 
         def blurry(k: int) -> torch.Tensor:  # 7 of 8 sub-frames per frame interval, 8-bit

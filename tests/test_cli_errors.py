@@ -289,3 +289,17 @@ def test_cli_leaves_ffmpeg_logging_off(make_clip):
         assert av.logging.get_level() is None
     finally:
         av.logging.set_level(None)
+
+
+def test_an_unknown_precision_is_one_line_before_any_work(cli, make_clip, tmp_path):
+    """--precision is checked in one place (config.check_precision), for enhance as for a training recipe."""
+    from vidrestore.config import check_precision
+    from vidrestore.errors import UsageError
+
+    src = make_clip(n=3)
+    res = cli(src, "-o", tmp_path / "o.mp4", "--precision", "fp64")
+    assert_one_line_error(res, 2, "--precision 'fp64': expected one of auto, fp32, fp16, bf16")
+    assert not (tmp_path / "o.mp4").exists()
+    assert check_precision("bf16") == "bf16"
+    with pytest.raises(UsageError, match="expected one of"):
+        check_precision("FP32")

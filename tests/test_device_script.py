@@ -1,4 +1,4 @@
-"""``scripts/device_run.sh``, the lent GPU's whole training run (``recipes/prior-default-gpu.toml``), smoke-tested on
+"""``lab/device_run.sh``, the lent GPU's whole training run (``recipes/prior-default-gpu.toml``), smoke-tested on
 the CPU at tiny size: the next GPU session must not spend its device time finding out that a flag no longer exists."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(step: list[str], cwd: Path, **settings: str) -> subprocess.CompletedProcess:
-    """``scripts/device_run.sh STEP`` on the CPU in fp32 at tiny size, with ``settings`` in its environment."""
+    """``lab/device_run.sh STEP`` on the CPU in fp32 at tiny size, with ``settings`` in its environment."""
     env = dict(os.environ, DEVICE="cpu", PRECISION="fp32", SIZE="tiny", BATCH="1", PYTHON=sys.executable, **settings)
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "device_run.sh"), *step], env=env, cwd=cwd,
+    res = subprocess.run(["bash", str(ROOT / "lab" / "device_run.sh"), *step], env=env, cwd=cwd,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return res

@@ -34,7 +34,6 @@ class SpyModel(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.config = inner.config
-        self.needs_prior = inner.needs_prior  # the engine passes the flow prior on, as to the network itself
         self.windows: list[list[float]] = []
         self.with_key: list[bool] = []
         self.sharp: list[bool] = []

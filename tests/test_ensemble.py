@@ -71,7 +71,7 @@ def test_features_hold_every_mirrored_copy_and_restore_splits_them(model):
     assert len(feats) == 4 * len(single)
     for got, want in zip(feats[2 * len(single):3 * len(single)], flipped):
         torch.testing.assert_close(got, want)
-    assert ens.config is model.config and ens.needs_prior
+    assert ens.config is model.config
 
 
 def test_unknown_pass_count_is_refused(model):

@@ -136,7 +136,8 @@ def test_interp_and_deblur_plans():
     deblur = P.make_plan("deblur", 30, stride=8, exposure=5)
     assert (deblur.factor, deblur.mode) == (1, "deblur")
     assert [i.centre for i in deblur.inputs] == [2, 10, 18, 26]
-    assert [(t.output, t.source, t.is_key) for t in deblur.targets] == [(0, 2, True), (1, 10, True), (2, 18, True), (3, 26, True)]
+    assert [(t.output, t.source, t.is_key) for t in deblur.targets] == \
+        [(0, 2, True), (1, 10, True), (2, 18, True), (3, 26, True)]
     every = P.make_plan("deblur", 10, stride=1, exposure=3)  # a blurry frame at every position
     assert [i.centre for i in every.inputs] == list(range(1, 9))
 
@@ -372,7 +373,7 @@ def test_cli_synthetic_json_and_saved_frames(tiny_weights, tmp_path):
     assert "run" not in s and len(s["weights_sha256"]) == 64
     assert list(data["methods"]) == ["model", "repeat", "blend", "dis-flow", "minterpolate"]
     assert [c["name"] for c in data["clips"]] == ["synthetic-000", "synthetic-001"]
-    for name, m in data["methods"].items():
+    for m in data["methods"].values():
         for clip in ("synthetic-000", "synthetic-001"):
             sc = m["clips"][clip]
             assert (sc["key"]["frames"], sc["inter"]["frames"], sc["all"]["frames"]) == (1, 3, 4)

@@ -355,8 +355,8 @@ def test_unreadable_input_is_exit_3_and_unreachable_output_exit_4(shared_dir):
         lines = [x for x in proc.stderr.splitlines() if x.strip()]
         assert proc.returncode == code, (args, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("vidrestore: error:"), (args, proc.stderr)
-        assert needle in lines[0] and "Permission denied" in lines[0].replace("permission denied", "Permission denied"), \
-            (args, proc.stderr)
+        first = lines[0].replace("permission denied", "Permission denied")
+        assert needle in lines[0] and "Permission denied" in first, (args, proc.stderr)
     assert not (work / "o.mp4").exists()
 
 
@@ -373,7 +373,8 @@ def test_a_0x0_video_is_an_input_error(tmp_path):
         s = out.add_stream("rawvideo", rate=30)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for _ in range(3):
-            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
             for packet in s.encode(frame):
                 out.mux(packet)
         for packet in s.encode():
@@ -472,7 +473,8 @@ def _remux_damaged(src: Path, dst: Path, drop: range, garbled: int) -> Path:
             if j == garbled:
                 noise = np.random.default_rng(0).integers(0, 256, packet.size, dtype=np.uint8).tobytes()
                 bad = av.Packet(noise)
-                bad.pts, bad.dts, bad.duration, bad.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+                bad.pts, bad.dts = packet.pts, packet.dts
+                bad.duration, bad.time_base = packet.duration, packet.time_base
                 packet = bad
             packet.stream = vout
             out.mux(packet)
@@ -493,7 +495,8 @@ def test_allow_gaps_also_leaves_out_frames_the_decoder_refuses(tiny_weights, tmp
     assert not out.exists()
     res = CliRunner().invoke(main, [*args, "--allow-gaps"])
     assert res.exit_code == 0, res.output
-    assert f"1 frame(s) of {src} could not be decoded (--allow-gaps: left out, and the output keeps the gap)" in res.output
+    assert (f"1 frame(s) of {src} could not be decoded (--allow-gaps: left out, and the output keeps the gap)"
+            in res.output)
     from vidrestore.io.probe import probe
 
     assert probe(out, scan=True).frame_count == 2 * 79
@@ -721,7 +724,7 @@ def test_an_interrupt_inside_a_locks_bookkeeping_is_exit_130_not_a_model_failure
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise RuntimeError("release unlocked lock")
+            raise RuntimeError("release unlocked lock")  # noqa: B904 (as threading raises it: no cause)
         yield  # a generator, as process() is
 
     monkeypatch.setattr(Engine, "process", interrupted_in_a_lock)

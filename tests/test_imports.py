@@ -109,3 +109,20 @@ def test_loading_the_weights_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_one_short_file_runs_straight_through_the_pipeline(tmp_path):
+    """``vidrestore enhance`` of one short file calls the pipeline directly: chunks, workers and Ray
+    (:mod:`vidrestore.scale`) are not even imported."""
+    import subprocess
+    import sys
+
+    clip = PKG / "assets" / "example.mp4"
+    code = ("import sys\nfrom vidrestore.cli import main\n"
+            f"sys.argv = ['vidrestore', 'enhance', {str(clip)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '-q',"
+            " '--device', 'cpu', '--fps-x', '2']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith('vidrestore.scale')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert (tmp_path / "o.mp4").is_file()

@@ -1,7 +1,7 @@
 """``enhance`` with the bundled default weights gives the decoded frames recorded for them.
 
 The pin is of the default weights' output: when the bundled default changes, re-record it on purpose
-(``python scripts/make_pin_assets.py record``). The record (``tests/assets/pinned_outputs.npz``, made by ``scripts/make_pin_assets.py record``) holds, per
+(``python scripts/make_pin_assets.py record``). The record (``tests/assets/pinned_outputs.npz``) holds, per
 output frame, the sha256 of the decoded planes and a fixed sample of them (every 8th row and column). Frames
 must be identical; where they are not (a different CPU's vector width can reorder float sums), the sample
 may differ by at most one code value on at most 0.1% of its pixels.

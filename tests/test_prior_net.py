@@ -15,8 +15,7 @@ from vidrestore.model.attention import window_products
 from vidrestore.model.prior_net import (PRIOR_CONFIGS, PriorConfig, PriorNet, PriorFlows, build_prior_model,
                                         prior_config_from_dict, prior_config_to_json)
 from vidrestore.prior import batch_prior, window_prior
-from vidrestore.weights import META_CONFIG, model_from_file, save_weights
-from vidrestore.weights._files import read_header, tensors_to_bytes
+from vidrestore.weights import META_CONFIG, model_from_file, read_metadata, save_weights
 
 
 def real_window(crop: tuple[int, int] = (176, 320)) -> list[np.ndarray]:
@@ -111,26 +110,27 @@ def test_weights_round_trip_and_crafted_configs(tmp_path):
     assert isinstance(back, PriorNet) and back.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
 
-    header = read_header(path)
-    meta = dict(header["__metadata__"])
-    tensors = {k: v for k, v in back.state_dict().items()}
+    meta = read_metadata(path)
+    tensors = {k: v.contiguous() for k, v in back.state_dict().items()}
 
     def crafted(change: dict) -> WeightsError:
+        from safetensors.torch import save_file
+
         cfg = {**json.loads(meta[META_CONFIG]), **change}
         p = tmp_path / "crafted.safetensors"
-        p.write_bytes(tensors_to_bytes(tensors, {**meta, META_CONFIG: json.dumps(cfg)}))
+        save_file(tensors, str(p), metadata={**meta, META_CONFIG: json.dumps(cfg)})
         with pytest.raises(WeightsError) as err:
             model_from_file(p)
         return err.value
 
     assert "out of range" in str(crafted({"widths": [200000, 8, 12, 16]}))  # refused before anything is built
-    assert "unknown architecture" in str(crafted({"arch": "other"}))
+    assert "not a flow-prior network config" in str(crafted({"arch": "other"}))
     assert "unknown model config fields" in str(crafted({"extra": 1}))
     assert "do not fit" in str(crafted({"refine": 9}))  # the file's tensors are not that config's
 
 
 def test_sizes_build_and_say_their_multiple():
-    for name, cfg in PRIOR_CONFIGS.items():
+    for cfg in PRIOR_CONFIGS.values():
         assert cfg.multiple == 16
         with torch.device("meta"):
             PriorNet(cfg)

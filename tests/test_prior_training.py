@@ -291,7 +291,8 @@ def test_a_recipe_can_switch_the_attention_blocks_for_an_ablation(recipe, tmp_pa
     off = load_prior_recipe(recipe, {"out": str(tmp_path / "b"), "size": "small", "view_attention": False,
                                      "local_attention": 0})
     model_cfg = off.model_config()
-    assert not model_cfg.view_attention and model_cfg.local_attention == 0 and model_cfg.widths == cfg.model_config().widths
+    assert not model_cfg.view_attention and model_cfg.local_attention == 0
+    assert model_cfg.widths == cfg.model_config().widths
 
 
 def test_gradients_average_over_every_parameter_and_keep_unused_ones_empty(tmp_path):

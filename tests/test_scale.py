@@ -22,7 +22,8 @@ from vidrestore import runtime
 from vidrestore.config import EnhanceConfig, RunOptions
 from vidrestore.io.index import FrameIndex, frame_index
 from vidrestore.scale import chunks as ch
-from vidrestore.scale.batch import ScaleOptions, enhance_all
+from vidrestore.config import ScaleOptions
+from vidrestore.scale.batch import enhance_all
 from vidrestore.scale.manifest import job_dir
 from vidrestore.scale.pool import LocalPool
 
@@ -355,7 +356,8 @@ def test_ctrl_c_on_a_folder_with_two_workers_leaves_no_partial_files(tiny_weight
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_each_ray_worker_gets_a_gpu(tiny_weights, clip, tmp_path):
-    from vidrestore.scale.pool import RayPool, gpu_count
+    from vidrestore.runtime import gpu_count
+    from vidrestore.scale.pool import RayPool
 
     n = gpu_count()
     cfg = EnhanceConfig(input="x.mp4", output="y.mp4", run=RunOptions(weights=str(tiny_weights)))

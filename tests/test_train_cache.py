@@ -126,7 +126,8 @@ def test_training_hours_leave_out_the_time_the_run_was_stopped():
     import time
 
     code = ("import time, sys\nfrom vidrestore.train.prior_loop import TrainingClock\nc = TrainingClock(0.2)\n"
-            "print('ready', flush=True)\nt0 = time.monotonic()\nwhile time.monotonic() - t0 < 5.0:\n    time.sleep(0.05)\n"
+            "print('ready', flush=True)\nt0 = time.monotonic()\n"
+            "while time.monotonic() - t0 < 5.0:\n    time.sleep(0.05)\n"
             "print(round(c.seconds(), 2), round(time.monotonic() - t0, 2), flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"

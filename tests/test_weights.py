@@ -1,9 +1,8 @@
-"""Weights: safetensors round trip, corruption and checksum checks, the registry, Hub cache (offline), CLI."""
+"""Weights: safetensors round trip, corruption and checksum checks, known names, Hub cache (offline), CLI."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -50,13 +49,6 @@ def no_hub_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
-
-
-def make_registry(folder: Path, entries: dict[str, dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "registry.json"
-    path.write_text(json.dumps({"format": 1, "weights": entries}), encoding="utf-8")
-    return path
 
 
 def fill_hub_cache(cache: Path, repo_id: str, filename: str, src: Path, commit: str = COMMIT) -> Path:
@@ -139,14 +131,14 @@ def test_truncated_file_rejected(weights_file):
     path, _ = weights_file
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
-    with pytest.raises(WeightsError, match="truncated"):
+    with pytest.raises(WeightsError, match="not a valid safetensors file"):
         W.load_model(str(path), "cpu")
 
 
 def test_trailing_bytes_rejected(weights_file):
     path, _ = weights_file
     path.write_bytes(path.read_bytes() + b"\0" * 16)
-    with pytest.raises(WeightsError, match="corrupt"):
+    with pytest.raises(WeightsError, match="not a valid safetensors file"):
         W.load_model(str(path), "cpu")
 
 
@@ -249,164 +241,112 @@ def test_state_dict_mismatch_rejected(tmp_path):
         W.load_model(str(tmp_path / "d.safetensors"), "cpu")
 
 
-# --- resolving specs and the registry ------------------------------------------------------------
+# --- resolving specs and the table of known weights ----------------------------------------------
 
 
-def test_missing_paths_and_unknown_names(tmp_path, no_hub_env):
-    reg = make_registry(tmp_path / "reg", {})
+@pytest.fixture()
+def known(monkeypatch, tmp_path):
+    """A private table of known weights in a private folder; returns a function adding one entry."""
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    table: dict = {}
+    monkeypatch.setattr(W, "MODELS", table)
+    monkeypatch.setattr(W, "WEIGHTS_DIR", folder)
+
+    def add(name: str, location: str, sha: str, src: Path | None = None) -> None:
+        table[name] = W.Known(location, sha)
+        if src is not None:
+            shutil.copyfile(src, folder / location)
+    return add
+
+
+def test_missing_paths_and_unknown_names(tmp_path, no_hub_env, known):
     with pytest.raises(WeightsError, match="weights file not found"):
-        W.resolve_weights(str(tmp_path / "nope.safetensors"), registry=reg)
+        W.locate(str(tmp_path / "nope.safetensors"))
     with pytest.raises(WeightsError, match="weights file not found"):
-        W.load_model("some/dir/model.safetensors", "cpu", registry=reg)
+        W.load_model("some/dir/model.safetensors", "cpu")
     with pytest.raises(WeightsError, match="unknown weights 'nosuchname'"):
-        W.resolve_weights("nosuchname", registry=reg)
+        W.locate("nosuchname")
     with pytest.raises(WeightsError, match="directory"):
-        W.resolve_weights(str(tmp_path), registry=reg)
+        W.locate(str(tmp_path))
+    with pytest.raises(WeightsError, match="no weights given"):
+        W.locate("  ")
 
 
-def test_bundled_registry_is_valid():
-    reg = W.load_registry()
-    assert W.DEFAULT_WEIGHTS in reg
-    assert W.REGISTRY is reg  # lazily loaded and cached
-    for entry in reg.values():
-        assert entry.file == Path(entry.file).name
-        assert entry.config in ("default", "small", "tiny")
-        if (reg.folder / entry.file).is_file():
-            assert entry.sha256 == W.sha256_file(reg.folder / entry.file), entry.name
-
-
-def test_registered_entry_bundled_is_verified(weights_file, tmp_path, no_hub_env):
+def test_a_named_file_is_verified(weights_file, no_hub_env, known):
     path, sha = weights_file
-    folder = tmp_path / "reg"
-    reg = make_registry(folder, {
-        "good": {"file": "good.safetensors", "sha256": sha, "config": "tiny"},
-        "planned": {"file": "planned.safetensors", "sha256": None, "config": "tiny"},
-        "lost": {"file": "lost.safetensors", "sha256": sha, "config": "tiny"},
-        "unchecked": {"file": "unchecked.safetensors", "sha256": None, "config": "tiny"},
-    })
-    shutil.copyfile(path, folder / "good.safetensors")
-    shutil.copyfile(path, folder / "unchecked.safetensors")
-    located = W.locate_weights("good", registry=reg)
-    assert located.source == "bundled" and located.entry.name == "good"
-    model = W.load_model("good", "cpu", registry=reg)
-    assert model.config.name == "tiny"
+    known("good", "good.safetensors", sha, path)
+    known("lost", "lost.safetensors", sha)
+    assert W.locate("good") == (W.WEIGHTS_DIR / "good.safetensors", sha)
+    assert W.load_model("good", "cpu").config.name == "tiny"
+    with pytest.raises(WeightsError, match="not installed"):
+        W.load_model("lost", "cpu")
 
-    with pytest.raises(WeightsError, match="not available yet"):
-        W.load_model("planned", "cpu", registry=reg)
-    with pytest.raises(WeightsError, match="registered but not installed"):
-        W.load_model("lost", "cpu", registry=reg)
-    with pytest.raises(WeightsError, match="no sha256"):
-        W.load_model("unchecked", "cpu", registry=reg)
-
-    data = bytearray((folder / "good.safetensors").read_bytes())
+    damaged = W.WEIGHTS_DIR / "good.safetensors"
+    data = bytearray(damaged.read_bytes())
     data[-1] ^= 0x01
-    (folder / "good.safetensors").write_bytes(bytes(data))
+    damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="checksum mismatch for weights 'good'"):
-        W.load_model("good", "cpu", registry=reg)
-    # an explicit path is not checked against the registry (only --sha256 checks it)
-    W.load_model(str(folder / "good.safetensors"), "cpu", registry=reg)
+        W.load_model("good", "cpu")
+    # a path is not checked against the table (only expected_sha256 checks it)
+    W.load_model(str(damaged), "cpu")
 
 
-def test_default_registry_path_is_patchable(weights_file, tmp_path, monkeypatch, no_hub_env):
-    path, sha = weights_file
-    folder = tmp_path / "reg"
-    reg = make_registry(folder, {"mine": {"file": "mine.safetensors", "sha256": sha, "config": "tiny"}})
-    shutil.copyfile(path, folder / "mine.safetensors")
-    monkeypatch.setattr(W, "REGISTRY_PATH", reg)
-    assert list(W.REGISTRY) == ["mine"]
-    assert W.resolve_weights("mine") == folder / "mine.safetensors"
-
-
-def test_invalid_registry_rejected(tmp_path):
-    bad = tmp_path / "r1.json"
-    bad.write_text("{nope")
-    with pytest.raises(WeightsError, match="cannot read weights registry"):
-        W.load_registry(bad)
-    bad.write_text(json.dumps({"format": 1, "weights": {"x": {"file": "../x.safetensors", "config": "tiny"}}}))
-    with pytest.raises(WeightsError, match="plain file name"):
-        W.load_registry(bad)
-    bad.write_text(json.dumps({"format": 1, "weights": {"x": {"file": "x.safetensors", "config": "tiny",
-                                                            "sha256": "123"}}}))
-    with pytest.raises(WeightsError, match="64 hex"):
-        W.load_registry(bad)
-
-
-def test_register_weights(weights_file, tmp_path, no_hub_env):
-    path, sha = weights_file
-    reg_path = make_registry(tmp_path / "reg", {})
-    entry = W.register_weights("vidrestore-tiny-test", path, "test weights", registry_path=reg_path)
-    assert entry.sha256 == sha and entry.config == "tiny" and entry.file == "vidrestore-tiny-test.safetensors"
-    assert entry.params == sum(t.numel() for t in build_prior_model("tiny").state_dict().values())
-    assert (tmp_path / "reg" / entry.file).read_bytes() == path.read_bytes()
-    raw = json.loads(reg_path.read_text())
-    assert raw["weights"]["vidrestore-tiny-test"]["sha256"] == sha
-    assert W.load_registry(reg_path)["vidrestore-tiny-test"] == entry
-    W.load_model("vidrestore-tiny-test", "cpu", registry=reg_path)
-
-    hub = W.HubLocation("owner/repo", "tiny.safetensors", COMMIT)
-    again = W.register_weights("vidrestore-tiny-test", tmp_path / "reg" / entry.file, hub=hub, registry_path=reg_path)
-    assert again.description == "test weights" and again.hub == hub  # kept, and added
-
-    with pytest.raises(WeightsError, match="invalid weights name"):
-        W.register_weights("Bad Name", path, registry_path=reg_path)
-    broken = tmp_path / "broken.safetensors"
-    broken.write_bytes(b"junk" * 10)
-    with pytest.raises(WeightsError):
-        W.register_weights("broken", broken, registry_path=reg_path)
-    assert "broken" not in W.load_registry(reg_path)
+def test_the_table_of_known_weights_is_sound():
+    """Each name is bundled beside the module or lives at an hf:// location, with a checksum that matches."""
+    assert W.DEFAULT_WEIGHTS in W.MODELS
+    bundled = sorted(p.name for p in W.WEIGHTS_DIR.glob("*.safetensors"))
+    assert bundled == [f"{W.DEFAULT_WEIGHTS}.safetensors"]
+    for name, entry in W.MODELS.items():
+        assert len(entry.sha256) == 64 and entry.sha256 == entry.sha256.lower()
+        if entry.location.startswith(W.hub.PREFIX):
+            W.hub.parse(entry.location)
+        else:
+            assert entry.sha256 == W.sha256_file(W.WEIGHTS_DIR / entry.location), name
 
 
 # --- the Hugging Face Hub: cache layout, offline mode, errors -----------------------------------
 
 
 def test_hf_spec_parsing():
-    loc = W.parse_hf_spec("hf://owner/repo/sub/dir/w.safetensors@v1.0")
+    loc = W.hub.parse("hf://owner/repo/sub/dir/w.safetensors@v1.0")
     assert (loc.repo_id, loc.filename, loc.revision) == ("owner/repo", "sub/dir/w.safetensors", "v1.0")
-    assert W.parse_hf_spec("hf://o/r/w.safetensors").revision is None
+    assert W.hub.parse("hf://o/r/w.safetensors").revision is None
     assert str(loc) == "hf://owner/repo/sub/dir/w.safetensors@v1.0"
     for bad in ("hf://owner/repo", "hf://owner//w.safetensors", "hf://o/r/w.safetensors@", "hf://o/r/../w"):
         with pytest.raises(WeightsError):
-            W.parse_hf_spec(bad)
+            W.hub.parse(bad)
 
 
-def test_hub_cache_offline(weights_file, tmp_path, no_hub_env):
+def test_hub_cache_offline(weights_file, no_hub_env, known):
     path, sha = weights_file
     cached = fill_hub_cache(no_hub_env, "owner/repo", "tiny.safetensors", path)
 
-    got = W.resolve_weights("hf://owner/repo/tiny.safetensors")  # offline from HF_HUB_OFFLINE=1
-    assert got.samefile(cached) and W.sha256_file(got) == sha
-    assert W.resolve_weights(f"hf://owner/repo/tiny.safetensors@{COMMIT}", offline=True).samefile(cached)
+    got, want = W.locate("hf://owner/repo/tiny.safetensors")  # offline from HF_HUB_OFFLINE=1
+    assert got.samefile(cached) and W.sha256_file(got) == sha and want is None
+    assert W.locate(f"hf://owner/repo/tiny.safetensors@{COMMIT}", offline=True)[0].samefile(cached)
     assert W.load_model("hf://owner/repo/tiny.safetensors", "cpu").config.name == "tiny"
 
-    folder = tmp_path / "reg"
-    reg = make_registry(folder, {
-        "hubbed": {"file": "hubbed.safetensors", "sha256": sha, "config": "tiny",
-                   "hub": {"repo_id": "owner/repo", "filename": "tiny.safetensors", "revision": None}},
-        "wrongsum": {"file": "wrongsum.safetensors", "sha256": "0" * 64, "config": "tiny",
-                     "hub": {"repo_id": "owner/repo", "filename": "tiny.safetensors", "revision": COMMIT}},
-        "elsewhere": {"file": "elsewhere.safetensors", "sha256": sha, "config": "tiny",
-                      "hub": {"repo_id": "owner/other", "filename": "tiny.safetensors", "revision": None}},
-    })
-    located = W.locate_weights("hubbed", registry=reg)
-    assert located.source == "cache" and located.path.samefile(cached)
-    assert W.load_model("hubbed", "cpu", registry=reg).config.name == "tiny"
-    # an hf:// spec naming a registered location is checked against that entry
-    assert W.locate_weights(f"hf://owner/repo/tiny.safetensors@{COMMIT}", registry=reg).entry.name == "wrongsum"
+    known("hubbed", "hf://owner/repo/tiny.safetensors", sha)
+    known("wrongsum", f"hf://owner/repo/tiny.safetensors@{COMMIT}", "0" * 64)
+    known("elsewhere", "hf://owner/other/tiny.safetensors", sha)
+    found, want = W.locate("hubbed")
+    assert found.samefile(cached) and want == sha and W.local_path("hubbed").samefile(cached)
+    assert W.load_model("hubbed", "cpu").config.name == "tiny"
     with pytest.raises(WeightsError, match="checksum mismatch"):
-        W.load_model(f"hf://owner/repo/tiny.safetensors@{COMMIT}", "cpu", registry=reg)
-    with pytest.raises(WeightsError, match="checksum mismatch"):
-        W.load_model("wrongsum", "cpu", registry=reg)
+        W.load_model("wrongsum", "cpu")
+    assert W.local_path("elsewhere") is None
     with pytest.raises(WeightsError, match="offline"):
-        W.load_model("elsewhere", "cpu", registry=reg)
+        W.load_model("elsewhere", "cpu")
     with pytest.raises(WeightsError, match="offline"):
-        W.resolve_weights("hf://owner/repo/other.safetensors")
+        W.locate("hf://owner/repo/other.safetensors")
 
 
 def test_hub_empty_cache_offline(no_hub_env):
     with pytest.raises(WeightsError, match="not in the Hugging Face cache"):
-        W.resolve_weights("hf://owner/repo/tiny.safetensors")
+        W.locate("hf://owner/repo/tiny.safetensors")
     with pytest.raises(WeightsError, match="not in the Hugging Face cache"):
-        W.resolve_weights("hf://owner/repo/tiny.safetensors@main", offline=True)
+        W.locate("hf://owner/repo/tiny.safetensors@main", offline=True)
 
 
 def test_hub_unreachable_is_a_weights_error(monkeypatch, tmp_path, weights_file):
@@ -425,7 +365,7 @@ def test_hub_unreachable_is_a_weights_error(monkeypatch, tmp_path, weights_file)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     with pytest.raises(WeightsError, match="unreachable"):
-        W.resolve_weights("hf://owner/repo/w.safetensors@v2")
+        W.locate("hf://owner/repo/w.safetensors@v2")
     repo_id, filename, kw = calls[0]
     assert (repo_id, filename) == ("owner/repo", "w.safetensors")
     assert kw["revision"] == "v2" and kw["local_files_only"] is False and kw["cache_dir"] == str(cache)
@@ -435,7 +375,7 @@ def test_hub_unreachable_is_a_weights_error(monkeypatch, tmp_path, weights_file)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refused)
     with pytest.raises(WeightsError, match="^cannot download hf://owner/repo/w.safetensors: Connection refused$"):
-        W.resolve_weights("hf://owner/repo/w.safetensors")
+        W.locate("hf://owner/repo/w.safetensors")
 
     path, _ = weights_file
 
@@ -443,117 +383,72 @@ def test_hub_unreachable_is_a_weights_error(monkeypatch, tmp_path, weights_file)
         return str(path)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fetched)
-    assert W.resolve_weights("hf://owner/repo/w.safetensors") == path
+    assert W.locate("hf://owner/repo/w.safetensors") == (path, None)
 
 
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-def test_cli_list_verify_info(weights_file, tmp_path, monkeypatch, no_hub_env):
+def test_cli_list_verify_info(weights_file, no_hub_env, known):
     path, sha = weights_file
-    folder = tmp_path / "reg"
-    reg = make_registry(folder, {
-        "good-one": {"file": "good-one.safetensors", "sha256": sha, "config": "tiny", "description": "fine"},
-        "bad-one": {"file": "bad-one.safetensors", "sha256": sha, "config": "tiny"},
-        "away": {"file": "away.safetensors", "sha256": sha, "config": "tiny"},
-    })
-    shutil.copyfile(path, folder / "good-one.safetensors")
-    (folder / "bad-one.safetensors").write_bytes(path.read_bytes()[:-1] + b"\x00")
-    monkeypatch.setattr(W, "REGISTRY_PATH", reg)
+    known("good-one", "good-one.safetensors", sha, path)
+    known("bad-one", "bad-one.safetensors", sha)
+    (W.WEIGHTS_DIR / "bad-one.safetensors").write_bytes(path.read_bytes()[:-1] + b"\x00")
+    known("away", "hf://owner/repo/away.safetensors", sha)
     runner = CliRunner()
 
     res = runner.invoke(main, ["weights", "list"])
     assert res.exit_code == 0, res.output
-    lines = {line.split()[0]: line for line in res.output.splitlines() if line.strip()[:1].isalpha()}
-    assert "bundled" in lines["good-one"] and sha[:12] in lines["good-one"]
-    assert "missing" in lines["away"]
+    lines = {line.split(":")[0]: line for line in res.output.splitlines()}
+    assert "on disk" in lines["good-one"] and sha[:12] in lines["good-one"]
+    assert "not downloaded" in lines["away"] and "hf://owner/repo/away.safetensors" in lines["away"]
 
     res = runner.invoke(main, ["weights", "verify"])
     assert res.exit_code == 5
-    assert "good-one: ok" in res.output and "bad-one: MISMATCH" in res.output
+    assert "good-one: ok" in res.output and "bad-one: MISMATCH" in res.output and "away: not on disk" in res.output
     assert "verification failed for: bad-one" in res.output
 
     res = runner.invoke(main, ["weights", "verify", "good-one"])
     assert res.exit_code == 0 and "good-one: ok" in res.output
+    res = runner.invoke(main, ["weights", "verify", "away"])
+    assert res.exit_code == 5 and "not on disk, so not verified: away" in res.output
     res = runner.invoke(main, ["weights", "verify", "nosuch"])
     assert res.exit_code == 2
 
     res = runner.invoke(main, ["weights", "info", "good-one"])
     assert res.exit_code == 0, res.output
-    assert "matches the registry" in res.output and "train.step: 123" in res.output and "fine" in res.output
+    assert f"sha256:    {sha} (matches good-one)" in res.output and "train.step: 123" in res.output
     res = runner.invoke(main, ["weights", "info", str(path), "--sha256", "f" * 64])
     assert res.exit_code == 5 and "checksum mismatch" in res.output
+    res = runner.invoke(main, ["weights", "info", "bad-one"])
+    assert res.exit_code == 5 and "checksum mismatch for weights 'bad-one'" in res.output
 
+    res = runner.invoke(main, ["weights", "download", "good-one"])
+    assert res.exit_code == 0 and "(sha256 ok)" in res.output
     res = runner.invoke(main, ["weights", "download", "away"])
-    assert res.exit_code == 5 and "no Hugging Face location" in res.output
-    res = runner.invoke(main, ["weights", "download", "hf://owner/repo/x.safetensors"])
     assert res.exit_code == 5 and "offline" in res.output and "Traceback" not in res.output
-
-    res = runner.invoke(main, ["weights", "register", "new-one", str(path)])
-    assert res.exit_code == 2  # gone: the installed package's registry is never rewritten
-
-
-def test_names_sort_by_their_numbers():
-    from vidrestore.weights import natural_key
-
-    names = ["vidrestore-small-v10", "vidrestore-small-v2", "vidrestore-default-v1", "vidrestore-small-v9"]
-    assert sorted(names, key=natural_key) == ["vidrestore-default-v1", "vidrestore-small-v2",
-                                              "vidrestore-small-v9", "vidrestore-small-v10"]
+    res = runner.invoke(main, ["weights", "download", "nosuch"])
+    assert res.exit_code == 2
 
 
-def test_the_package_bundles_one_weights_file_and_registers_only_what_a_user_can_get():
-    reg = W.load_registry()
-    bundled = sorted(p.name for p in W.WEIGHTS_DIR.glob("*.safetensors"))
-    assert bundled == [f"{W.DEFAULT_WEIGHTS}.safetensors"]
-    for entry in reg.values():  # bundled, or an hf:// reference, always with a checksum
-        assert entry.sha256 is not None
-        assert reg.bundled_path(entry).is_file() or entry.hub is not None
-
-
-OLD_NETWORK_CONFIG = {"name": "small", "channels": [16, 32, 64]}  # a 0.1 file's config: no "arch"
-
-
-def old_network_file(path: Path) -> Path:
-    """A weights file of the network retired in 0.2.0: its config has no "arch"."""
+def test_a_file_of_another_network_is_refused_with_one_clear_line(tmp_path, make_clip, no_hub_env):
     from safetensors.torch import save_file
 
+    path = tmp_path / "other-network.safetensors"
     save_file({"encoder.s1.0.weight": torch.zeros(16, 3, 3, 3)}, str(path),
-              metadata={W.META_CONFIG: json.dumps(OLD_NETWORK_CONFIG), W.META_FORMAT: "1",
-                        "vidrestore.options": json.dumps({"flow_polish": 2})})
-    return path
-
-
-def test_an_old_network_file_is_refused_with_one_clear_line(tmp_path, make_clip, no_hub_env):
-    path = old_network_file(tmp_path / "old-network.safetensors")
+              metadata={W.META_CONFIG: json.dumps({"name": "small", "channels": [16, 32, 64]}), W.META_FORMAT: "1"})
     with pytest.raises(WeightsError) as err:
         W.load_model(str(path), "cpu")
     message = str(err.value)
-    assert "\n" not in message and "old vidrestore network" in message and "retired in 0.2.0" in message
-    assert W.DEFAULT_WEIGHTS in message
+    assert "\n" not in message and "not a flow-prior network config" in message
     res = CliRunner().invoke(main, ["enhance", str(make_clip(n=3, size=(48, 32))), "-o", str(tmp_path / "o.mp4"),
                                     "--weights", str(path), "--device", "cpu", "-q"])
     assert res.exit_code == 5, res.output
     assert res.stderr.strip().splitlines() == [f"vidrestore: error: {message}"]
     assert not (tmp_path / "o.mp4").exists()
-    res = CliRunner().invoke(main, ["weights", "info", str(path)])
-    assert res.exit_code == 5 and "retired in 0.2.0" in res.output
-
-
-def test_a_registry_entry_with_options_still_reads(weights_file, tmp_path, no_hub_env):
-    """Registries before 0.2.0 gave each entry inference options: the field is ignored now."""
-    path, sha = weights_file
-    folder = tmp_path / "reg"
-    reg = make_registry(folder, {"opt": {"file": "opt.safetensors", "sha256": sha, "config": "tiny",
-                                         "options": {"refine_sharp": False}}})
-    shutil.copyfile(path, folder / "opt.safetensors")
-    assert isinstance(W.load_model("opt", "cpu", registry=reg), PriorNet)
-    assert "options" not in W.load_registry(reg)["opt"].to_json()
 
 
 def test_the_bundled_default_is_the_flow_prior_network():
     m = W.load_model(W.DEFAULT_WEIGHTS, "cpu")
-    entry = W.load_registry()[W.DEFAULT_WEIGHTS]
-    assert isinstance(m, PriorNet) and not m.training and m.config.name == entry.config
-    assert entry.params == sum(t.numel() for t in m.state_dict().values())
-    assert entry.bytes == (W.WEIGHTS_DIR / entry.file).stat().st_size
+    assert isinstance(m, PriorNet) and not m.training and m.config.name == "small"
     assert (W.WEIGHTS_DIR / f"{W.DEFAULT_WEIGHTS}.md").is_file()  # its model card

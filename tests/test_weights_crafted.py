@@ -133,7 +133,7 @@ def test_a_fifo_as_weights_is_not_a_regular_file(tmp_path):
     fifo = tmp_path / "w.safetensors"
     os.mkfifo(fifo)
     with pytest.raises(WeightsError, match="not a regular file"):
-        W.locate_weights(str(fifo))
+        W.locate(str(fifo))
 
 
 def deep_header(depth: int = 20000) -> bytes:
@@ -143,18 +143,18 @@ def deep_header(depth: int = 20000) -> bytes:
 
 def test_deeply_nested_header_is_a_weights_error(tmp_path):
     path = raw_file(tmp_path / "deep.safetensors", deep_header())
-    with pytest.raises(WeightsError, match="not a valid safetensors header"):
+    with pytest.raises(WeightsError, match="not a valid safetensors file"):
         W.read_metadata(path)
 
 
 def test_cli_weights_info_and_enhance_on_a_deep_header(tmp_path, make_clip):
     path = raw_file(tmp_path / "deep.safetensors", deep_header())
     runner = CliRunner()
-    one_line_exit(runner.invoke(main, ["weights", "info", str(path)]), 5, "not a valid safetensors header")
+    one_line_exit(runner.invoke(main, ["weights", "info", str(path)]), 5, "not a valid safetensors file")
     clip = make_clip(n=3)
     res = runner.invoke(main, ["enhance", str(clip), "-o", str(tmp_path / "out.mp4"), "--weights", str(path),
                                "--device", "cpu"])
-    one_line_exit(res, 5, "not a valid safetensors header")
+    one_line_exit(res, 5, "not a valid safetensors file")
     assert not (tmp_path / "out.mp4").exists()
 
 
@@ -177,11 +177,11 @@ def test_half_precision_tensors_accepted(tmp_path, dtype):
 def test_header_data_size_must_match_the_shape(tmp_path):
     header = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 8]}}).encode()
     path = raw_file(tmp_path / "lie.safetensors", header + b" " * (-len(header) % 8), b"\0" * 8)
-    with pytest.raises(WeightsError, match="shape does not match its data size"):
+    with pytest.raises(WeightsError, match="not a valid safetensors file .*offset"):
         W.read_metadata(path)
 
 
-def test_pickle_and_truncated_files_still_clear(tmp_path, make_clip):
+def test_pickle_and_cut_files_still_clear(tmp_path, make_clip):
     pickled = tmp_path / "model.safetensors"
     torch.save(build_prior_model("tiny").state_dict(), pickled)
     with pytest.raises(WeightsError, match="safetensors"):
@@ -189,10 +189,10 @@ def test_pickle_and_truncated_files_still_clear(tmp_path, make_clip):
     good = save(tmp_path / "good.safetensors", tiny_tensors())
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(good.read_bytes()[:-100])
-    with pytest.raises(WeightsError, match="truncated"):
+    with pytest.raises(WeightsError, match=r"^not a valid safetensors file \("):
         W.model_from_file(cut)
     clip = make_clip(n=3)
-    for bad, pattern in ((pickled, "safetensors"), (cut, "truncated")):
+    for bad, pattern in ((pickled, "not a valid safetensors file ("), (cut, "not a valid safetensors file (")):
         res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--weights", str(bad),
                                         "--device", "cpu"])
         one_line_exit(res, 5, pattern)

@@ -57,7 +57,8 @@ def test_padding_is_a_reflection():
     assert torch.equal(y[0, 0, 5, :6], x[0, 0, 3, :])  # row 5 mirrors row 3
 
 
-@pytest.mark.parametrize("h,w,tile,overlap", [(96, 160, 64, 16), (48, 48, 64, 16), (200, 120, 64, 32), (64, 256, 40, 8)])
+@pytest.mark.parametrize("h,w,tile,overlap",
+                         [(96, 160, 64, 16), (48, 48, 64, 16), (200, 120, 64, 32), (64, 256, 40, 8)])
 def test_tile_cores_cover_every_pixel_once(h, w, tile, overlap):
     tiles = tile_grid(h, w, tile, overlap, 8)
     cover = np.zeros((h, w), dtype=int)

@@ -39,11 +39,18 @@ DEFAULT_TILE_OVERLAP = 32
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
+
+def check_precision(precision: str) -> str:
+    """The one check of a precision name (run options and training recipes)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return precision
+
 # --ensemble: passes over mirrored copies of each window (vidrestore.model.ensemble.FLIPS)
 ENSEMBLE_PASSES = (1, 2, 4)
 ENSEMBLE_HELP = ("Average the model over mirrored copies of each window: 1 (off), 2 (left-right) or 4 (and "
-                 "up-down) passes, at about 2x or 4x the model's time (with the shipped weights the scores of the model "
-                 "card's checks are the same to two decimals).")
+                 "up-down) passes, at about 2x or 4x the model's time (with the shipped weights the scores of the "
+                 "model card's checks are the same to two decimals).")
 
 
 def format_rate(rate: Fraction) -> str:
@@ -112,8 +119,7 @@ class RunOptions:
     gpu_memory_gb: float | None = None  # CUDA memory per forward; None: auto, 0: no limit (engine)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.batch < 1:
             raise UsageError(f"--batch {self.batch}: must be at least 1")
         check_ensemble(self.ensemble)
@@ -182,3 +188,20 @@ class EnhanceConfig:
     def effective_scene_threshold(self) -> float | None:
         """The scene-cut threshold, or None when scene detection is off."""
         return self.scene_threshold if self.scene_detect else None
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """How a run is spread: ``workers`` (None: one per GPU, or one), ``chunks`` per video (None: auto; 1:
+    never split), ``ray``: None (a local Ray, started when there is more than one worker), "auto" or the
+    address of a running cluster."""
+
+    workers: int | None = None
+    chunks: int | None = None
+    ray: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: must be at least 1")
+        if self.chunks is not None and self.chunks < 1:
+            raise UsageError(f"--chunks {self.chunks}: must be 'auto' or at least 1")

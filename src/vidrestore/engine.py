@@ -133,7 +133,6 @@ class Engine:
         self.device = runtime.device
         self.multiple = int(getattr(getattr(self.model, "config", None), "multiple", 1) or 1)
         self.param_dtype = param_dtype(self.model)
-        self.needs_prior = bool(getattr(self.model, "needs_prior", False))
         self.stats = EngineStats()
         self._chunk = cfg.batch  # items (window x tile) per forward; halved on out-of-memory
         # in-between frames made at once: on the CPU one at a time (at 1280x720 8x joint, all seven at once took
@@ -145,7 +144,7 @@ class Engine:
         self._arrays: dict[int, np.ndarray] = {}
         self._tensors: dict[int, torch.Tensor] = {}
         self._feats: dict[tuple[int, int], Features] = {}
-        self._pairs: PairFlows | None = None  # the flow prior's DIS flows (flow-prior networks only)
+        self._pairs: PairFlows | None = None  # the flow prior's DIS flows (while a run is on)
         self._flows: dict[tuple[int, int], torch.Tensor] = {}  # ... as padded tensors on the device
         self._cuts: dict[int, bool] = {}
         self._size: tuple[int, int] | None = None
@@ -177,8 +176,7 @@ class Engine:
         pending: list[Window] = []
         model_was_training = self.model.training
         self.model.eval()
-        if self.needs_prior:
-            self._pairs = PairFlows(PRIOR_WORKERS)
+        self._pairs = PairFlows(PRIOR_WORKERS)
         try:
             while True:
                 while not ended and available <= next_center + 2:
@@ -431,9 +429,8 @@ class Engine:
                 frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in ids]))
                 parts = [self._feats[key] for key in ids]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            extra = {"prior": self._prior(windows, chunk, tiles)} if self.needs_prior else {}
-            key, inter = self.model.restore(frames4, feats4, times, with_key=with_key, sharp=sharp,
-                                            time_chunk=self._time_chunk, **extra)
+            key, inter = self.model.restore(frames4, feats4, times, prior=self._prior(windows, chunk, tiles),
+                                            with_key=with_key, sharp=sharp, time_chunk=self._time_chunk)
             self.stats.forward_calls += 1
             for b, (wi, ti) in enumerate(chunk):
                 if keys is not None and key is not None:

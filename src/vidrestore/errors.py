@@ -32,7 +32,7 @@ class OutputError(VidrestoreError, code=4):
 
 
 class WeightsError(VidrestoreError, code=5):
-    """Weights missing, corrupt, or not matching the registry's checksum."""
+    """Weights missing, corrupt, or not matching their known checksum."""
 
 
 class ProcessingError(VidrestoreError, code=6):

@@ -48,8 +48,8 @@ def probe_bytes_per_pixel(rt: Runtime, padded: tuple[int, int], multiple: int, f
     with torch.inference_mode(), rt.autocast():
         frames = [x + 0.01 * i for i in range(4)]
         feats = [model.encode(f) for f in frames]
-        extra = {"prior": PriorFlows.zero(sh, sw, device)} if getattr(model, "needs_prior", False) else {}
-        model.restore(frames, feats, times, with_key=mode != "interp", sharp=mode == "interp", **extra)
+        model.restore(frames, feats, times, PriorFlows.zero(sh, sw, device), with_key=mode != "interp",
+                      sharp=mode == "interp")
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base
     return peak / float(sh * sw)

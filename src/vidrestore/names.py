@@ -1,4 +1,4 @@
-"""The one natural sort order of names (image files of a sequence, weights in the registry): runs of digits
+"""The one natural sort order of names (image files of a sequence): runs of digits
 compare as numbers, so ``f2`` comes before ``f10`` and ``-v9`` before ``-v10``."""
 
 from __future__ import annotations

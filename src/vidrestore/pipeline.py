@@ -170,7 +170,8 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
         if mapped is None and is_memory_exhaustion(err):
             mapped = ProcessingError(MEMORY_ADVICE)
         if mapped is None and isinstance(err, RuntimeError):  # torch's own failures (a device, a kernel)
-            mapped = ProcessingError(f"the model failed on {rt.device}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            mapped = ProcessingError(f"the model failed on {rt.device}: {detail}")
         if mapped is None:
             raise  # a bug: the CLI says so, without its text
         raise mapped from None

@@ -27,6 +27,12 @@ from vidrestore.io.timing import CfrGrid, InputTiming, cfr_grid, input_timing
 _MAX_TIME_BASE_DEN = 2**31 - 1
 
 
+# containers whose index seeks to an exact key frame, in and out: --chunks auto splits only these (--chunks N
+# splits any whose packets locate every frame, and a chunk that cannot seek exactly fails with a clear error)
+SEEKABLE = ("mp4", "mov", "matroska", "webm")
+AUTO_CHUNK_FRAMES = 600  # --chunks auto on one worker: chunks of about this many frames (resume loses less)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything decided before the model is loaded."""
@@ -53,6 +59,23 @@ class Plan:
     @property
     def variable_rate(self) -> bool:
         return self.grid is None
+
+    def runs_whole(self, chunks: int | None, workers: int) -> bool:
+        """Whether this job runs in one piece, seen without its packets: ``--chunks 1``, frames in or out,
+        ``--allow-gaps``, or (``--chunks auto``) a container that does not seek exactly, or a video shorter than
+        two chunks on one worker. Otherwise :mod:`vidrestore.scale` splits it at key frames where it can."""
+        if chunks == 1 or self.source is not None or self.frames_target is not None or self.config.allow_gaps:
+            return True
+        seekable = (self.info.frame_count_exact and any(n in SEEKABLE for n in self.info.container.split(","))
+                    and any(n in SEEKABLE for n in self.format_name.split(",")))
+        return chunks is None and (not seekable or (self.info.frame_count < 2 * AUTO_CHUNK_FRAMES and workers == 1))
+
+    def whole_note(self, chunks: int | None) -> str | None:
+        """What to tell a user who asked for chunks that this job cannot have (it runs whole)."""
+        if self.config.allow_gaps and chunks not in (None, 1) and self.source is None and self.frames_target is None:
+            # frames lost to damage are found against the whole stream's timing
+            return f"{self.config.input.name}: --allow-gaps runs it in one piece"
+        return None
 
 
 def output_time_base(tb_in: Fraction, factor: int) -> tuple[Fraction, int]:
@@ -184,7 +207,8 @@ def _cgroup_memory_files(proc: Path, cgroup: Path) -> list[tuple[Path, Path]]:
         if parts[0] == "0" and parts[1] == "":
             own.append((cgroup / rel / "memory.max", cgroup / rel / "memory.current"))
         elif "memory" in parts[1].split(","):
-            own.append((cgroup / "memory" / rel / "memory.limit_in_bytes", cgroup / "memory" / rel / "memory.usage_in_bytes"))
+            own.append((cgroup / "memory" / rel / "memory.limit_in_bytes",
+                        cgroup / "memory" / rel / "memory.usage_in_bytes"))
     own += [(cgroup / "memory.max", cgroup / "memory.current"),
             (cgroup / "memory" / "memory.limit_in_bytes", cgroup / "memory" / "memory.usage_in_bytes")]
     return own

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vidrestore import weights
-from vidrestore.config import PRECISIONS, RunOptions
+from vidrestore.config import RunOptions
 from vidrestore.errors import UsageError
 from vidrestore.model.ensemble import FlipEnsemble
 
@@ -44,13 +44,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """Map a precision name to the compute dtype on ``device``.
-
-    auto: bf16 on CUDA devices that support it, else fp16 on CUDA; fp32 on CPU and MPS.
-    """
-    precision = (precision or "auto").lower()
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    """Map a precision name (checked by :func:`vidrestore.config.check_precision`) to the compute dtype on
+    ``device``: auto is bf16 on CUDA devices that support it, else fp16 on CUDA; fp32 on CPU and MPS."""
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -106,6 +101,11 @@ class Runtime:
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).replace("torch.", "")
+
+
+def gpu_count() -> int:
+    """The CUDA devices this process can use (0 where there are none)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def load(options: RunOptions, model: torch.nn.Module | None = None, device: torch.device | None = None,

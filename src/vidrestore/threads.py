@@ -88,18 +88,23 @@ def keep_freed_memory(trim: int = 2 * _KEPT) -> bool:
     return mallopt(_M_TRIM_THRESHOLD, trim) == 1 and ok
 
 
-# free heap a run keeps for reuse (the frames' working memory, freed and taken again window after window)
+# free heap a run keeps for reuse (the frames' working memory, freed and taken again window after window), and
+# what training keeps (its tensors are small and many)
 RUN_KEPT = 1024 * 1024 * 1024
+TRAIN_KEPT = 2 * _KEPT
 
 
-def apply(threads: int) -> int:
-    """Set torch's and OpenCV's thread counts and the allocator's reuse of freed memory (process-wide). The
-    CLI calls it once, before torch starts its pool (so that the pool's idle threads wait passively); every
-    run calls it again from the run path (:func:`vidrestore.pipeline.run`), so that the Python API, folders,
-    chunks and workers run with the same settings as the command (:func:`ensure`)."""
+def apply(threads: int, *, passive: bool = True, kept: int = RUN_KEPT) -> int:
+    """The one setter of thread counts: torch's and OpenCV's, and the allocator's reuse of freed memory (up to
+    ``kept`` bytes), process-wide. The CLI calls it once, before torch starts its pool (so that, with
+    ``passive``, the pool's idle threads sleep rather than spin); every run calls it again from the run path
+    (:func:`vidrestore.pipeline.run`), so that the Python API, folders, chunks and workers run with the same
+    settings as the command (:func:`ensure`). Training asks for spinning threads (``passive=False``): passive
+    waits after each of the network's many small operations made a training step 1.7x as long on 2 cores."""
     global _applied
-    passive_waits()
-    keep_freed_memory(RUN_KEPT)
+    if passive:
+        passive_waits()
+    keep_freed_memory(kept)
     import cv2
     import torch
 

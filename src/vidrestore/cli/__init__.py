@@ -26,7 +26,8 @@ from vidrestore.errors import (MEMORY_ADVICE, InternalError, Interrupted, Proces
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "enhance": ("vidrestore.cli.enhance", "enhance", "Deblur and/or interpolate a video to K times its frame rate."),
     "info": ("vidrestore.cli.info", "info", "Show a video's streams, size, frame rate, frame count and duration."),
-    "eval": ("vidrestore.cli.evaluate", "eval_cmd", "Score the model and classical baselines against sharp ground truth."),
+    "eval": ("vidrestore.cli.evaluate", "eval_cmd",
+             "Score the model and classical baselines against sharp ground truth."),
     "bench": ("vidrestore.cli.bench", "bench", "Measure model and end-to-end throughput and memory."),
     "train": ("vidrestore.cli.train", "train", "Train the flow-prior network from a recipe (resumable)."),
     "weights": ("vidrestore.cli.weights", "weights", "List, verify or download model weights."),

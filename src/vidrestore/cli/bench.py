@@ -48,7 +48,8 @@ def render(report: dict):
     t.caption = (f"engine: the model as enhance runs it, uint8 frames in and out; enhance: decode + model + encode; "
                  f"minterpolate: ffmpeg mci, decode + filter + encode. "
                  f"{m['gmacs_per_output_frame']:.3g} GMACs per output frame "
-                 f"({m['encode_gmacs_per_frame']:.3g} encode + {m['restore_gmacs_per_window']:.3g} restore per input frame)")
+                 f"({m['encode_gmacs_per_frame']:.3g} encode + {m['restore_gmacs_per_window']:.3g} restore "
+                 "per input frame)")
     if mi and mi.get("time_ratio_ours_over_minterpolate") is not None:
         t.caption += f"; enhance takes {mi['time_ratio_ours_over_minterpolate']:.2f}x the time of minterpolate"
     if p and p.get("rss_mb_first_half") is not None:
@@ -68,10 +69,12 @@ def headline_lines(report: dict) -> list[str]:
     secs = f", {c['seconds']:.1f} s" if c.get("seconds") else ""
     lines = [f"Headline: whole commands on one clip ({c['path']}, {c['resolution']}, {c['frames']} frames{secs}), "
              f"{h['rounds']} rounds alternating, both encoding {e['codec']}"
-             + (f" crf {e['crf']}" if e.get("crf") is not None else "") + (f" {e['preset']}" if e.get("preset") else "")]
+             + (f" crf {e['crf']}" if e.get("crf") is not None else "")
+             + (f" {e['preset']}" if e.get("preset") else "")]
     for side in ("a", "b"):
         r = h[side]
-        lines.append(f"  {r['label']}: median {r['median_s']:.2f} s (fastest {r['min_s']:.2f}, slowest {r['max_s']:.2f}), "
+        lines.append(f"  {r['label']}: median {r['median_s']:.2f} s "
+                     f"(fastest {r['min_s']:.2f}, slowest {r['max_s']:.2f}), "
                      f"peak RSS {r['peak_rss_mb']:.0f} MB")
     if h.get("ratio_of_medians") is not None:
         lines.append(f"  {h['a']['label']} takes {h['ratio_of_medians']:.2f}x the time of {h['b']['label']} "
@@ -93,7 +96,8 @@ def headline_lines(report: dict) -> list[str]:
 @click.option("--fps-x", "factor", type=int, default=2, show_default=True, help="Frame-rate multiplier K.")
 @click.option("--mode", type=click.Choice(MODES), default="joint", show_default=True)
 @run_options
-@click.option("--size", default=None, help="Use random weights of this size of the flow-prior network instead (tiny, small, default).")
+@click.option("--size", default=None,
+              help="Use random weights of this size of the flow-prior network instead (tiny, small, default).")
 @click.option("--frames", type=int, default=32, show_default=True, help="Input frames timed, and length of the clip.")
 @click.option("--warmup", type=int, default=4, show_default=True, help="Input frames run before timing.")
 @click.option("--no-pipeline", is_flag=True, help="Skip the end-to-end enhance run.")
@@ -130,7 +134,8 @@ def bench(resolution, input_path, rounds, headline_seconds, ffmpeg, no_headline,
         if parsed is None:
             raise UsageError(f"--resolution {resolution}: expected WxH")
     cfg = BenchConfig(width=parsed[0], height=parsed[1], factor=factor, mode=mode, run=run_options_from(run_kwargs),
-                      size=size, frames=frames, warmup=warmup, pipeline=not no_pipeline, minterpolate=not no_minterpolate,
+                      size=size, frames=frames, warmup=warmup, pipeline=not no_pipeline,
+                      minterpolate=not no_minterpolate,
                       headline=not no_headline, input=input_path, rounds=rounds, headline_seconds=headline_seconds,
                       ffmpeg=ffmpeg, threads=threads)
     err = Console(stderr=True, highlight=False)

@@ -6,6 +6,7 @@ command runs, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import click
 
 from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
-from vidrestore.config import CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig
+from vidrestore.config import (CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR,
+                               MIN_FACTOR, MODES, EnhanceConfig, ScaleOptions)
 from vidrestore.errors import UsageError
 from vidrestore.io.logs import quiet_ffmpeg  # noqa: F401 (re-exported: the CLI commands use it from here)
 
@@ -167,9 +169,6 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
     if mode == "deblur" and factor != 1 and explicit:
         raise UsageError(f"--mode deblur keeps the frame rate, so --fps-x {factor} contradicts it: leave out --fps-x, "
                          "or use --mode joint to deblur and interpolate")
-    from vidrestore.scale.options import ScaleOptions
-    from vidrestore.scale.folder import is_video_folder
-
     scale = ScaleOptions(workers=workers, chunks=_chunks(chunks), ray=ray_address)
     if (workers or 1) > 1 or ray_address is not None:
         _check_ray()
@@ -178,9 +177,12 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
         input=src, output=dst, factor=factor, mode=mode, run=run, codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
         allow_gaps=allow_gaps, fps=fps, threads=threads)
-    if is_video_folder(input, recursive):
-        _enhance_folder(input, output, recursive, make, scale, quiet, threads, factor)
-        return
+    if _is_dir(input):  # a folder of videos, or of frames (one image sequence)
+        from vidrestore.scale.folder import is_video_folder
+
+        if is_video_folder(input, recursive):
+            _enhance_folder(input, output, recursive, make, scale, quiet, threads, factor)
+            return
     if recursive:
         raise UsageError(f"--recursive: {input} is not a folder of videos")
     config = make(input, output)
@@ -188,19 +190,42 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
 
     planned = plan.plan(config)  # every check that needs no model, before torch is imported
     setup_threads(threads)  # before torch starts its thread pool
+    quiet_ffmpeg()
+    bar = None if quiet else ProgressBar(f"{Path(input).name} x{config.effective_factor}")
+    with bar or contextlib.nullcontext():
+        summary = _run_one(config, planned, scale, bar)
+    if bar is not None:
+        bar.console.print(summary.one_line(), highlight=False, soft_wrap=True)
+
+
+def _run_one(config: EnhanceConfig, planned, scale: ScaleOptions, bar: ProgressBar | None):
+    """One file: straight through the pipeline when it runs whole on one local worker; otherwise in chunks, on
+    workers or Ray (:mod:`vidrestore.scale`)."""
+    from vidrestore import runtime
+
+    device = config.run.device
+    one_worker = scale.ray is None and (scale.workers == 1 or (
+        scale.workers is None and (device not in ("auto", "cuda") or runtime.gpu_count() <= 1)))
+    progress, notes = (bar.update, bar.note) if bar is not None else (None, None)
+    if one_worker and planned.runs_whole(scale.chunks, 1):
+        from vidrestore import pipeline
+
+        if notes is not None and planned.whole_note(scale.chunks):
+            notes(planned.whole_note(scale.chunks))
+        return pipeline.run(config, progress=progress, notes=notes, planned=planned)
     from vidrestore.scale.batch import enhance_all
 
-    quiet_ffmpeg()
-    if quiet:
-        result, = enhance_all([config], scale, planned=[planned])
-    else:
-        with ProgressBar(f"{Path(input).name} x{config.effective_factor}") as bar:
-            result, = enhance_all([config], scale, progress=bar.update, notes=bar.note, planned=[planned])
+    result, = enhance_all([config], scale, progress=progress, notes=notes, planned=[planned])
     if result.error is not None:
         raise result.error
-    assert result.summary is not None
-    if not quiet:
-        bar.console.print(result.summary.one_line(), highlight=False, soft_wrap=True)
+    return result.summary
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False  # one that cannot be looked into: the plan's checks say what is wrong with it
 
 
 def _chunks(text: str) -> int | None:

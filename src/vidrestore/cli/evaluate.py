@@ -89,7 +89,8 @@ def render_table(report: dict, per_clip: bool):
     )
     tables.append(table)
     if per_clip and len(clips) > 1:
-        pc = Table(title="per clip: inter PSNR / SSIM (key where there is no inter)", box=box.SIMPLE_HEAD, pad_edge=False)
+        pc = Table(title="per clip: inter PSNR / SSIM (key where there is no inter)", box=box.SIMPLE_HEAD,
+                   pad_edge=False)
         pc.add_column("clip", no_wrap=True)
         for name in report["methods"]:
             pc.add_column(name, justify="right")
@@ -123,7 +124,8 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--model-mode", type=click.Choice(_MODES), default=None,
               help="Run the model in this mode instead of the protocol's.")
 @click.option("--max-frames", type=int, default=None, help="Use at most this many source frames per clip.")
-@click.option("--resize", default=None, metavar="WxH", help="Resize source frames (synthetic: render size, default 128x128).")
+@click.option("--resize", default=None, metavar="WxH",
+              help="Resize source frames (synthetic: render size, default 128x128).")
 @click.option("--count", "count", type=int, default=16, show_default=True, help="Synthetic samples.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed of the synthetic set.")
 @click.option("--save-frames", type=click.Path(path_type=Path), default=None,
@@ -131,8 +133,8 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--crop", type=int, default=256, show_default=True, help="Crop size of --save-frames.")
 @click.option("--per-clip", is_flag=True, help="Also print a per-clip table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
-def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods, model_mode, max_frames, resize, count, seed,
-             save_frames, crop, per_clip, as_json, **run_kwargs) -> None:
+def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods, model_mode, max_frames, resize,
+             count, seed, save_frames, crop, per_clip, as_json, **run_kwargs) -> None:
     """Score the model and classical baselines against sharp ground truth.
 
     SOURCE is sharp footage: a video file, a folder of frames, or a folder of videos / frame folders.

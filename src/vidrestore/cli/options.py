@@ -14,10 +14,10 @@ from vidrestore.config import DEFAULT_TILE_OVERLAP, ENSEMBLE_HELP, PRECISIONS, R
 
 _OPTIONS = (
     click.option("--weights", default=None,
-                 help="Weights: a registry name, a .safetensors path or hf://owner/repo/file@rev "
+                 help="Weights: a known name, a .safetensors path or hf://owner/repo/file@rev "
                       "[default: the bundled default]."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
-    click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+    click.option("--precision", default="auto", show_default=True, metavar="|".join(PRECISIONS),
                  help="Compute precision (auto: bf16/fp16 on CUDA, fp32 elsewhere)."),
     click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass."),
     click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP),

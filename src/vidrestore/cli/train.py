@@ -11,16 +11,25 @@ from vidrestore.errors import UsageError
 
 
 @click.command("train")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False), required=True, help="The recipe (TOML) of a flow-prior network run (arch = \"prior\"; see recipes/ in the repository).")
-@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Run folder: ckpt/, log.jsonl, final.safetensors [default: the recipe's out, else runs/RECIPE-NAME].")
-@click.option("--minutes", type=float, default=None, help="Time budget of this invocation; checkpoints and exports when spent.")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The recipe (TOML) of a flow-prior network run (arch = \"prior\"; see recipes/ in the repository).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Run folder: ckpt/, log.jsonl, final.safetensors "
+                   "[default: the recipe's out, else runs/RECIPE-NAME].")
+@click.option("--minutes", type=float, default=None,
+              help="Time budget of this invocation; checkpoints and exports when spent.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [default: the recipe's].")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: the recipe's].")
 @click.option("--precision", default=None, help="fp32, bf16 or fp16 (autocast) [default: the recipe's].")
-@click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE", help="Set a recipe field, e.g. --set steps=2 (VALUE in TOML syntax; repeatable).")
-@click.option("--data", "data", type=click.Path(file_okay=False), default=None, envvar="VIDRESTORE_DATA", help="The folder {data} stands for in the recipe [default: ../shared/data beside the repository; env VIDRESTORE_DATA].")
+@click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE",
+              help="Set a recipe field, e.g. --set steps=2 (VALUE in TOML syntax; repeatable).")
+@click.option("--data", "data", type=click.Path(file_okay=False), default=None, envvar="VIDRESTORE_DATA",
+              help="The folder {data} stands for in the recipe [default: ../shared/data beside the repository; "
+                   "env VIDRESTORE_DATA].")
 @click.option("--dry-run", is_flag=True, help="Check the recipe and print the run, train nothing.")
-@click.option("--fill-cache", is_flag=True, help="Make the run's training windows instead of training: fill its cache, then (with --minutes) keep replacing the oldest windows with fresh ones. Runs at a low priority beside a training process.")
+@click.option("--fill-cache", is_flag=True,
+              help="Make the run's training windows instead of training: fill its cache, then (with --minutes) keep "
+                   "replacing the oldest windows with fresh ones. Runs at a low priority beside a training process.")
 def train(recipe, out, minutes, threads, device, precision, set_options, data, dry_run, fill_cache) -> None:
     """Train the flow-prior network from a recipe, in resumable chunks.
 
@@ -32,9 +41,6 @@ def train(recipe, out, minutes, threads, device, precision, set_options, data, d
     if _arch(recipe) not in ("prior", None):
         raise UsageError(f"--recipe {recipe}: not a flow-prior network recipe (it needs arch = \"prior\"; the old "
                          "network's recipes were retired in 0.2.0)")
-    # OpenMP's default wait policy: its threads spin between the network's many small operations. Passive
-    # waits put them to sleep after each one, and a training step took 1.7x as long on 2 cores (run training
-    # under `nice` beside other work instead)
     from vidrestore.train.prior_loop import fill_cache as fill, load_prior_recipe, parse_overrides, train_prior
 
     overrides = dict(parse_overrides(set_options))

@@ -95,7 +95,8 @@ class BenchConfig:
         if self.width < 16 or self.height < 16:
             raise UsageError(f"--resolution {self.width}x{self.height}: at least 16x16")
         if self.width % 2 or self.height % 2:
-            raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even (for the encoder)")
+            raise UsageError(f"--resolution {self.width}x{self.height}: width and height must be even "
+                             "(for the encoder)")
         check_factor_mode(self.factor, self.mode)
         if self.frames < 2:
             raise UsageError(f"--frames {self.frames}: must be at least 2")
@@ -294,9 +295,9 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
         feats = model.encode(x)
         with FlopCounterMode(display=False) as enc_counter:
             model.encode(x)
-        extra = {"prior": PriorFlows.zero(*x.shape[-2:], device)} if getattr(model, "needs_prior", False) else {}
+        prior = PriorFlows.zero(*x.shape[-2:], device)
         with FlopCounterMode(display=False) as res_counter:
-            model.restore([x] * 4, [feats] * 4, times, with_key=(mode != "interp"), sharp=(mode == "interp"), **extra)
+            model.restore([x] * 4, [feats] * 4, times, prior, with_key=(mode != "interp"), sharp=(mode == "interp"))
     enc = n_tiles * enc_counter.get_total_flops() / 2
     res = n_tiles * res_counter.get_total_flops() / 2
     return {

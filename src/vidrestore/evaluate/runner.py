@@ -37,7 +37,7 @@ from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_
 from vidrestore.frames import quantize
 from vidrestore.synth.blur import blur_to_length
 from vidrestore.synth.scenes import validation_set
-from vidrestore.weights import resolve_weights, sha256_file
+from vidrestore.weights import locate, sha256_file
 
 METHODS = ("model", *BASELINES)
 DEFAULT_SYNTHETIC_SIZE = (128, 128)
@@ -141,7 +141,8 @@ def synthetic_clips(cfg: EvalConfig) -> Iterator[PreparedClip]:
     if cfg.protocol == "interp":
         exposure = 0.0  # sharp inputs
     elif cfg.exposure > cfg.stride:
-        raise UsageError(f"--synthetic: --exposure {cfg.exposure} is longer than the frame interval (--stride {cfg.stride})")
+        raise UsageError(f"--synthetic: --exposure {cfg.exposure} is longer than the frame interval "
+                         f"(--stride {cfg.stride})")
     else:
         exposure = cfg.exposure / cfg.stride  # fraction of the input frame interval
     scene_factor = max(cfg.stride, 1)
@@ -177,7 +178,7 @@ class ModelMethod:
         """Resolve the device and precision and load the weights (once)."""
         if self.runtime is None:
             self.runtime = runtime.load(self.cfg.run)
-            self.weights_sha256 = sha256_file(resolve_weights(self.runtime.label))
+            self.weights_sha256 = sha256_file(locate(self.runtime.label)[0])
         return self.runtime
 
     def engine(self, factor: int, mode: str) -> Engine:
@@ -193,7 +194,8 @@ class ModelMethod:
         return iter(engine.process(list(inputs), cuts=[False] * len(inputs)))
 
 
-def method_runner(name: str, cfg: EvalConfig, model: ModelMethod | None) -> Callable[[Sequence[np.ndarray], int], Iterator[np.ndarray]]:
+def method_runner(name: str, cfg: EvalConfig,
+                  model: ModelMethod | None) -> Callable[[Sequence[np.ndarray], int], Iterator[np.ndarray]]:
     if name == "model":
         if model is None:
             raise UsageError("the model method needs a model")
@@ -382,7 +384,8 @@ def run_settings(cfg: EvalConfig) -> dict:
     d["factor"] = cfg.factor
     d["mode"] = cfg.mode
     d["metrics"] = {
-        "psnr": f"10*log10(1/MSE), RGB in [0,1], MSE over all pixels and channels of a frame; identical frames = {M.PSNR_CAP_DB:g} dB",
+        "psnr": "10*log10(1/MSE), RGB in [0,1], MSE over all pixels and channels of a frame; identical frames = "
+                f"{M.PSNR_CAP_DB:g} dB",
         "ssim": "Gaussian 11x11 window, sigma 1.5, K1 0.01, K2 0.03, L 1, per channel on the valid region, averaged",
         "averaging": "per frame, mean over a clip's frames, mean over clips",
     }

@@ -73,7 +73,8 @@ def sweep_partials(targets: list[Path], timeout: float = 10.0) -> None:
             remove_stale_partials(target)
             pattern = _partial_pattern(target)
             try:
-                left = left or any(pattern.fullmatch(n) for n in os.listdir(target.parent if str(target.parent) else "."))
+                folder = target.parent if str(target.parent) else "."
+                left = left or any(pattern.fullmatch(n) for n in os.listdir(folder))
             except OSError:
                 continue
         if not left or time.monotonic() > deadline:

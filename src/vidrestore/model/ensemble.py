@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from vidrestore.model.layers import window_features
+from vidrestore.model.prior_net import PriorFlows
 
 # the mirrorings, in the order their passes are added: none, left-right, up-down, both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -57,10 +58,6 @@ class FlipEnsemble(nn.Module):
     def config(self):
         return self.model.config
 
-    @property
-    def needs_prior(self) -> bool:
-        return bool(getattr(self.model, "needs_prior", False))
-
     def encode(self, frame: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out: list[torch.Tensor] = []
         for dims in self.flips:
@@ -72,14 +69,13 @@ class FlipEnsemble(nn.Module):
         frames: Sequence[torch.Tensor],
         feats: Sequence[tuple[torch.Tensor, ...]],
         times: torch.Tensor,
+        prior: PriorFlows,
         with_key: bool = True,
         sharp: bool = False,
-        prior=None,
         time_chunk: int = 0,
     ):
-        """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes.
-        ``prior``: the flow-prior network's :class:`~vidrestore.model.prior_net.PriorFlows`, mirrored with the
-        frames (None for a model that needs none)."""
+        """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes; the prior
+        flows are mirrored with the frames."""
         n = len(self.flips)
         levels = len(feats[0]) // n
         key_sum = None
@@ -87,9 +83,9 @@ class FlipEnsemble(nn.Module):
         for i, dims in enumerate(self.flips):
             fr = [_flip(f, dims) for f in frames]
             fe = [tuple(f[i * levels:(i + 1) * levels]) for f in feats]
-            extra = {} if prior is None else {"prior": type(prior)(*(_flip_flow(f, dims) for f in prior))}
-            key, inter = self.model.restore(fr, fe, times, with_key=with_key, sharp=sharp, time_chunk=time_chunk,
-                                            **extra)
+            flipped = PriorFlows(*(_flip_flow(f, dims) for f in prior))
+            key, inter = self.model.restore(fr, fe, times, prior=flipped, with_key=with_key, sharp=sharp,
+                                            time_chunk=time_chunk)
             inter = _flip(inter, dims)
             inter_sum = inter if inter_sum is None else inter_sum + inter
             if key is not None:
@@ -98,7 +94,7 @@ class FlipEnsemble(nn.Module):
         assert inter_sum is not None
         return (None if key_sum is None else key_sum / n), inter_sum / n
 
-    def forward(self, frames: torch.Tensor, times: torch.Tensor, prior=None, sharp: bool = False):
+    def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows, sharp: bool = False):
         """frames [B, 4, 3, H, W]; times [T] or [B, T]; ``prior`` as in ``restore`` -> (key, inter), as the
         wrapped network's forward."""
         return self.restore([frames[:, i] for i in range(4)], window_features(self.encode, frames), times,

@@ -25,8 +25,8 @@ Data flow::
         in-between, sharp input (interp mode): a light refiner instead
 
 With every correction zeroed (as built) the in-between frame is exactly the prior's warp-and-blend and
-the key frame is F(i): the floor the training has to beat. A frame with replicated neighbours (the ends of a video, scene cuts)
-has zero prior flows and aligned neighbours equal to itself: the network is then a single-frame
+the key frame is F(i): the floor the training has to beat. A frame with replicated neighbours (the ends of a
+video, scene cuts) has zero prior flows and aligned neighbours equal to itself: the network is then a single-frame
 deblurrer.
 """
 
@@ -91,7 +91,8 @@ class PriorConfig:
         if self.window < 1 or self.window % 2 != 1:
             raise ValueError(f"window must be odd, got {self.window}")
         if len(self.widths) < 2 or len(self.widths) != len(self.blocks) or min(self.widths) < 1 or min(self.blocks) < 0:
-            raise ValueError(f"widths and blocks must have the same length (2 or more), got {self.widths}, {self.blocks}")
+            raise ValueError(f"widths and blocks must have the same length (2 or more), got {self.widths}, "
+                             f"{self.blocks}")
         if self.head < 1 or self.refine < 1:
             raise ValueError("head and refine must be >= 1")
         if self.local_attention < 0:
@@ -340,7 +341,8 @@ class Refiner(nn.Module):
         self.body = nn.Sequential(conv(9 + 1, c), act(), conv(c, c), act(), conv(c, c), act())
         self.out = nn.Sequential(zero_init(conv(c, 3 * self.scale ** 2)), nn.PixelShuffle(self.scale))
 
-    def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor, warped1: torch.Tensor) -> torch.Tensor:
+    def forward(self, blend: torch.Tensor, w0: torch.Tensor, warped0: torch.Tensor,
+                warped1: torch.Tensor) -> torch.Tensor:
         # each part pooled, then joined at half size: the same numbers as pooling the joined full-size tensor,
         # without writing and reading that tensor
         x = torch.cat([F.avg_pool2d(t, self.scale) for t in (blend, warped0, warped1, w0)], dim=1)
@@ -350,9 +352,7 @@ class Refiner(nn.Module):
 class PriorNet(nn.Module):
     """The flow-prior network: ``config`` says which tensors exist. It has no parameter-free inference
     stages, so no options. Its callers compute the prior (:mod:`vidrestore.prior`) and pass it to
-    ``restore``: ``needs_prior`` says so."""
-
-    needs_prior = True
+    ``restore``."""
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()

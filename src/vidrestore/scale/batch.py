@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vidrestore import pipeline, weights
+from vidrestore.runtime import gpu_count
 from vidrestore import plan as planning
-from vidrestore.config import EnhanceConfig
+from vidrestore.config import EnhanceConfig, ScaleOptions
 from vidrestore.errors import VidrestoreError
 from vidrestore.io import files as io_files
 from vidrestore.io.index import frame_index
@@ -26,7 +27,7 @@ from vidrestore.plan import Plan
 from vidrestore.scale import chunks as ch
 from vidrestore.scale import manifest
 from vidrestore.scale import pool as pools
-from vidrestore.scale.options import RAY_EXTRA, FileResult, ScaleOptions, ray_installed
+from vidrestore.scale.options import RAY_EXTRA, FileResult, ray_installed
 
 OnNote = Callable[[str], None]
 
@@ -59,14 +60,14 @@ def default_workers(note: OnNote, device: str = "auto") -> int:
     """One worker per GPU (where Ray is installed to run them; else one, with a note), one on a CPU."""
     if device not in ("auto", "cuda"):
         return 1  # a device named: that one
-    gpus = pools.gpu_count()
+    gpus = gpu_count()
     if gpus > 1 and not ray_installed():
         note(f"{gpus} GPUs, one used: {RAY_EXTRA} runs a worker on each")
         return 1
     return max(1, gpus)
 
 
-def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleOptions(),
+def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleOptions(),  # noqa: B008 (frozen)
                 progress: Callable[[BatchProgress], None] | None = None, notes: OnNote | None = None,
                 skipped: Sequence[FileResult] = (), pool: Any = None,
                 planned: Sequence[Plan | None] | None = None) -> list[FileResult]:
@@ -185,14 +186,9 @@ def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> li
     f.started = time.perf_counter()
     whole = [pools.Task((f.number, -1), config, p)]
     f.left = {-1}
-    if options.chunks == 1 or p.source is not None or p.frames_target is not None:
-        return whole
-    if config.allow_gaps:  # frames lost to damage are found against the whole stream's timing
-        if options.chunks is not None:
-            note(f"{config.input.name}: --allow-gaps runs it in one piece")
-        return whole
-    if options.chunks is None and (not _splits_well(p) or (p.info.frame_count < 2 * ch.AUTO_CHUNK_FRAMES
-                                                             and workers == 1)):
+    if p.runs_whole(options.chunks, workers):
+        if p.whole_note(options.chunks):
+            note(p.whole_note(options.chunks))
         return whole
     index = frame_index(Path(config.input), p.info.video_index)
     if index is None or len(index) != p.info.frame_count:
@@ -215,18 +211,9 @@ def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> li
         f.frames_out += job.done[n]["frames_out"]
     if not f.left:
         return []  # every chunk was done by an earlier run: only the join is left
-    return [pools.Task((f.number, c.number), config, p, Part(c.start, c.stop, ch.span_of(index, c), job.chunk_path(c.number)))
+    return [pools.Task((f.number, c.number), config, p,
+                       Part(c.start, c.stop, ch.span_of(index, c), job.chunk_path(c.number)))
             for c in job.todo]
-
-
-# containers whose index seeks to an exact key frame, in and out: --chunks auto splits only these (--chunks N
-# splits any whose packets locate every frame, and a chunk that cannot seek exactly fails with a clear error)
-_SEEKABLE = ("mp4", "mov", "matroska", "webm")
-
-
-def _splits_well(p: Plan) -> bool:
-    return (p.info.frame_count_exact and any(n in _SEEKABLE for n in p.info.container.split(","))
-            and any(n in _SEEKABLE for n in p.format_name.split(",")))
 
 
 def _weights_id(config: EnhanceConfig) -> str:

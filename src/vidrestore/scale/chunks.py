@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from vidrestore.io.index import FrameIndex
 from vidrestore.io.reader import Span
+from vidrestore.plan import AUTO_CHUNK_FRAMES
 from vidrestore.windows import HALO_AFTER, HALO_BEFORE
 
 MIN_CHUNK_FRAMES = HALO_BEFORE + HALO_AFTER + 1  # --chunks N: no chunk shorter than its halo
 AUTO_MIN_FRAMES = 48  # --chunks auto: shorter chunks cost more in seeking and encoder start-up than they gain
 AUTO_CHUNKS_PER_WORKER = 4  # --chunks auto: enough chunks per worker that the last ones balance the load
-AUTO_CHUNK_FRAMES = 600  # ... and for one worker, chunks of about this many frames (resume loses less)
 
 
 @dataclass(frozen=True)

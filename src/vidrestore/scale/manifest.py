@@ -95,7 +95,8 @@ class Job:
         except OSError:
             os.close(self._fd)
             self._fd = None
-            raise OutputError(f"another vidrestore run is writing {target} (its chunks are in {self.folder.name})") from None
+            raise OutputError(f"another vidrestore run is writing {target} "
+                              f"(its chunks are in {self.folder.name})") from None
 
     def _clear(self) -> None:
         for path in self.folder.iterdir():

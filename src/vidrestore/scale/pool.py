@@ -80,12 +80,6 @@ def ray_module() -> Any:
     return ray
 
 
-def gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 class _Reports:
     """A small actor the workers tell their progress to; the caller reads it every ``PROGRESS_EVERY_S``."""
 
@@ -144,8 +138,9 @@ class RayPool:
                 # a Ray started here keeps its session (logs, sockets, spilled objects) in a folder of its own,
                 # removed by stop(), not in /tmp/ray, where every run would leave one behind
                 # (under /tmp where there is one: Ray's socket paths must stay under 108 bytes)
-                self._temp_dir = tempfile.mkdtemp(prefix="vidrestore-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=gpu_count(),
+                tmp_root = "/tmp" if os.path.isdir("/tmp") else None
+                self._temp_dir = tempfile.mkdtemp(prefix="vidrestore-ray-", dir=tmp_root)
+                kwargs.update(num_cpus=max(workers, threads.resolve(None)), num_gpus=runtime.gpu_count(),
                               _temp_dir=self._temp_dir)
             else:
                 _check_reachable(address)

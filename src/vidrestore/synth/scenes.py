@@ -126,7 +126,8 @@ class Motion:
         """Pose at times t [B,N]: centre [B,L,N,2], angle [B,L,N], log-scale [B,L,N]."""
         t = t[:, None, :]  # [B,1,N]
         half_t2 = 0.5 * t * t
-        pos = self.pos[:, :, None, :] + self.vel[:, :, None, :] * t[..., None] + self.acc[:, :, None, :] * half_t2[..., None]
+        pos = (self.pos[:, :, None, :] + self.vel[:, :, None, :] * t[..., None]
+               + self.acc[:, :, None, :] * half_t2[..., None])
         ang = self.ang[..., None] + self.ang_vel[..., None] * t + self.ang_acc[..., None] * half_t2
         logs = self.logs[..., None] + self.logs_vel[..., None] * t + self.logs_acc[..., None] * half_t2
         return pos, ang, logs

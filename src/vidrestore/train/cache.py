@@ -183,7 +183,8 @@ def validation_windows(settings: CacheSettings, sources: Sequence[str], per_sour
     return out
 
 
-def ensure_validation(cache: WindowCache, sources: Sequence[str], log: Callable[[str], None] = print) -> dict[str, Windows]:
+def ensure_validation(cache: WindowCache, sources: Sequence[str],
+                      log: Callable[[str], None] = print) -> dict[str, Windows]:
     folder = cache.val_folder
     if not all((folder / s / "kind.npy").is_file() for s in sources):
         made = validation_windows(cache.settings, sources, log=log)

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vidrestore.config import check_precision
 from vidrestore.errors import UsageError
-from vidrestore.threads import keep_freed_memory
+from vidrestore import threads
 from vidrestore.model.layers import window_features
 from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorFlows, PriorNet
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
@@ -43,9 +44,9 @@ from vidrestore.train.batches import CachedBatches, validation_batches
 from vidrestore.train.cache import CacheSettings, WindowCache, WindowMaker, ensure_validation, fill
 from vidrestore.train.losses import charbonnier, fft_loss, laplacian_loss
 from vidrestore.train.prior_data import STORED_TIMES, Batch, BlurConfig
+from vidrestore.weights import locate, read_tensors, save_weights
 
 EMA_FILE = "ema.safetensors"
-from vidrestore.weights import locate_weights, read_tensors, save_weights
 
 SOURCES = ("real", "interp", "synthetic")
 STAGES = ("restore", "motion", "joint")
@@ -143,6 +144,7 @@ class PriorTrainConfig:
             raise UsageError(f"mix: sources are {', '.join(SOURCES)}, with some weight above 0")
         if self.processes < 1 or self.threads < 1:
             raise UsageError("processes and threads must be >= 1")
+        check_precision(self.precision)
         if self.steps < 1 or self.store < 32 or self.store % 16 or not self.stages:
             raise UsageError("steps must be >= 1, store a multiple of 16 from 32, and there must be a stage")
         held = {s for s, w in self.mix if w > 0}
@@ -177,8 +179,9 @@ class PriorTrainConfig:
 def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
                       data: str | Path | None = None) -> PriorTrainConfig:
     """A recipe file: top-level ``arch = "prior"``, the config's fields, a ``[blur]`` and a ``[mix]`` table (the
-    sources the window cache holds) and the curriculum as ``[[stages]]`` (each with its own ``mix``). Paths are relative to the recipe's folder; ``{data}`` is ``data``, by default
-    ``../shared/data`` beside the repository the recipe is in."""
+    sources the window cache holds) and the curriculum as ``[[stages]]`` (each with its own ``mix``). Paths are
+    relative to the recipe's folder; ``{data}`` is ``data``, by default ``../shared/data`` beside the repository
+    the recipe is in."""
     path = Path(path)
     root = Path(data) if data is not None else path.resolve().parent.parent.parent / "shared" / "data"
     try:
@@ -374,8 +377,7 @@ def warm_start(model: PriorNet, spec: str) -> dict[str, str]:
     """Copy the tensors of weights ``spec`` into ``model`` (parts the file lacks, such as attention blocks added
     since, stay as built: they start as the identity; so do the per-t parts where the scales differ). Returns
     the file's metadata."""
-    located = locate_weights(spec)
-    tensors, meta = read_tensors(located.path)
+    tensors, meta = read_tensors(locate(spec)[0])
     own = model.state_dict()
     # a part with any tensor of another shape starts anew whole, not as a mix of the file's tensors and new ones
     reshaped = tuple(p for p in RESCALED_PARTS
@@ -419,7 +421,7 @@ def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str
         os.nice(10)
     except OSError:
         pass
-    torch.set_num_threads(1)
+    threads.apply(1, passive=False, kept=threads.TRAIN_KEPT)
     cache, _ = prepare_cache(cfg, echo)
     maker = WindowMaker(cfg.cache_settings(), threads=1, log=echo)
     g = torch.Generator().manual_seed(int(time.time()))
@@ -528,8 +530,7 @@ def train_prior(cfg: PriorTrainConfig, echo: Callable[[str], None] = print, rank
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **record}, sort_keys=True) + "\n")
 
-    torch.set_num_threads(cfg.threads)
-    keep_freed_memory()
+    threads.apply(cfg.threads, passive=False, kept=threads.TRAIN_KEPT)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.precision, device)

@@ -1,19 +1,9 @@
-"""Model weights: the registry, locating files (path, bundled copy, Hugging Face Hub), checksums,
-and safetensors save/load with the model's config in the metadata.
+"""Model weights: one table of known weights, ``load_model`` for any spec, safetensors save and load.
 
-A weights *spec* is one of:
-
-* a path to a ``.safetensors`` file;
-* a registered name (``vidrestore-prior-small-v1``): the bundled copy beside this file, else the Hub
-  cache, else a download from the Hub (unless offline);
-* ``hf://owner/repo/path/file.safetensors[@revision]``: straight from the Hub (or its cache).
-
-Registered files are always checked against the registry's sha256 before use. Only safetensors
-is read (never pickle). torch, safetensors and huggingface_hub are imported only when needed.
-
-The one network is the flow-prior network (:class:`~vidrestore.model.prior_net.PriorNet`): its files
-say ``"arch": "prior"`` in their config. Files of the network before it (no ``"arch"``, retired in 0.2.0)
-are refused with a message naming the weights to use instead.
+A weights spec is a path to a ``.safetensors`` file; a name from ``MODELS``, whose file is bundled beside this
+module or lives at an ``hf://`` location; or ``hf://owner/repo/path/file.safetensors[@revision]``, from the
+Hugging Face cache, else downloaded unless offline. Named files are checked against the table's sha256 before
+use. Only safetensors is read (never pickle), with the library's own parser, its errors turned into one line.
 """
 
 from __future__ import annotations
@@ -21,233 +11,150 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Mapping
 
+from vidrestore import interrupts
 from vidrestore._version import __version__
 from vidrestore.errors import WeightsError
-from vidrestore.names import natural_key
-from vidrestore.weights._files import (
-    DTYPE_BYTES,
-    _is_file,
-    FORMAT_VERSION,
-    META_CONFIG,
-    META_FORMAT,
-    META_VERSION,
-    RESERVED_KEYS,
-    copy_atomic,
-    metadata_of,
-    read_header,
-    read_metadata,
-    read_tensors,
-    sha256_file,
-    tensors_to_bytes,
-    verify_file,
-    write_atomic,
-)
-from vidrestore.weights._hub import HF_PREFIX, cached_path, download, env_offline, parse_hf_spec
-from vidrestore.weights._registry import (
-    HubLocation,
-    Registry,
-    WeightsEntry,
-    check_name,
-    parse_registry,
-    write_registry,
-)
+from vidrestore.weights import hub
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from vidrestore.model.prior_net import PriorConfig, PriorNet
 
-__all__ = [
-    "DEFAULT_WEIGHTS",
-    "FORMAT_VERSION",
-    "META_CONFIG",
-    "META_FORMAT",
-    "META_VERSION",
-    "REGISTRY",
-    "REGISTRY_PATH",
-    "WEIGHTS_DIR",
-    "HubLocation",
-    "Located",
-    "Registry",
-    "WeightsEntry",
-    "WeightsError",
-    "download",
-    "env_offline",
-    "iter_entries",
-    "load_model",
-    "load_registry",
-    "local_copy",
-    "locate_weights",
-    "model_from_file",
-    "parse_hf_spec",
-    "read_metadata",
-    "register_weights",
-    "resolve_weights",
-    "save_weights",
-    "sha256_file",
-    "verify_file",
-    "verify_located",
-]
-
-WEIGHTS_DIR = Path(__file__).resolve().parent
-REGISTRY_PATH = WEIGHTS_DIR / "registry.json"
-# The weights `enhance`, `eval` and `bench` use when --weights is not given (the one bundled file).
-DEFAULT_WEIGHTS = "vidrestore-prior-small-v1"
-
-_cache: dict[str, tuple[tuple[int, int], Registry]] = {}
-
-
-def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
-    """The registry at ``path`` (default: ``REGISTRY_PATH``, read at call time), re-read when the file
-    changes. A ``Registry`` is a read-only mapping name -> WeightsEntry."""
-    path = Path(path if path is not None else REGISTRY_PATH)
-    try:
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (-1, -1)
-    key = str(path)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    reg = parse_registry(path)
-    _cache[key] = (stamp, reg)
-    return reg
-
-
-def __getattr__(name: str) -> Any:  # PEP 562: REGISTRY is read lazily, on first use
-    if name == "REGISTRY":
-        return load_registry()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _registry(registry: Registry | str | os.PathLike[str] | None) -> Registry:
-    return registry if isinstance(registry, Registry) else load_registry(registry)
-
 
 @dataclass(frozen=True)
-class Located:
-    """Where a spec resolved to. ``entry`` is the registry entry the file must match (None for a
-    plain path or an unregistered hf:// file); ``source`` is "file", "bundled", "cache" or "hub"."""
+class Known:
+    """A named set of weights: a file beside this module or an ``hf://`` location, and its sha256."""
 
-    path: Path
-    entry: WeightsEntry | None
-    source: str
+    location: str
+    sha256: str
 
 
-def local_copy(entry: WeightsEntry, registry: Registry | str | os.PathLike[str] | None = None) -> Located | None:
-    """The bundled copy of a registered file, else its Hub-cache copy; None if neither is on disk.
-    Never touches the network."""
-    reg = _registry(registry)
-    bundled = reg.bundled_path(entry)
-    if bundled.is_file():
-        return Located(bundled, entry, "bundled")
-    if entry.hub is not None:
-        found = cached_path(entry.hub)
-        if found is not None:
-            return Located(found, entry, "cache")
-    return None
+MODELS: dict[str, Known] = {
+    "vidrestore-prior-small-v1": Known(
+        "vidrestore-prior-small-v1.safetensors", "c1697fabafe720bde41be4b120e91811054feb5d0b47e4c6e3dab666f699a744"),
+}
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v1"  # what enhance, eval and bench use when --weights is not given
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+META_CONFIG = "vidrestore.config"
+META_VERSION = "vidrestore.version"
+META_FORMAT = "vidrestore.format"
+FORMAT_VERSION = "1"
+RESERVED_KEYS = frozenset({META_CONFIG, META_VERSION, META_FORMAT})
+DTYPES = ("F32", "F16", "BF16")  # the tensor types a weights file may hold
+# Bounds of a file's model config, checked before anything is built: (least, most) of each size field, ten
+# times and more the largest model made, far below what would exhaust memory; at most CONFIG_LEVELS entries
+CONFIG_BOUNDS = {"channels": (1, 1024), "window": (1, 31), "head": (1, 1024), "widths": (1, 1024),
+                 "blocks": (0, 64), "refine": (1, 1024)}
+CONFIG_LEVELS = 6
 
 
-def _looks_like_path(spec: str) -> bool:
-    return os.sep in spec or "/" in spec or spec.startswith(("~", ".")) or Path(spec).suffix != ""
+def local_path(name: str) -> Path | None:
+    """The bundled or Hub-cached copy of a named file; None if neither is on disk. Never uses the network."""
+    location = MODELS[name].location
+    if location.startswith(hub.PREFIX):
+        return hub.cached_path(hub.parse(location))
+    path = WEIGHTS_DIR / location
+    return path if path.is_file() else None
 
 
-def locate_weights(
-    spec: str, *, offline: bool | None = None, registry: Registry | str | os.PathLike[str] | None = None
-) -> Located:
-    """Resolve a weights spec: an existing path; a registered name (bundled, Hub cache, Hub);
-    an ``hf://`` spec. ``offline`` (default: ``HF_HUB_OFFLINE``) forbids network access."""
-    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
-        raise WeightsError("no weights given (expected a file, a registered name or hf://owner/repo/file)")
-    spec = os.fspath(spec).strip()
-    reg = _registry(registry)
-    if spec.startswith(HF_PREFIX):
-        loc = parse_hf_spec(spec)
-        entry = next((e for e in reg.values() if e.hub == loc), None)
-        return Located(download(loc, offline=offline), entry, "hub")
+def locate(spec: str | os.PathLike[str], *, offline: bool | None = None) -> tuple[Path, str | None]:
+    """The local file of a weights spec (downloading into the Hub cache if needed) and the sha256 it must have
+    (a named file's; None for a path or an unnamed ``hf://`` file). ``offline`` (default: ``HF_HUB_OFFLINE``)
+    forbids network access."""
+    spec = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else ""
+    if not spec:
+        raise WeightsError("no weights given (expected a file, a known name or hf://owner/repo/file)")
+    if spec.startswith(hub.PREFIX):
+        return hub.download(hub.parse(spec), offline=offline), None
     path = Path(spec).expanduser()
-    if _is_file(path):  # an unreadable folder on the way: a WeightsError about the file
-        return Located(path, None, "file")
+    if _is_file(path):
+        return path, None
     if path.is_dir():
         raise WeightsError(f"weights path is a directory, not a .safetensors file: {spec}")
-    if _exists(path):
+    if os.path.lexists(path):
         raise WeightsError(f"weights path is not a regular file (a pipe or a device?): {spec}")
-    entry = reg.get(spec)
-    if entry is None:
-        if _looks_like_path(spec):
+    known = MODELS.get(spec)
+    if known is None:
+        if os.sep in spec or "/" in spec or spec.startswith(("~", ".")) or path.suffix:
             raise WeightsError(f"weights file not found: {spec}")
-        known = ", ".join(sorted(reg, key=natural_key)) or "none"
-        raise WeightsError(f"unknown weights {spec!r}: not a file and not a registered name (registered: {known})")
-    found = local_copy(entry, reg)
-    if found is not None:
-        return found
-    if entry.hub is None and entry.sha256 is None:
-        raise WeightsError(
-            f"weights {spec!r} are planned but not available yet (no trained file is bundled or registered); "
-            "pass --weights PATH to a .safetensors file"
-        )
-    if entry.hub is None:
-        raise WeightsError(
-            f"weights {spec!r} are registered but not installed: {entry.file} is not bundled and has no "
-            "Hugging Face location (reinstall vidrestore, or pass --weights PATH)"
-        )
-    return Located(download(entry.hub, offline=offline), entry, "hub")
+        raise WeightsError(f"unknown weights {spec!r}: not a file and not a known name ({', '.join(sorted(MODELS))})")
+    found = local_path(spec)
+    if found is None and known.location.startswith(hub.PREFIX):
+        found = hub.download(hub.parse(known.location), offline=offline)
+    if found is None:
+        raise WeightsError(f"weights {spec!r} are not installed ({known.location} is missing beside "
+                           f"{WEIGHTS_DIR}): reinstall vidrestore, or pass --weights PATH")
+    return found, known.sha256
 
 
-def resolve_weights(
-    spec: str, *, offline: bool | None = None, registry: Registry | str | os.PathLike[str] | None = None
-) -> Path:
-    """The local path of a weights spec (see ``locate_weights``), downloading into the Hub cache if needed."""
-    return locate_weights(spec, offline=offline, registry=registry).path
+def load_model(spec: str, device: "torch.device | str" = "cpu", dtype: "torch.dtype | None" = None, *,
+               offline: bool | None = None, expected_sha256: str | None = None) -> "PriorNet":
+    """Locate, verify and load weights into a model in eval mode on ``device`` (cast to ``dtype`` if given).
+    ``expected_sha256`` adds a check for any file, paths included."""
+    path, sha = locate(spec, offline=offline)
+    for want in (sha, expected_sha256):
+        if want is not None:
+            verify_file(path, want, label=f"weights {spec!r}" if want == sha else None)
+    model = model_from_file(path)
+    return model.to(device=device, dtype=dtype).eval()
 
 
-def verify_located(located: Located) -> None:
-    """Check a located file against its registry entry's sha256 (no-op for unregistered files)."""
-    entry = located.entry
-    if entry is None:
-        return
-    if entry.sha256 is None:
-        raise WeightsError(
-            f"weights {entry.name!r} have no sha256 in the registry, so {located.path} cannot be checked "
-            "(add the file's sha256, from `vidrestore weights info FILE`, to that entry of the registry, or load "
-            "the file by its path)"
-        )
-    verify_file(located.path, entry.sha256, label=f"weights {entry.name!r}")
-
-
-def _config_from_metadata(meta: Mapping[str, str], path: Path) -> "PriorConfig":
-    """The flow-prior network config a file's metadata describes (its ``"arch"``)."""
-    from vidrestore.model.prior_net import ARCH, prior_config_from_dict
-
-    fmt = meta.get(META_FORMAT)
-    if fmt is not None and fmt != FORMAT_VERSION:
-        raise WeightsError(f"unsupported weights format {fmt!r} (this vidrestore reads {FORMAT_VERSION!r}): {path}")
-    raw = meta.get(META_CONFIG)
-    if raw is None:
-        raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
     try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: nested too deeply") from None
-    except ValueError as err:
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: expected a JSON object")
-    if "arch" not in data:
-        raise WeightsError(f"{path} holds the old vidrestore network (VidRestoreNet), retired in 0.2.0: this "
-                           f"vidrestore runs only the flow-prior network; use the default weights "
-                           f"({DEFAULT_WEIGHTS}) or other flow-prior weights")
-    if data["arch"] != ARCH:
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: unknown architecture {str(data['arch'])[:40]!r}")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def verify_file(path: str | os.PathLike[str], expected: str, label: str | None = None) -> str:
+    """Check a file's sha256 against ``expected``; return it, or raise WeightsError on a mismatch."""
+    expected = expected.strip().lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise WeightsError(f"not a sha256 checksum (64 hex digits): {expected!r}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(f"checksum mismatch for {f'{label} ({path})' if label else path}: expected sha256 "
+                           f"{expected[:16]}..., got {actual[:16]}... (the file is corrupt or not the one named; "
+                           "delete it and download again)")
+    return actual
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either the old file or the complete new one: a hidden temporary file
+    beside it, flushed and renamed into place, removed if anything (Ctrl-C included) stops the write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        return prior_config_from_dict(data)
-    except Exception as err:
-        raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {_first_line(err)}") from None
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as err:  # an unreadable folder on the way
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
 
 
 def _first_line(err: BaseException, limit: int = 160) -> str:
@@ -256,207 +163,140 @@ def _first_line(err: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _exists(path: Path) -> bool:
+def _open(path: Path, read: bool) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]], dict]:
+    """A safetensors file's metadata, each tensor's (dtype, shape), and (if ``read``) the tensors on the CPU."""
+    from safetensors import safe_open
+
+    if not _is_file(path):
+        raise WeightsError(f"weights file not found: {path}")
     try:
-        return path.exists()
-    except OSError:
-        return False
+        # held: a Ctrl-C while safetensors' Rust code calls torch comes out as a misleading parse error
+        with interrupts.held(), safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = dict(fh.metadata() or {})
+            specs = {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
+            bad = next((k for k, (dt, _) in specs.items() if dt not in DTYPES), None)
+            if bad is not None:
+                raise WeightsError(f"unsupported weights file: tensor {bad!r} has dtype {specs[bad][0]!r} "
+                                   f"(expected one of {', '.join(DTYPES)}): {path}")
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if read else {}
+    except WeightsError:
+        raise
+    except OSError as err:
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    except Exception as err:  # safetensors' own error type varies between versions
+        detail = _first_line(err).removeprefix("Error while deserializing header: ")
+        raise WeightsError(f"not a valid safetensors file ({detail}): {path}") from None
+    return meta, specs, tensors
 
 
-def _describe_mismatch(model_sd: Mapping[str, "torch.Tensor"], file_sd: Mapping[str, "torch.Tensor"]) -> str | None:
-    def few(keys: list[str]) -> str:
-        keys = sorted(keys)
-        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
-
-    missing = [k for k in model_sd if k not in file_sd]
-    unexpected = [k for k in file_sd if k not in model_sd]
-    shapes = [k for k in model_sd if k in file_sd and tuple(model_sd[k].shape) != tuple(file_sd[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({few(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({few(unexpected)})")
-    if shapes:
-        k = sorted(shapes)[0]
-        parts.append(
-            f"{len(shapes)} with the wrong shape (e.g. {k}: file {list(file_sd[k].shape)}, "
-            f"model {list(model_sd[k].shape)})"
-        )
-    return "; ".join(parts) or None
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata table of a safetensors file (empty if none), read without loading any tensor."""
+    return _open(Path(path), read=False)[0]
 
 
-# Bounds of a weights file's model config, checked before anything is built: the flow-prior network's size
-# fields, (least, most) of each whole number, ten times and more the largest model made (see
-# vidrestore.model.prior_net.PRIOR_CONFIGS), far below what would exhaust memory; and the most entries of a tuple
-CONFIG_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 1024), "window": (1, 31), "head": (1, 1024),
-                                             "widths": (1, 1024), "blocks": (0, 64), "refine": (1, 1024)}
-CONFIG_LEVELS = 6
+def read_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+    """All tensors (on the CPU) and the metadata of a safetensors file, with one-line errors."""
+    meta, _, tensors = _open(Path(path), read=True)
+    return tensors, meta
 
 
-def check_config_bounds(cfg: "PriorConfig", path: Path) -> None:
-    """Every size field of a file's model config is a whole number within ``CONFIG_BOUNDS``."""
+def _config(meta: Mapping[str, str], path: Path) -> "PriorConfig":
+    """The network config a file's metadata describes, each size field within ``CONFIG_BOUNDS``."""
+    from vidrestore.model.prior_net import ARCH, prior_config_from_dict
+
+    bad = f"invalid {META_CONFIG!r} metadata in {path}"
+    if meta.get(META_FORMAT, FORMAT_VERSION) != FORMAT_VERSION:
+        raise WeightsError(f"unsupported weights format {meta[META_FORMAT][:20]!r} (this vidrestore reads "
+                           f"{FORMAT_VERSION!r}): {path}")
+    if META_CONFIG not in meta:
+        raise WeightsError(f"not vidrestore weights (no {META_CONFIG!r} in the safetensors metadata): {path}")
+    try:
+        data = json.loads(meta[META_CONFIG])
+    except RecursionError:
+        raise WeightsError(f"{bad}: nested too deeply") from None
+    except ValueError as err:
+        raise WeightsError(f"{bad}: {_first_line(err)}") from None
+    if not isinstance(data, dict) or data.get("arch") != ARCH:
+        raise WeightsError(f"{bad}: not a flow-prior network config (its \"arch\" is not {ARCH!r})")
+    try:
+        cfg = prior_config_from_dict(data)
+    except Exception as err:
+        raise WeightsError(f"{bad}: {_first_line(err)}") from None
     for name, (low, high) in CONFIG_BOUNDS.items():
         value = getattr(cfg, name)
         values = value if isinstance(value, tuple) else (value,)
         if len(values) > CONFIG_LEVELS or not all(
                 isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
-            raise WeightsError(f"invalid {META_CONFIG!r} metadata in {path}: {name} {str(value)[:40]} is out of "
-                               f"range (at most {CONFIG_LEVELS} whole numbers from {low} to {high})")
+            raise WeightsError(f"{bad}: {name} {str(value)[:40]} is out of range (at most {CONFIG_LEVELS} whole "
+                               f"numbers from {low} to {high})")
+    return cfg
 
 
-def _check_against_header(expected: Mapping[str, "torch.Tensor"], header: Mapping[str, Any],
-                          cfg: "PriorConfig", path: Path) -> None:
-    """The tensors the config declares (built on the meta device) against the file's header: names,
-    shapes and total bytes, before any tensor is allocated."""
-    from types import SimpleNamespace
+def _mismatch(model: Mapping[str, tuple[int, ...]], file: Mapping[str, tuple[int, ...]]) -> str | None:
+    """How a file's tensor names and shapes differ from a model's, in a few words (None if they agree)."""
+    def few(keys: list[str]) -> str:
+        return ", ".join(sorted(keys)[:3]) + (", ..." if len(keys) > 3 else "")
 
-    declared = {k: SimpleNamespace(shape=tuple(v["shape"])) for k, v in header.items() if k != "__metadata__"}
-    problem = _describe_mismatch(expected, declared)
-    if problem:
-        raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {problem}")
-    want = sum(int(t.numel()) * DTYPE_BYTES[header[k]["dtype"]] for k, t in expected.items())
-    have = sum(header[k]["data_offsets"][1] - header[k]["data_offsets"][0] for k in declared)
-    if want != have:  # pragma: no cover - names and shapes already agree, and _check_header checked each size
-        raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {have} bytes of tensors, "
-                           f"expected {want}")
+    missing = [k for k in model if k not in file]
+    unexpected = [k for k in file if k not in model]
+    shapes = sorted(k for k in model if k in file and tuple(model[k]) != tuple(file[k]))
+    parts = [f"{len(missing)} missing ({few(missing)})"] if missing else []
+    parts += [f"{len(unexpected)} unexpected ({few(unexpected)})"] if unexpected else []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} with the wrong shape (e.g. {k}: file {list(file[k])}, model {list(model[k])})")
+    return "; ".join(parts) or None
 
 
 def model_from_file(path: str | os.PathLike[str]) -> "PriorNet":
-    """Build the flow-prior network described by a weights file's metadata and load its tensors (strict), on
-    the CPU."""
+    """Build the network a weights file's metadata describes and load its tensors (strict), on the CPU. Names
+    and shapes are checked against the file's header before any tensor is read or allocated."""
     import torch
 
     from vidrestore.model.prior_net import PriorNet
 
     path = Path(path)
-    header = read_header(path)
-    meta = metadata_of(header, path)
-    cfg = _config_from_metadata(meta, path)
-    check_config_bounds(cfg, path)
+    meta, specs, _ = _open(path, read=False)
+    cfg = _config(meta, path)
     try:
         with torch.device("meta"):  # names and shapes only: no memory, whatever the config says
-            expected = PriorNet(cfg).state_dict()
+            expected = {k: tuple(v.shape) for k, v in PriorNet(cfg).state_dict().items()}
     except Exception as err:
         raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
-    _check_against_header(expected, header, cfg, path)  # before any tensor is read or allocated
-    tensors, _ = read_tensors(path)
-    try:
-        model = PriorNet(cfg)
-    except Exception as err:
-        raise WeightsError(f"cannot build the model described in {path}: {_first_line(err)}") from None
-    problem = _describe_mismatch(model.state_dict(), tensors)
+    problem = _mismatch(expected, {k: shape for k, (_, shape) in specs.items()})
     if problem:
         raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {problem}")
+    tensors, _ = read_tensors(path)
     for key, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if not bool(torch.isfinite(t).all()):
             raise WeightsError(f"corrupt weights file (tensor {key!r} has NaN or infinite values): {path}")
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise WeightsError(f"weights in {path} do not fit the {cfg.name!r} model: {str(err).splitlines()[0]}") from None
+    model = PriorNet(cfg)
+    model.load_state_dict(tensors, strict=True)
     return model
 
 
-def load_model(
-    spec: str,
-    device: "torch.device | str" = "cpu",
-    dtype: "torch.dtype | None" = None,
-    *,
-    offline: bool | None = None,
-    expected_sha256: str | None = None,
-    registry: Registry | str | os.PathLike[str] | None = None,
-) -> "PriorNet":
-    """Locate, verify and load weights into a model in eval mode on ``device`` (cast to ``dtype`` if given).
+def save_weights(model: "PriorNet", path: str | os.PathLike[str],
+                 extra_metadata: Mapping[str, str] | None = None) -> str:
+    """Write a model's tensors as safetensors (atomically) with its config and version in the metadata; return
+    the file's sha256. The header's keys are sorted, so the same tensors and metadata always give the same bytes
+    (the library writes them in hash-map order, which changes from one process to the next)."""
+    from safetensors.torch import save
 
-    Registered files (bundled, cached or downloaded) are checked against the registry's sha256;
-    ``expected_sha256`` adds a check for any file, plain paths included.
-    """
-    located = locate_weights(spec, offline=offline, registry=registry)
-    verify_located(located)
-    if expected_sha256 is not None:
-        verify_file(located.path, expected_sha256)
-    model = model_from_file(located.path)
-    if dtype is not None:
-        model = model.to(device=device, dtype=dtype)
-    else:
-        model = model.to(device=device)
-    return model.eval()
-
-
-def save_weights(
-    model: "PriorNet", path: str | os.PathLike[str], extra_metadata: Mapping[str, str] | None = None
-) -> str:
-    """Write a model's state dict as safetensors (atomically) with its config and version in the
-    metadata; returns the file's sha256."""
     from vidrestore.model.prior_net import PriorConfig, prior_config_to_json
 
     extra = dict(extra_metadata or {})
-    bad = sorted(k for k in extra if k in RESERVED_KEYS)
-    if bad:
-        raise ValueError(f"extra_metadata may not set reserved keys: {', '.join(bad)}")
-    for k, v in extra.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"extra_metadata must map str to str (got {k!r}: {type(v).__name__})")
-    config = getattr(model, "config", None)
-    if not isinstance(config, PriorConfig):
+    if RESERVED_KEYS & set(extra) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise ValueError(f"extra_metadata must map str to str, without the keys {', '.join(sorted(RESERVED_KEYS))}")
+    if not isinstance(getattr(model, "config", None), PriorConfig):
         raise TypeError("save_weights needs a PriorNet (a model with a PriorConfig .config)")
-    meta = {**extra, META_CONFIG: prior_config_to_json(config)}
-    meta.update({META_VERSION: __version__, META_FORMAT: FORMAT_VERSION})
-    # clone: tied or views of one storage must be stored as separate tensors in safetensors
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    data = tensors_to_bytes(tensors, meta)
+    meta = {**extra, META_CONFIG: prior_config_to_json(model.config), META_VERSION: __version__,
+            META_FORMAT: FORMAT_VERSION}
+    # clone: views of one storage must be stored as separate tensors
+    raw = save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, metadata=meta)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned, as the library keeps it
+    data = struct.pack("<Q", len(header)) + header + raw[8 + n:]
     write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
-
-def register_weights(
-    name: str,
-    path: str | os.PathLike[str],
-    description: str = "",
-    *,
-    hub: HubLocation | None = None,
-    registry_path: str | os.PathLike[str],
-) -> WeightsEntry:
-    """Place a trained weights file beside the registry at ``registry_path`` (a maintainer's source tree,
-    never an installed package) as ``NAME.safetensors`` and record it (sha256, model size, parameter
-    count, description, optional Hub location) there.
-
-    The file must load into its model (strict). An existing entry of that name is replaced, keeping
-    its description and Hub location unless new ones are given.
-    """
-    check_name(name)
-    src = Path(path).expanduser()
-    if not src.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    model = model_from_file(src)  # validates format, metadata and state dict
-    params = sum(int(t.numel()) for t in model.state_dict().values())
-    reg = load_registry(registry_path)
-    dest = reg.folder / f"{name}.safetensors"
-    if not (dest.exists() and dest.resolve() == src.resolve()):
-        try:
-            copy_atomic(src, dest)
-        except OSError as err:
-            raise WeightsError(f"cannot copy {src} to {dest}: {err.strerror or err}") from None
-    old = reg.get(name)
-    entry = WeightsEntry(
-        name=name,
-        file=dest.name,
-        sha256=sha256_file(dest),
-        config=model.config.name,
-        description=description or (old.description if old else ""),
-        hub=hub if hub is not None else (old.hub if old else None),
-        bytes=dest.stat().st_size,
-        params=params,
-    )
-    entries = dict(reg.entries)
-    entries[name] = entry
-    write_registry(reg.path, entries)
-    _cache.pop(str(reg.path), None)
-    return entry
-
-
-def iter_entries(registry: Registry | str | os.PathLike[str] | None = None) -> Iterator[WeightsEntry]:
-    """The registry's entries, in natural name order."""
-    reg = _registry(registry)
-    for name in sorted(reg, key=natural_key):
-        yield reg[name]

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Work for the lent GPU machine (the `device` tool). Run from the repository root.
 #
-#   scripts/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training footage
+#   lab/device_run.sh prepare          HERE, once: the PyAV wheel into .whl/, the training footage
 #                                          into .devdata/ (both ignored by git, both carried)
-#   scripts/device_run.sh train MINUTES    THERE: continue recipes/prior-default-gpu.toml (the flow-prior
+#   lab/device_run.sh train MINUTES    THERE: continue recipes/prior-default-gpu.toml (the flow-prior
 #                                          network, size default) in runs/$RUN for MINUTES (default 9);
 #                                          copies the log and the weights to $OUT/
-#   scripts/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
+#   lab/device_run.sh bench            THERE: the GPU benchmarks of the README into $OUT/
 #
-# On the device:  run(command="scripts/device_run.sh train 9", carry=[".whl", ".devdata"])
+# On the device:  run(command="lab/device_run.sh train 9", carry=[".whl", ".devdata"])
 # Overrides (environment): RUN, DEVICE, PRECISION, DEVDATA for train, and SIZE, STEPS, LR, CACHE_MIN,
 # STORE, VAL_EVERY, THREADS, each passed on as `--set name=VALUE` over the recipe;
 # WEIGHTS (a trained file; else random weights of size SIZE), SIZE, HD, UHD, FRAMES, UHD_FRAMES for bench
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE="${1:?usage: scripts/device_run.sh prepare|train [MINUTES]|bench}"
+MODE="${1:?usage: lab/device_run.sh prepare|train [MINUTES]|bench}"
 RUN="${RUN:-runs/prior-default-gpu}"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
