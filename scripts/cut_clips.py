@@ -32,38 +32,19 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def read_frames(path: Path, start: int, count: int, size: tuple[int, int]) -> tuple[list[np.ndarray], Fraction]:
-    import av
     import cv2
 
-    frames: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = Fraction(stream.average_rate or stream.guessed_rate or 30)
-        for i, frame in enumerate(container.decode(stream)):
-            if i < start:
-                continue
-            rgb = frame.to_ndarray(format="rgb24")
-            frames.append(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
-            if len(frames) >= count:
-                break
-    return frames, rate
+    from vidrestore.io.clips import decode_video, video_rate
+
+    frames = decode_video(path, skip_frames=start, max_frames=count)
+    return [cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) for rgb in frames], video_rate(path)
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], rate: Fraction) -> None:
-    import av
+    from vidrestore.io.clips import write_video
 
-    tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": "10", "preset": "medium"}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    write_video(tmp, frames, rate, pix_fmt="yuv444p", crf=10, preset="medium")
     tmp.replace(path)
 
 

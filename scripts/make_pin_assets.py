@@ -20,8 +20,9 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from vidrestore.io.clips import decode_video, video_frames, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "tests" / "assets"
@@ -37,32 +38,20 @@ STRIDE = 8
 
 
 def cut(src: Path, frames: int = 4) -> None:
-    with av.open(str(src)) as inp, av.open(str(CLIP), "w") as out:
-        vin = inp.streams.video[0]
-        st = out.add_stream("libx264", rate=Fraction(30000, 1001))
-        st.width, st.height, st.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        st.options = {"crf": "14", "preset": "medium"}
-        for n, frame in enumerate(inp.decode(vin)):
-            if n >= frames:
-                break
-            for p in st.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
+    write_video(CLIP, decode_video(src, max_frames=frames), Fraction(30000, 1001), crf=14, preset="medium")
 
 
 def decoded_planes(path: Path) -> list[list[np.ndarray]]:
     """Every decoded frame of ``path`` as its planes (uint8/uint16 arrays), in order."""
     out = []
-    with av.open(str(path)) as c:
-        for frame in c.decode(video=0):
-            planes = []
-            for i, plane in enumerate(frame.planes):
-                w = frame.width if i == 0 else -(-frame.width // 2)
-                h = frame.height if i == 0 else -(-frame.height // 2)
-                buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-                planes.append(buf[:h, :w].copy())
-            out.append(planes)
+    for frame in video_frames(path):
+        planes = []
+        for i, plane in enumerate(frame.planes):
+            w = frame.width if i == 0 else -(-frame.width // 2)
+            h = frame.height if i == 0 else -(-frame.height // 2)
+            buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            planes.append(buf[:h, :w].copy())
+        out.append(planes)
     return out
 
 

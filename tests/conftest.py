@@ -70,70 +70,32 @@ def write_clip(
     gop: int | None = None,
 ) -> Path:
     """Encode ``frames`` (HxWx3 uint8/uint16 RGB; default: a moving pattern) into ``path``,
-    with a 440 Hz stereo AAC track exactly as long as the video when ``audio``."""
-    import av
+    with a 440 Hz stereo AAC track exactly as long as the video when ``audio``
+    (:func:`vidrestore.io.clips.write_video`)."""
+    from vidrestore.io.clips import write_video
 
     if frames is None:
         frames = moving_pattern(n, *size)
-    h, w = frames[0].shape[:2]
     tb = time_base or Fraction(1) / rate
     if pts is None:
-        step = Fraction(1) / (rate * tb)
-        assert step.denominator == 1, "time base must hold the frame step exactly"
-        pts = [int(i * step) for i in range(len(frames))]
-        end = int(len(frames) * step)
-    else:
-        end = pts[-1] + (pts[-1] - pts[-2])
-    out = av.open(str(path), "w", options=options or {})
-    vs = out.add_stream(codec, rate=rate)
-    vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-    vs.time_base = tb
-    vs.codec_context.time_base = tb
-    if codec in ("libx264", "libx265"):
-        vs.codec_context.options = {"crf": "12", **({"x265-params": "log-level=error"} if codec == "libx265" else {}),
-                                    **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
-    elif gop:
-        vs.codec_context.gop_size = gop
-    if rotation or hflip:
-        vs.set_display_rotation(rotation, hflip=hflip)
+        assert (Fraction(1) / (rate * tb)).denominator == 1, "time base must hold the frame step exactly"
+
+    def configure(vs) -> None:
+        if rotation or hflip:
+            vs.set_display_rotation(rotation, hflip=hflip)
+        if colour is not None:
+            cc = vs.codec_context
+            cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = colour
+        if language:
+            vs.metadata["language"] = language
+
+    reformat = None
     if colour is not None:
-        cc = vs.codec_context
-        cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = colour
-    if language:
-        vs.metadata["language"] = language
-    aus = None
-    if audio:
-        aus = out.add_stream("aac", rate=48000)
-        aus.layout = "stereo"
-        aus.metadata["language"] = "eng"
-    for i, img in enumerate(frames):
-        fmt = "rgb48le" if img.dtype == np.uint16 else "rgb24"
-        f = av.VideoFrame.from_ndarray(img, format=fmt)
-        if pix_fmt != fmt:
-            kw = {}
-            if colour is not None:
-                kw = {"dst_colorspace": {1: 1, 5: 5, 6: 5, 9: 9}.get(colour[2]), "dst_color_range": colour[3] or None}
-            f = f.reformat(format=pix_fmt, **kw)
-        f.pts, f.time_base = pts[i], tb
-        for p in vs.encode(f):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
-    if aus is not None:
-        total = int(round(float(end * tb) * 48000))
-        t = 0
-        while t < total:
-            m = min(1024, total - t)
-            s = (0.3 * np.sin(2 * np.pi * 440 * np.arange(t, t + m) / 48000)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.stack([s, s]), format="fltp", layout="stereo")
-            af.sample_rate, af.pts = 48000, t
-            for p in aus.encode(af):
-                out.mux(p)
-            t += m
-        for p in aus.encode():
-            out.mux(p)
-    out.close()
-    return Path(path)
+        reformat = {"dst_colorspace": {1: 1, 5: 5, 6: 5, 9: 9}.get(colour[2]), "dst_color_range": colour[3] or None}
+    return write_video(path, frames, rate, codec=codec, pix_fmt=pix_fmt, time_base=tb,
+                       pts=list(pts) if pts is not None else None, container_options=options, gop=gop,
+                       crf=12 if codec in ("libx264", "libx265") else None, reformat=reformat, configure=configure,
+                       audio=audio)
 
 
 def real_frames(name: str, n: int, width: int, height: int, start: int = 0) -> list[np.ndarray]:
@@ -151,12 +113,12 @@ def real_frames(name: str, n: int, width: int, height: int, start: int = 0) -> l
 
 
 def decode_all(path: Path, fmt: str | None = None) -> list:
-    """Decoded frames of the first video stream: arrays in ``fmt`` or the av.VideoFrames."""
-    import av
+    """Decoded frames of the first video stream (:func:`vidrestore.io.clips.video_frames`): arrays in ``fmt``
+    or the av.VideoFrames."""
+    from vidrestore.io.clips import video_frames
 
-    with av.open(str(path)) as c:
-        frames = list(c.decode(video=0))
-        return [f.to_ndarray(format=fmt) for f in frames] if fmt else frames
+    frames = list(video_frames(path))
+    return [f.to_ndarray(format=fmt) for f in frames] if fmt else frames
 
 
 def packet_times(path: Path, kind: str = "video") -> tuple[list[int], list[int], Fraction]:

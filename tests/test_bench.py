@@ -89,7 +89,7 @@ def test_macs_count_real_work():
 def test_moving_texture_and_clip(tmp_path):
     import av
 
-    from vidrestore.evaluate.bench import moving_texture, write_clip
+    from vidrestore.synth.pan import moving_texture, write_clip
 
     frames = list(moving_texture(40, 32, 5, seed=1, speed=3.0))
     assert len(frames) == 5 and frames[0].shape == (32, 40, 3) and frames[0].dtype == np.uint8
@@ -121,7 +121,7 @@ def test_bench_config_validation():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_rss_sampler_sees_growth_in_the_second_half():
-    from vidrestore.evaluate.bench import RssSampler, current_rss_mb
+    from vidrestore.evaluate.machine import RssSampler, current_rss_mb
 
     assert current_rss_mb() > 10
     with RssSampler(interval=0.01) as rss:

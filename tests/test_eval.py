@@ -234,19 +234,9 @@ def test_minterpolate_output_is_aligned_to_the_time_grid():
 
 
 def _write_video(path, frames, rate=30):
-    import av
+    from vidrestore.io.clips import write_video
 
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": "0"}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(path, frames, rate, pix_fmt="yuv444p", crf=0)
 
 
 def _write_pngs(folder, frames):

@@ -174,18 +174,10 @@ def test_validation_set_is_fixed():
 
 def _write_video(path: Path, values: list[int], size=(32, 24), rate: int = 240) -> None:
     """A lossless clip whose frame n is a flat grey of value values[n]."""
-    import av
+    from vidrestore.io.clips import write_video
 
     w, h = size
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("ffv1", rate=rate)
-        st.width, st.height, st.pix_fmt = w, h, "bgr0"
-        for v in values:
-            arr = np.full((h, w, 3), v, dtype=np.uint8)
-            for packet in st.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in st.encode():
-            out.mux(packet)
+    write_video(path, (np.full((h, w, 3), v, dtype=np.uint8) for v in values), rate, codec="ffv1", pix_fmt="bgr0")
 
 
 def test_decode_video_holds_out_the_first_frames(tmp_path):

@@ -19,7 +19,9 @@ after the last input, where there is nothing to interpolate towards, the last in
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -178,3 +180,68 @@ def run_baseline(name: str, inputs: Sequence[np.ndarray], factor: int) -> Iterat
 
 
 __all__ = ["BASELINES", "minterpolate_graph", "minterpolate_raw", "run_baseline"]
+
+
+def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264") -> dict[str, float]:
+    """Decode ``src``, run ``minterpolate=fps=factor*rate:mi_mode=mci`` and encode to ``dst``.
+
+    Like ``enhance``, it writes N*factor frames: the filter lags its input, so copies of the last
+    frame are pushed at the end to flush the final interval (which then holds that frame, as
+    ``enhance`` does at a video's end)."""
+    import av
+
+    t0 = time.perf_counter()
+    out_frames = 0
+    limit: int | None = None
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        rate = Fraction(vin.average_rate or 30)
+        graph_rate = max(1, round(rate))  # the filter's own clock: only the ratio of its rates matters
+        tb = Fraction(1, graph_rate)
+        graph = None
+        stream = out.add_stream(codec, rate=rate * factor)
+        stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
+        stream.pix_fmt = "yuv420p"
+
+        def drain() -> None:
+            nonlocal out_frames
+            while True:
+                try:
+                    f = graph.pull()
+                except (av.BlockingIOError, av.EOFError):
+                    return
+                if limit is not None and out_frames >= limit:
+                    continue
+                f.pts = None
+                for packet in stream.encode(f):
+                    out.mux(packet)
+                out_frames += 1
+
+        last = None
+        count = 0
+        for frame in inp.decode(vin):
+            if graph is None:
+                graph = minterpolate_graph(frame.width, frame.height, factor, graph_rate)
+            last = frame.to_ndarray(format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(last, format="rgb24")
+            rgb.pts, rgb.time_base = count, tb
+            graph.push(rgb)
+            count += 1
+            drain()
+        if graph is not None and last is not None:
+            limit = count * factor
+            for extra in range(2):  # the filter lags its input by up to two frames
+                if out_frames >= limit:
+                    break
+                tail = av.VideoFrame.from_ndarray(last, format="rgb24")
+                tail.pts, tail.time_base = count + extra, tb
+                graph.push(tail)
+                drain()
+            graph.push(None)
+            drain()
+        for packet in stream.encode():
+            out.mux(packet)
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "input_frames": count, "output_frames": out_frames,
+            "output_fps": out_frames / dt if dt > 0 else 0.0}

@@ -25,20 +25,13 @@ It times the code ``enhance`` runs, not a copy of it. Parts of one run:
 
 from __future__ import annotations
 
-import os
-import platform
-import resource
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import av
-import cv2
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -49,18 +42,19 @@ from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import UsageError
 from vidrestore.evaluate import flat_settings
 from vidrestore.evaluate import headline as hl
-from vidrestore.evaluate.baselines import minterpolate_graph
+from vidrestore.evaluate.baselines import minterpolate_file
+from vidrestore.evaluate.machine import RssSampler, hardware_info, peak_rss_mb
 from vidrestore.io import files
 from vidrestore.io import writer as w
 from vidrestore.io.formats import codec_defaults
 from vidrestore.io.probe import probe
 from vidrestore.io.reader import FrameReader
 from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, build_prior_model
+from vidrestore.synth.pan import CLIP_RATE, moving_texture, texture_pan, write_clip
 from vidrestore.plan import plan
 from vidrestore.runtime import Runtime
 from vidrestore.tiler import padded_size, tile_grid
 
-CLIP_RATE = 30
 # --size names: the flow-prior network's sizes
 SIZES = tuple(PRIOR_CONFIGS)
 Log = Callable[[str], None]
@@ -122,66 +116,6 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def peak_rss_mb() -> float:
-    """The process's peak resident set size so far, in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def current_rss_mb() -> float | None:
-    """The process's resident set size now, in MB (Linux /proc only; None elsewhere)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class RssSampler:
-    """Samples the current RSS on a background thread while a block runs (``with RssSampler() as s``);
-    ``halves()`` gives the peaks of the first and second half of the block's duration."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="vidrestore-rss", daemon=True)
-
-    def _loop(self) -> None:
-        while True:
-            rss = current_rss_mb()
-            if rss is None:
-                return
-            self.samples.append((time.perf_counter(), rss))
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> "RssSampler":
-        self._t0 = time.perf_counter()
-        rss = current_rss_mb()
-        if rss is not None:
-            self.samples.append((self._t0, rss))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._t1 = time.perf_counter()
-        rss = current_rss_mb()  # a last sample, so that even a very short block has both halves
-        if rss is not None:
-            self.samples.append((self._t1, rss))
-
-    def halves(self) -> tuple[float, float] | None:
-        mid = (self._t0 + self._t1) / 2
-        first = [r for t, r in self.samples if t < mid]
-        second = [r for t, r in self.samples if t >= mid]
-        if not first or not second:
-            return None
-        return max(first), max(second)
-
-
 def _reset_cuda_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -191,80 +125,6 @@ def _cuda_peak_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def texture_pan(width: int, height: int, travel: float, seed: int = 0) -> Callable[[float], np.ndarray]:
-    """A smooth random texture big enough to pan ``travel`` pixels diagonally; returns ``at(offset)``,
-    the HxWx3 uint8 view at that (rounded) offset."""
-    rng = np.random.default_rng(seed)
-    margin = int(np.ceil(travel)) + 2
-    small = rng.integers(0, 256, ((height + margin) // 8 + 2, (width + margin) // 8 + 2, 3)).astype(np.uint8)
-    tex = cv2.resize(small, (small.shape[1] * 8, small.shape[0] * 8), interpolation=cv2.INTER_CUBIC)
-    fine = rng.integers(-12, 13, tex.shape, dtype=np.int16)
-    tex = np.clip(tex.astype(np.int16) + fine, 0, 255).astype(np.uint8)
-
-    def at(offset: float) -> np.ndarray:
-        o = int(round(offset))
-        return np.ascontiguousarray(tex[o : o + height, o : o + width])
-
-    return at
-
-
-def moving_texture(width: int, height: int, count: int, seed: int = 0, speed: float = 3.0) -> Iterator[np.ndarray]:
-    """``count`` HxWx3 uint8 frames of a smooth random texture panning diagonally (no scene cuts)."""
-    at = texture_pan(width, height, speed * count, seed)
-    for i in range(count):
-        yield at(speed * i)
-
-
-def write_clip(path: Path, width: int, height: int, count: int, codec: str = "libx264", seed: int = 0) -> Path:
-    """Encode the moving texture as a short video (the bench's input clip)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=CLIP_RATE)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        for arr in moving_texture(width, height, count, seed):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def hardware_info(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cpu_threads": os.cpu_count(),
-        "cpu_threads_usable": affinity,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "gpu": None,
-        "gpu_memory_gb": None,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "pyav": av.__version__,
-        "ffmpeg_libavcodec": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu"] = props.name
-        info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
-    elif device.type == "mps":
-        info["gpu"] = "Apple MPS"
-    return info
 
 
 # ---------------------------------------------------------------- (a) engine
@@ -337,72 +197,6 @@ def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None =
         "encoded_items": engine.stats.encoded_frames,  # frame tiles through the encoder (each once)
         "forward_calls": engine.stats.forward_calls,
     }
-
-
-# ---------------------------------------------------------------- (d) minterpolate
-
-
-def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264") -> dict[str, float]:
-    """Decode ``src``, run ``minterpolate=fps=factor*rate:mi_mode=mci`` and encode to ``dst``.
-
-    Like ``enhance``, it writes N*factor frames: the filter lags its input, so copies of the last
-    frame are pushed at the end to flush the final interval (which then holds that frame, as
-    ``enhance`` does at a video's end)."""
-    t0 = time.perf_counter()
-    out_frames = 0
-    limit: int | None = None
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        rate = Fraction(vin.average_rate or CLIP_RATE)
-        graph_rate = max(1, round(rate))  # the filter's own clock: only the ratio of its rates matters
-        tb = Fraction(1, graph_rate)
-        graph = None
-        stream = out.add_stream(codec, rate=rate * factor)
-        stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
-        stream.pix_fmt = "yuv420p"
-
-        def drain() -> None:
-            nonlocal out_frames
-            while True:
-                try:
-                    f = graph.pull()
-                except (av.BlockingIOError, av.EOFError):
-                    return
-                if limit is not None and out_frames >= limit:
-                    continue
-                f.pts = None
-                for packet in stream.encode(f):
-                    out.mux(packet)
-                out_frames += 1
-
-        last = None
-        count = 0
-        for frame in inp.decode(vin):
-            if graph is None:
-                graph = minterpolate_graph(frame.width, frame.height, factor, graph_rate)
-            last = frame.to_ndarray(format="rgb24")
-            rgb = av.VideoFrame.from_ndarray(last, format="rgb24")
-            rgb.pts, rgb.time_base = count, tb
-            graph.push(rgb)
-            count += 1
-            drain()
-        if graph is not None and last is not None:
-            limit = count * factor
-            for extra in range(2):  # the filter lags its input by up to two frames
-                if out_frames >= limit:
-                    break
-                tail = av.VideoFrame.from_ndarray(last, format="rgb24")
-                tail.pts, tail.time_base = count + extra, tb
-                graph.push(tail)
-                drain()
-            graph.push(None)
-            drain()
-        for packet in stream.encode():
-            out.mux(packet)
-    dt = time.perf_counter() - t0
-    return {"seconds": dt, "input_frames": count, "output_frames": out_frames,
-            "output_fps": out_frames / dt if dt > 0 else 0.0}
 
 
 # ---------------------------------------------------------------- (b) pipeline
@@ -563,15 +357,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
 __all__ = [
     "BenchConfig",
     "count_macs",
-    "hardware_info",
     "load_bench_runtime",
-    "minterpolate_file",
-    "moving_texture",
-    "texture_pan",
-    "peak_rss_mb",
-    "current_rss_mb",
-    "RssSampler",
     "run_bench",
     "time_engine",
-    "write_clip",
 ]

@@ -6,7 +6,7 @@ each tool's median, fastest and slowest seconds, its peak resident memory (the c
 and the ratio of the medians with the spread of the per-round ratios.
 
 minterpolate runs as the ``ffmpeg`` command when one is found; else (no ffmpeg installed) as a process of this
-package that drives the same libavfilter filter through PyAV (:func:`vidrestore.evaluate.bench.minterpolate_file`),
+package that drives the same libavfilter filter through PyAV (:func:`vidrestore.evaluate.baselines.minterpolate_file`),
 and the report says which.
 """
 

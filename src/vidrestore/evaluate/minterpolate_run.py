@@ -11,7 +11,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3 or not argv[2].isdigit():
         sys.stderr.write("usage: python -m vidrestore.evaluate.minterpolate_run IN OUT FACTOR\n")
         return 2
-    from vidrestore.evaluate.bench import minterpolate_file
+    from vidrestore.evaluate.baselines import minterpolate_file
 
     minterpolate_file(Path(argv[0]), Path(argv[1]), int(argv[2]))
     return 0

@@ -111,6 +111,14 @@ class VideoInfo:
     # scanned: frames in an AVI beyond those its index lists (repeated or added data)
     surplus_frames: int = 0
 
+    @property
+    def frames_to_decode(self) -> int:
+        """The frames a whole decode must give (0: no index count): the index's count, less an AVI's drop chunks
+        (zero-byte slots its timestamps skip, which hold no frame). The one completeness rule: the reader
+        checks what it decoded against it, with the probe's ``missing_frames`` and ``surplus_frames``."""
+        scanned = self.frame_count if self.frame_count_exact else 0
+        return scanned if 0 < scanned < self.index_frames and not self.missing_frames else self.index_frames
+
     def truncation(self) -> str | None:
         """One line on a truncated file, or None."""
         if self.truncated:
@@ -353,6 +361,61 @@ def _codec_name(cc) -> str:
         return cc.name
 
 
+@dataclass
+class _PacketScan:
+    """What reading every packet (not decoding) found: the video stream's timestamps, whole packets and last
+    duration; where the packets of any stream ended and reached; whether the file's end cut one off."""
+
+    reach: PacketReach
+    pts: list[int] = field(default_factory=list)
+    last_duration: int = 0
+    complete: int = 0  # whole video packets
+    last_end: int = -1  # the end of the last packet of any stream (bytes)
+    broken: bool = False  # a packet of any stream cut off by the end of the file
+
+
+def _scan_packets(container: av.container.InputContainer, video_index: int, size: int,
+                  rate: Fraction) -> _PacketScan:
+    sc = _PacketScan(PacketReach(rate))
+    try:
+        for packet in container.demux():  # every stream: in an interleaved file the audio may end it
+            if packet.size == 0:
+                continue
+            sc.reach.add(packet)
+            pos = packet.pos if packet.pos is not None else -1
+            end = pos + packet.size
+            if pos >= 0 and (end > size or (end == size and packet.is_corrupt)):
+                sc.broken = True  # cut off by the end of the file: not counted, it cannot be decoded whole
+                continue
+            sc.last_end = max(sc.last_end, end) if pos >= 0 else sc.last_end
+            if packet.stream.index != video_index:
+                continue
+            if packet.pts is not None:
+                sc.pts.append(packet.pts)
+            sc.last_duration = packet.duration or sc.last_duration
+            sc.complete += 1
+    except av.error.FFmpegError:
+        pass  # a damaged tail: report what could be read; enhance reports the exact frame
+    return sc
+
+
+def _short_tail(container: av.container.InputContainer, sc: _PacketScan, size: int,
+                cont_duration: float | None) -> tuple[float | None, int | None]:
+    """For a file without an index count: (the header's duration when the packets end well before it, the byte
+    where they stop when that is far before the file's end: damage, not a file cut short)."""
+    first = container.start_time / 1e6 if container.start_time else 0.0
+    trailing = size - sc.last_end
+    if sc.reach.short_of(cont_duration, first):
+        far = not sc.broken and trailing > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size)
+        return cont_duration, (sc.last_end if far else None)
+    if (cont_duration is None and "matroska" in container.format.name.split(",") and not sc.broken
+            and sc.last_end > 0 and trailing > max(TRAILER_MIN_BYTES, TRAILER_MAX_SHARE * size)):
+        # no duration to compare with (damaged too): what follows the packets is far more than a Matroska
+        # file's index and tags
+        return None, sc.last_end
+    return None, None
+
+
 def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
     """Describe ``path``. With ``scan`` the video packets are read (not decoded) for the exact frame
     count, duration and CFR/VFR; without it only header values are used (count may be estimated)."""
@@ -374,51 +437,17 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         short_of = stops_at_byte = None
         skipped = 0
         if scan:
-            pts_list: list[int] = []
-            last_dur = 0
             size = p.stat().st_size
-            broken = False  # a packet of any stream cut off by the end of the file
-            complete, last_end = 0, -1  # whole video packets; the end of the last packet of any stream
-            reach = PacketReach(rate)  # where the packets of any stream reached
-            try:
-                for packet in container.demux():  # every stream: in an interleaved file the audio may end it
-                    if packet.size == 0:
-                        continue
-                    reach.add(packet)
-                    pos = packet.pos if packet.pos is not None else -1
-                    end = pos + packet.size
-                    if pos >= 0 and (end > size or (end == size and packet.is_corrupt)):
-                        broken = True  # cut off by the end of the file: not counted, it cannot be decoded whole
-                        continue
-                    last_end = max(last_end, end) if pos >= 0 else last_end
-                    if packet.stream.index != v.index:
-                        continue
-                    if packet.pts is not None:
-                        pts_list.append(packet.pts)
-                    last_dur = packet.duration or last_dur
-                    complete += 1
-                    count = len(pts_list) if pts_list else count
-            except av.error.FFmpegError:
-                pass  # a damaged tail: report what could be read; enhance reports the exact frame
+            sc = _scan_packets(container, v.index, size, rate)
             # the index lists frames the packets did not deliver, and they ran out at the end of the file
-            truncated = declared > complete and (broken or last_end >= size)
-            # the same rule as the reader's at the end of a run, here before it starts
-            if not declared:
-                first = container.start_time / 1e6 if container.start_time else 0.0
-                trailing = size - last_end
-                if reach.short_of(cont_duration, first):
-                    short_of = cont_duration
-                    if not broken and trailing > max(TRAILER_SLACK_BYTES, TRAILER_SLACK_FRACTION * size):
-                        stops_at_byte = last_end
-                elif (cont_duration is None and "matroska" in container.format.name.split(",") and not broken
-                      and last_end > 0 and trailing > max(TRAILER_MIN_BYTES, TRAILER_MAX_SHARE * size)):
-                    # no duration to compare with (damaged too): what follows the packets is far more than a
-                    # Matroska file's index and tags
-                    stops_at_byte = last_end
-            if pts_list:
-                count, exact = len(pts_list), True
-                pts_list.sort()
+            truncated = declared > sc.complete and (sc.broken or sc.last_end >= size)
+            if not declared:  # the same rule as the reader's at the end of a run, here before it starts
+                short_of, stops_at_byte = _short_tail(container, sc, size, cont_duration)
+            if sc.pts:
+                count, exact = len(sc.pts), True
+                pts_list = sorted(sc.pts)
                 deltas = [b - a for a, b in zip(pts_list, pts_list[1:])]
+                last_dur = sc.last_duration
                 if deltas:
                     cfr = max(deltas) - min(deltas) <= 1
                     step = min(deltas)

@@ -77,6 +77,80 @@ def rgb_format_for(pix_fmt: str | None, bit_depth: int) -> str:
     return "rgb48le" if bit_depth > 8 else "rgb24"
 
 
+class _Sequence:
+    """The whole-file reader's frames in order, to its worker: each is held until the next gives its duration;
+    a timestamp that repeats or goes back is renumbered (containers that store no frame times) or refused (with
+    ``--allow-gaps``: the frame is left out); on a damaged constant-rate input's grid, a copy of the frame before
+    stands in for each place the decoder left empty."""
+
+    def __init__(self, reader: "FrameReader") -> None:
+        info = reader.info
+        self.reader = reader
+        self.path = Path(info.path)
+        self.tb = info.time_base
+        self.count = 0  # frames handed on
+        self.prev_pts: int | None = None
+        # held until the next frame gives its duration: its timestamp, the frame, and whether it is another
+        # frame standing in for one that could not be decoded
+        self.pending: tuple[int, av.VideoFrame, bool] | None = None
+        self.damage = reader.damage
+        self.grid = self.damage if self.damage is not None and self.damage.rate is not None else None
+        self.lost = 0  # places stood in for
+        self.stamped = bool(set(info.container.split(",")) & STAMPED)  # the container stores each frame's time
+
+    @property
+    def held(self) -> int:
+        """Frames so far, the one held included."""
+        return self.count + (self.pending is not None)
+
+    def put(self, pts: int, frame: "av.VideoFrame", stand_in: bool) -> bool:
+        if self.pending is not None:
+            r = self.reader
+            if not r._worker.put(r._to_decoded(self.count, self.pending, pts - self.pending[0])):
+                return False
+            self.count += 1
+        self.pending = (pts, frame, stand_in)
+        return True
+
+    def stand_ins(self, before: int, frame: "av.VideoFrame") -> bool:
+        """Up to grid index ``before``: a copy of the frame before (else of ``frame``) in each place the decoder
+        left empty, on a constant-rate grid that the output keeps."""
+        assert self.grid is not None
+        while (nxt := self.held) < before:
+            copy = self.pending[1] if self.pending is not None else frame
+            if not self.put(self.grid.grid_pts(nxt, self.tb), copy, True):
+                return False
+            self.lost += 1
+        return True
+
+    def emit(self, frame: "av.VideoFrame") -> bool:
+        r, prev = self.reader, self.prev_pts
+        pts = frame.pts
+        if pts is None:
+            pts = (prev + r._nominal_step) if prev is not None else 0
+        if prev is not None and pts <= prev:  # a timestamp repeated or gone backwards
+            if not self.stamped:
+                pts = prev + 1  # AVI and raw streams store no presentation times: FFmpeg's guesses
+            elif self.damage is None:
+                raise InputError(f"input is damaged: its timestamps go back at frame {self.held} of {self.path} "
+                                 f"({float(pts * self.tb):.3f} s after {float(prev * self.tb):.3f} s){PAST_DAMAGE}")
+            else:
+                r.frames_misplaced += 1  # --allow-gaps: left out (its place is another frame's)
+                return True
+        self.prev_pts = pts
+        if self.grid is not None and not self.stand_ins(self.grid.grid_index(pts, self.tb), frame):
+            return False
+        return self.put(pts, frame, False)
+
+    def finish(self) -> bool:
+        """The last frame, with its own duration (else the nominal step)."""
+        if self.pending is not None:
+            r = self.reader
+            ended = self.pending[1].duration or r._nominal_step
+            return r._worker.put(r._to_decoded(self.count, self.pending, ended))
+        return True
+
+
 class FrameReader(Reading):
     """Iterate decoded frames of ``info.path`` while a background thread keeps decoding ahead.
 
@@ -122,67 +196,9 @@ class FrameReader(Reading):
         container = open_input(path)
         try:
             stream = self._video_stream(container)
-            declared = int(stream.frames or 0)
             container_duration = container.duration / 1e6 if container.duration else None
             reach = PacketReach(info.rate)  # where the packets of any stream reached
-            count = 0
-            prev_pts: int | None = None
-            # held until the next frame gives its duration: its timestamp, the frame, and whether it is
-            # another frame standing in for one that could not be decoded
-            pending: tuple[int, av.VideoFrame, bool] | None = None
-            damage = self.damage
-            grid = damage if damage is not None and damage.rate is not None else None  # stand-ins on its grid
-            tb = info.time_base
-            lost = 0
-            stamped = bool(set(info.container.split(",")) & STAMPED)  # the container stores each frame's time
-
-            def put(pts: int, frame: "av.VideoFrame", stand_in: bool) -> bool:
-                nonlocal count, pending
-                if pending is not None:
-                    if not self._worker.put(self._to_decoded(count, pending, pts - pending[0])):
-                        return False
-                    count += 1
-                pending = (pts, frame, stand_in)
-                return True
-
-            def stand_ins(before: int, frame: "av.VideoFrame") -> bool:
-                """Up to grid index ``before``: a copy of the frame before (else of ``frame``) in each place
-                the decoder left empty, on a constant-rate grid that the output keeps."""
-                nonlocal lost
-                assert grid is not None
-                while (nxt := count + (pending is not None)) < before:
-                    if not put(grid.grid_pts(nxt, tb), pending[1] if pending is not None else frame, True):
-                        return False
-                    lost += 1
-                return True
-
-            def emit(frame: "av.VideoFrame | None", final: bool) -> bool:
-                nonlocal prev_pts
-                if frame is None:
-                    if pending is not None:
-                        ended = pending[1].duration or self._nominal_step
-                        if not self._worker.put(self._to_decoded(count, pending, ended)):
-                            return False
-                    return True
-                pts = frame.pts
-                if pts is None:
-                    pts = (prev_pts + self._nominal_step) if prev_pts is not None else 0
-                if prev_pts is not None and pts <= prev_pts:  # a timestamp repeated or gone backwards
-                    if not stamped:
-                        pts = prev_pts + 1  # AVI and raw streams store no presentation times: FFmpeg's guesses
-                    elif damage is None:
-                        where = count + (pending is not None)
-                        raise InputError(f"input is damaged: its timestamps go back at frame {where} of {path} "
-                                         f"({float(pts * tb):.3f} s after {float(prev_pts * tb):.3f} s)"
-                                         f"{PAST_DAMAGE}")
-                    else:
-                        self.frames_misplaced += 1  # --allow-gaps: left out (its place is another frame's)
-                        return True
-                prev_pts = pts
-                if grid is not None and not stand_ins(grid.grid_index(pts, tb), frame):
-                    return False
-                return put(pts, frame, False)
-
+            seq = _Sequence(self)
             try:
                 for packet in container.demux():
                     if self._worker.stopping:
@@ -193,58 +209,62 @@ class FrameReader(Reading):
                     try:
                         frames = stream.decode(packet)
                     except av.error.InvalidDataError as err:
-                        if damage is None:
+                        if self.damage is None:
                             raise InputError(f"input is corrupt or truncated: {self._where(packet)} of {path} "
                                              f"cannot be decoded ({one_line(err)}){PAST_DAMAGE}") from None
                         continue  # counted with the frames the decoder dropped, at the end
                     for frame in frames:
-                        if not emit(frame, False):
+                        if not seq.emit(frame):
                             return
                 try:
                     for frame in stream.decode(None):
-                        if not emit(frame, False):
+                        if not seq.emit(frame):
                             return
                 except av.error.EOFError:
                     pass  # demux() already sent the flush packet
-                if grid is not None and pending is not None and info.frame_count_exact:
-                    if not stand_ins(info.frame_count, pending[1]):  # the last frames of the grid
+                if seq.grid is not None and seq.pending is not None and info.frame_count_exact:
+                    if not seq.stand_ins(info.frame_count, seq.pending[1]):  # the last frames of the grid
                         return
             except av.error.FFmpegError as err:
-                where = count + (1 if pending is not None else 0)
-                if where == 0:
+                if seq.held == 0:
                     raise InputError(f"no decodable video frames in {path} ({one_line(err)})") from None
-                raise InputError(f"input is corrupt or truncated: decoding failed at frame {where} "
+                raise InputError(f"input is corrupt or truncated: decoding failed at frame {seq.held} "
                                  f"of {path} ({one_line(err)})") from None
-            total = count + (1 if pending is not None else 0) - lost
-            if total == 0:
-                raise InputError(f"no decodable video frames in {path}")
-            scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
-            if 0 < scanned < declared and not info.missing_frames:
-                # AVI's index counts its zero-byte "drop" chunks, slots where the previous frame stays on
-                # screen: they hold no frame, and the timestamps skip exactly those slots
-                declared = scanned
-            if damage is not None:  # the probe refused a file cut short: what is missing was damaged
-                self.frames_lost = max(0, max(declared, scanned) - total - self.frames_misplaced, lost)
-                self.frames_stood_in = min(lost, self.frames_lost)
-            elif info.surplus_frames:
-                raise InputError(f"input is damaged: its index lists {declared} video frames but {path} holds "
-                                 f"{declared + info.surplus_frames} (repeated or added data){PAST_DAMAGE}")
-            elif info.missing_frames:  # not cut short (the probe refused that): frames gone from within
-                raise InputError(f"input is damaged: its index lists {declared} video frames but {info.missing_frames} "
-                                 f"of them are not in {path}{PAST_DAMAGE}")
-            elif declared and total < declared:
-                raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
-                                 f"of {declared} in {path}{PAST_DAMAGE}")
-            elif scanned and total < scanned:
-                raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
-                                 f"in {path}{PAST_DAMAGE}")
             start = container.start_time / 1e6 if container.start_time else 0.0
-            if reach.short_of(container_duration, start) and not (damage is not None and self.frames_lost):
-                raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
-                                 f"({reach.end - start:.2f} s of {container_duration:.2f} s) in {path}")
-            emit(None, True)
+            self._check_whole(seq.held - seq.lost, seq.lost, reach, container_duration, start)
+            seq.finish()
         finally:
             container.close()
+
+    def _check_whole(self, total: int, lost: int, reach: PacketReach, container_duration: float | None,
+                     start: float) -> None:
+        """After the last packet: the ``total`` frames decoded (``lost`` of the grid's places stood in for)
+        against what the file promises (the probe's one completeness rule, ``VideoInfo.frames_to_decode``), and
+        where its packets reached against its duration. An InputError where frames are missing; with
+        ``--allow-gaps``, the count of frames lost for the run's note instead."""
+        info, path, damage = self.info, Path(self.info.path), self.damage
+        if total == 0:
+            raise InputError(f"no decodable video frames in {path}")
+        scanned = info.frame_count if info.frame_count_exact else 0  # the packets the probe's scan counted
+        declared = info.frames_to_decode
+        if damage is not None:  # the probe refused a file cut short: what is missing was damaged
+            self.frames_lost = max(0, max(declared, scanned) - total - self.frames_misplaced, lost)
+            self.frames_stood_in = min(lost, self.frames_lost)
+        elif info.surplus_frames:
+            raise InputError(f"input is damaged: its index lists {info.index_frames} video frames but {path} "
+                             f"holds {info.index_frames + info.surplus_frames} (repeated or added data){PAST_DAMAGE}")
+        elif info.missing_frames:  # not cut short (the probe refused that): frames gone from within
+            raise InputError(f"input is damaged: its index lists {info.index_frames} video frames but "
+                             f"{info.missing_frames} of them are not in {path}{PAST_DAMAGE}")
+        elif declared and total < declared:
+            raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
+                             f"of {declared} in {path}{PAST_DAMAGE}")
+        elif scanned and total < scanned:
+            raise InputError(f"input is corrupt: {scanned - total} of its {scanned} frames could not be decoded "
+                             f"in {path}{PAST_DAMAGE}")
+        if reach.short_of(container_duration, start) and not (damage is not None and self.frames_lost):
+            raise InputError(f"input is truncated or corrupt: decoding stopped at frame {total} "
+                             f"({reach.end - start:.2f} s of {container_duration:.2f} s) in {path}")
 
     def _decode_span(self) -> None:
         """The frames of ``self.span``, with their indices in the whole video and durations from its index."""

@@ -76,13 +76,7 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
     path. ``pool``: one already set up (tests, bench)."""
     note = notes or (lambda msg: None)
     results: list[FileResult] = list(skipped)
-    files: list[_File] = []
-    for i, config in enumerate(configs):
-        try:
-            made = planned[i] if planned is not None else None
-            files.append(_File(len(files), config, made if made is not None else planning.plan(config)))
-        except VidrestoreError as err:
-            results.append(FileResult(config.input, config.output, "failed", str(err), err))
+    files = _planned_files(configs, planned, results)
     if not files:
         return _ordered(results)
     workers = options.workers or (pool.workers if pool is not None
@@ -92,22 +86,7 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
     def file_note(f: _File) -> OnNote:
         return (lambda msg: note(f"{f.config.input.name}: {msg}")) if several else note
 
-    tasks: list[Any] = []
-    for f in files:
-        made = _tasks_of(f, options, workers, note)
-        if not several and 0 < len(made) < workers:
-            idle = workers - len(made)
-            note(f"{f.config.input.name}: its key frames split it into {len(made)} piece(s) only, so {idle} of the "
-                 f"{workers} workers {'has' if idle == 1 else 'have'} nothing to do (a file with more key frames "
-                 "splits further)")
-        if f.job is not None:  # chunks: the plan's notes once here (a whole file's run says them itself)
-            for msg in f.planned.notes:
-                f.notes.append(msg)
-                file_note(f)(msg)
-        tasks.extend(made)
-    for f in files:
-        if f.job is not None and not f.left:
-            _finish(f, file_note(f))
+    tasks = _all_tasks(files, options, workers, note, file_note)
     own_pool = pool is None
     start = time.perf_counter()
     try:
@@ -167,6 +146,42 @@ def enhance_all(configs: Sequence[EnhanceConfig], options: ScaleOptions = ScaleO
         assert f.result is not None
         results.append(f.result)
     return _ordered(results)
+
+
+def _planned_files(configs: Sequence[EnhanceConfig], planned: Sequence[Plan | None] | None,
+                   results: list[FileResult]) -> list[_File]:
+    """Each job with its plan (the caller's where given); a job whose plan fails goes to ``results``."""
+    files: list[_File] = []
+    for i, config in enumerate(configs):
+        try:
+            made = planned[i] if planned is not None else None
+            files.append(_File(len(files), config, made if made is not None else planning.plan(config)))
+        except VidrestoreError as err:
+            results.append(FileResult(config.input, config.output, "failed", str(err), err))
+    return files
+
+
+def _all_tasks(files: list[_File], options: ScaleOptions, workers: int, note: OnNote,
+               file_note: Callable[[_File], OnNote]) -> list[Any]:
+    """Every file's tasks (the whole file, or its chunks left to do), with the notes they call for; a chunked
+    file whose chunks were all done by an earlier run is joined now."""
+    tasks: list[Any] = []
+    for f in files:
+        made = _tasks_of(f, options, workers, note)
+        if len(files) == 1 and 0 < len(made) < workers:
+            idle = workers - len(made)
+            note(f"{f.config.input.name}: its key frames split it into {len(made)} piece(s) only, so {idle} of the "
+                 f"{workers} workers {'has' if idle == 1 else 'have'} nothing to do (a file with more key frames "
+                 "splits further)")
+        if f.job is not None:  # chunks: the plan's notes once here (a whole file's run says them itself)
+            for msg in f.planned.notes:
+                f.notes.append(msg)
+                file_note(f)(msg)
+        tasks.extend(made)
+    for f in files:
+        if f.job is not None and not f.left:
+            _finish(f, file_note(f))
+    return tasks
 
 
 def _ordered(results: list[FileResult]) -> list[FileResult]:

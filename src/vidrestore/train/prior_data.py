@@ -142,13 +142,12 @@ class RealSampler:
         margin = self._margin(stride, cfg)
         inputs, keys, inters = [], [], []
         for _ in range(batch):
-            v = self.videos[int(torch.multinomial(self.weights, 1, generator=generator))]
+            index = int(torch.multinomial(self.weights, 1, generator=generator))
+            v = self.videos[index]
             n, h, w = v.shape[:3]
             size = min(crop, h, w) // 8 * 8
             span = self._span(stride, cfg)
-            first = int(torch.randint(n - span + 1, (1,), generator=generator))
-            y = int(torch.randint(h - size + 1, (1,), generator=generator))
-            x = int(torch.randint(w - size + 1, (1,), generator=generator))
+            first, y, x = self.place(index, span, size, margin + stride, generator)
             clip = v[first:first + span, y:y + size, x:x + size].numpy()
             centres = [margin + k * stride for k in range(4)]  # F(i-1), F(i), F(i+1), F(i+2)
             sharp_frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255
@@ -165,6 +164,15 @@ class RealSampler:
         inter = torch.stack([t[..., :size, :size] for t in inters])
         times = torch.arange(1, stride, dtype=torch.float32) / stride
         return make_windows(inputs_t, key, inter, times, SHARP if sharp else BLURRED, True, self.pool, generator)
+
+    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
+        """Where a window's crop lies in video ``index``: (first frame, top, left), uniformly drawn. ``span``
+        frames from the first, ``size`` pixels square; its key frame is the ``key``-th of the span."""
+        n, h, w = self.videos[index].shape[:3]
+        first = int(torch.randint(n - span + 1, (1,), generator=generator))
+        y = int(torch.randint(h - size + 1, (1,), generator=generator))
+        x = int(torch.randint(w - size + 1, (1,), generator=generator))
+        return first, y, x
 
     def _blur(self, clip: np.ndarray, centres: list[int], stride: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.blur
