@@ -62,6 +62,7 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
             overwrite: bool = False, fps: str | Fraction | None = None, allow_gaps: bool = False,
             progress: Callable[[pipeline.Progress], None] | None = None,
             notes: Callable[[str], None] | None = None, threads: int | None = None,
+            adapt: float | str | None = None, save_adapted: str | os.PathLike[str] | None = None,
             **run_options: Any) -> pipeline.RunSummary:
     """Enhance the video file ``src`` into ``dst`` (``vidrestore enhance``): N input frames become N*fps_x,
     audio and subtitles are kept, and nothing is written unless the whole job succeeds. ``model``: a network
@@ -70,13 +71,16 @@ def enhance(src: str | os.PathLike[str], dst: str | os.PathLike[str], fps_x: int
     ``src``/``dst`` may be image sequences (a folder, or a pattern such as ``frames/%06d.png``); ``fps``: an
     input sequence's rate, as ``--fps``. ``codec`` None: the output container's default. ``allow_gaps``:
     as ``--allow-gaps``. ``threads``: as ``--threads`` (the model's, OpenCV's and the codecs'; None: the cores
-    available: set on the first run of a process, unless a worker or the command line set them)."""
+    available: set on the first run of a process, unless a worker or the command line set them). ``adapt``:
+    seconds or "auto", as ``--adapt`` (the network fine-tuned on this video first; ``model`` is never changed);
+    ``save_adapted``: as ``--save-adapted``."""
     run = RunOptions(**run_options)
     config = EnhanceConfig(input=Path(src), output=Path(dst), factor=_factor(fps_x, mode), mode=mode, run=run,
                            codec=codec, crf=crf,
                            preset=preset, scene_threshold=scene_threshold or DEFAULT_SCENE_THRESHOLD,
                            scene_detect=scene_threshold is not None, overwrite=overwrite, fps=fps,
-                           allow_gaps=allow_gaps, threads=threads)
+                           allow_gaps=allow_gaps, threads=threads, adapt=adapt,
+                           save_adapted=Path(save_adapted) if save_adapted is not None else None)
     try:
         return pipeline.run(config, progress=progress, notes=notes, loaded=_runtime(model, run))
     except OutputError as err:

@@ -164,10 +164,21 @@ class EnhanceConfig:
     allow_gaps: bool = False
     fps: Fraction | None = None  # image-sequence input: its frame rate (None: DEFAULT_SEQUENCE_RATE, with a note)
     threads: int | None = None  # CPU threads for the model, OpenCV and the codecs (None: the cores available)
+    # fine-tune the network on the input's own frames first: seconds, or "auto" (vidrestore.train.adapt)
+    adapt: float | str | None = None
+    save_adapted: Path | None = None  # write the adapted network here (a .safetensors file)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
+        if self.adapt is not None:
+            object.__setattr__(self, "adapt", parse_adapt(str(self.adapt)))
+        if self.save_adapted is not None:
+            object.__setattr__(self, "save_adapted", Path(self.save_adapted))
+            if self.adapt is None:
+                raise UsageError("--save-adapted needs --adapt")
+            if self.save_adapted.suffix.lower() != ".safetensors":
+                raise UsageError(f"--save-adapted {self.save_adapted}: the file must end in .safetensors")
         if self.fps is not None:
             object.__setattr__(self, "fps", parse_rate(self.fps))
         check_threads(self.threads)
@@ -205,3 +216,22 @@ class ScaleOptions:
             raise UsageError(f"--workers {self.workers}: must be at least 1")
         if self.chunks is not None and self.chunks < 1:
             raise UsageError(f"--chunks {self.chunks}: must be 'auto' or at least 1")
+
+
+ADAPT_HELP = ("Fine-tune the network on this video's own frames first, for SECONDS or 'auto' (6 s per second of "
+              "video, 30-120 s); it is used only where it beats the network on held-out frames of the video.")
+
+
+def parse_adapt(text: str | None) -> float | str | None:
+    """``--adapt SECONDS|auto``: None (off), "auto", or seconds above 0."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"--adapt {text!r}: expected a number of seconds or auto") from None
+    if not 0 < seconds <= 3600:
+        raise UsageError(f"--adapt {text}: seconds above 0 and at most 3600")
+    return seconds

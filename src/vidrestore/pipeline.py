@@ -9,6 +9,8 @@ No rich, no click here: progress goes to a callback. Timestamps: see :mod:`vidre
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -27,6 +29,8 @@ from vidrestore.io import writer as w
 from vidrestore.io.reader import Damage, DecodedFrame, FrameReader, Span
 from vidrestore.io.sequence import SequenceReader, SequenceWriter
 from vidrestore.plan import Plan, plan
+from vidrestore.train.adapt import AdaptProgress, adapt, auto_budget, read_for_adaptation
+from vidrestore.weights import save_weights, sha256_file
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,13 @@ def engine_config(config: EnhanceConfig) -> EngineConfig:
 def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = None,
         notes: Callable[[str], None] | None = None, model: torch.nn.Module | None = None,
         device: torch.device | None = None, dtype: torch.dtype | None = None,
-        loaded: runtime.Runtime | None = None, planned: Plan | None = None, part: Part | None = None) -> RunSummary:
+        loaded: runtime.Runtime | None = None, planned: Plan | None = None, part: Part | None = None,
+        adapting: Callable[[AdaptProgress], None] | None = None) -> RunSummary:
     """Run one enhance job. ``loaded`` (a model set up once for many jobs: bench, the Python API), or
     ``model``/``device``/``dtype`` (tests), replace what ``config.run`` would load. ``planned``: the job's
     :func:`~vidrestore.plan.plan`, when the caller made it already (the CLI does, before torch loads), so that
-    the input is probed and scanned once. ``part``: run one chunk of the job (written to ``part.path``)."""
+    the input is probed and scanned once. ``part``: run one chunk of the job (written to ``part.path``).
+    ``adapting``: told how ``--adapt``'s fine-tuning goes, before the frames are made."""
     if planned is not None and planned.config != config:
         raise ValueError("run(): planned was made for another config")
     p = planned if planned is not None else plan(config)
@@ -126,6 +132,8 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     target = part.path if part is not None else Path(config.output)
     temp = None if p.frames_target is not None else files.create_temp(target)
     try:
+        if config.adapt is not None and part is None:
+            rt = _adapted(p, rt, note, adapting)
         engine = Engine(rt, engine_config(config))
         writer = _writer(p, temp, note, part)
         writer.start()
@@ -178,6 +186,51 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     finally:
         if reader is not None:
             reader.close()
+
+
+def _adapted(p: Plan, rt: runtime.Runtime, note: Callable[[str], None],
+             adapting: Callable[[AdaptProgress], None] | None) -> runtime.Runtime:
+    """``--adapt``: the network fine-tuned on the input's first frames (:mod:`vidrestore.train.adapt`), where it
+    beats the base network on held-out frames of the video; ``--save-adapted`` writes it."""
+    config = p.config
+    reader = (SequenceReader(p.source) if p.source is not None
+              else FrameReader(p.info, threads=p.threads, damage=_damage(p)))
+    frames = read_for_adaptation(reader)
+    if config.adapt == "auto":
+        seconds = p.info.duration or (p.info.frame_count / float(p.rate_in) if p.rate_in else 0.0)
+        budget = auto_budget(seconds)
+        note(f"--adapt auto: {budget:.0f} s of adaptation for {seconds:.1f} s of video")
+    else:
+        budget = float(config.adapt)
+    result = adapt(rt.network, frames, config.mode, budget, rt.device, threads=max(1, p.threads),
+                   progress=adapting)
+    note(result.reason)
+    if not result.used:
+        if config.save_adapted is not None:
+            note(f"--save-adapted: {config.save_adapted} not written (the adapted network is not used)")
+        return rt
+    if config.save_adapted is not None:
+        meta = {"adapt.source": Path(config.input).name, "adapt.source_sha256": _source_sha256(p),
+                "adapt.base_weights": rt.label, "adapt.mode": config.mode, "adapt.steps": str(result.steps),
+                "adapt.seconds": f"{result.seconds:.1f}", "adapt.heldout_base": json_scores(result.base),
+                "adapt.heldout_adapted": json_scores(result.adapted)}
+        save_weights(result.model, config.save_adapted, meta)
+        note(f"adapted network written to {config.save_adapted}")
+    return replace(rt, model=runtime.wrap(result.model, config.run, rt.device))
+
+
+def json_scores(scores: dict[str, float]) -> str:
+    return json.dumps({k: round(v, 3) for k, v in scores.items()}, sort_keys=True)
+
+
+def _source_sha256(p: Plan) -> str:
+    """The input file's sha256 (an image sequence's: of its frames' names and sizes, in order)."""
+    if p.source is None:
+        return sha256_file(p.config.input)
+    h = hashlib.sha256()
+    for f in p.source.files:
+        h.update(f"{Path(f).name}\0{Path(f).stat().st_size}\n".encode())
+    return h.hexdigest()
 
 
 def _lost_text(p: Plan, lost: int, stood_in: int) -> str:

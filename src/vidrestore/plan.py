@@ -64,7 +64,8 @@ class Plan:
         """Whether this job runs in one piece, seen without its packets: ``--chunks 1``, frames in or out,
         ``--allow-gaps``, or (``--chunks auto``) a container that does not seek exactly, or a video shorter than
         two chunks on one worker. Otherwise :mod:`vidrestore.scale` splits it at key frames where it can."""
-        if chunks == 1 or self.source is not None or self.frames_target is not None or self.config.allow_gaps:
+        if (chunks == 1 or self.source is not None or self.frames_target is not None or self.config.allow_gaps
+                or self.config.adapt is not None):
             return True
         seekable = (self.info.frame_count_exact and any(n in SEEKABLE for n in self.info.container.split(","))
                     and any(n in SEEKABLE for n in self.format_name.split(",")))
@@ -72,9 +73,12 @@ class Plan:
 
     def whole_note(self, chunks: int | None) -> str | None:
         """What to tell a user who asked for chunks that this job cannot have (it runs whole)."""
-        if self.config.allow_gaps and chunks not in (None, 1) and self.source is None and self.frames_target is None:
-            # frames lost to damage are found against the whole stream's timing
+        if chunks in (None, 1) or self.source is not None or self.frames_target is not None:
+            return None
+        if self.config.allow_gaps:  # frames lost to damage are found against the whole stream's timing
             return f"{self.config.input.name}: --allow-gaps runs it in one piece"
+        if self.config.adapt is not None:  # one adaptation for the whole video
+            return f"{self.config.input.name}: --adapt runs it in one piece"
         return None
 
 
@@ -86,6 +90,20 @@ def output_time_base(tb_in: Fraction, factor: int) -> tuple[Fraction, int]:
     # an unusually fine input time base (tb/K would overflow a 32-bit denominator): keep tb_in, and the
     # in-between timestamps are rounded to it
     return Fraction(tb_in), 1
+
+
+def _check_save_adapted(config: EnhanceConfig) -> None:
+    """``--save-adapted FILE``: not the input or the output, not an existing file without --overwrite, in a
+    folder that exists."""
+    path = Path(config.save_adapted)
+    for other in (Path(config.input), Path(config.output)):
+        if os.path.abspath(path) == os.path.abspath(other):
+            raise UsageError(f"--save-adapted {path}: that is the {'input' if other == config.input else 'output'}")
+    if path.exists() and not config.overwrite:
+        raise OutputError(f"{path} exists (use --overwrite to replace it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: the folder {folder} does not exist")
 
 
 def plan(config: EnhanceConfig) -> Plan:
@@ -127,6 +145,8 @@ def plan(config: EnhanceConfig) -> Plan:
         if timing.gaps:
             notes.append(_gaps_text(src, timing, config.allow_gaps))
     check_host_memory(info.width, info.height, k, config.run.batch)
+    if config.save_adapted is not None:
+        _check_save_adapted(config)
     pix_fmt_src, full_range = formats.normalize_source_format(info.pix_fmt)
     target = None
     if seq_out:

@@ -121,7 +121,10 @@ def load(options: RunOptions, model: torch.nn.Module | None = None, device: torc
         label = spec
     else:
         label = getattr(getattr(model, "config", None), "name", type(model).__name__)
-    model = model.to(dev, memory_format=memory_format(dev))
-    if options.ensemble > 1:
-        model = FlipEnsemble(model, options.ensemble)
-    return Runtime(model=model, device=dev, dtype=dt, label=label)
+    return Runtime(model=wrap(model, options, dev), device=dev, dtype=dt, label=label)
+
+
+def wrap(network: torch.nn.Module, options: RunOptions, device: torch.device) -> torch.nn.Module:
+    """A network set up to run on ``device``: its memory layout, and the flip ensemble when asked."""
+    network = network.to(device, memory_format=memory_format(device))
+    return FlipEnsemble(network, options.ensemble) if options.ensemble > 1 else network

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
-from vidrestore.config import (CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD, MAX_FACTOR,
-                               MIN_FACTOR, MODES, EnhanceConfig, ScaleOptions)
+from vidrestore.config import (ADAPT_HELP, CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD,
+                               MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig, ScaleOptions, parse_adapt)
 from vidrestore.errors import UsageError
 from vidrestore.io.logs import quiet_ffmpeg  # noqa: F401 (re-exported: the CLI commands use it from here)
 
@@ -61,14 +61,16 @@ class ProgressBar:
 
         self.console = Console(stderr=True)
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-            TextColumn("{task.fields[fps]:>7.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+            TextColumn("ETA"),
             TimeRemainingColumn(), console=self.console, transient=True)
-        self._task = self._progress.add_task(description, total=None, fps=0.0)
+        self._task = self._progress.add_task(description, total=None, unit="frames", rate=f"{0.0:>7.1f} fps")
         self._started = False
         self._description = description
         self._interval = plain_progress_interval() if interval is None else interval
         self._last_line: float | None = None
+        self._adapt_task = None
 
     def __enter__(self) -> "ProgressBar":
         return self
@@ -87,7 +89,7 @@ class ProgressBar:
             self._started = True
         fps = p.frames_out / p.elapsed if p.elapsed > 0 else 0.0
         total = p.total_out if p.total_out and p.total_out >= p.frames_out else None
-        self._progress.update(self._task, completed=p.frames_out, total=total, fps=fps)
+        self._progress.update(self._task, completed=p.frames_out, total=total, rate=f"{fps:>7.1f} fps")
 
     def _plain(self, p) -> None:
         now = time.monotonic()
@@ -104,6 +106,29 @@ class ProgressBar:
             done, eta = f"{p.frames_out} frames", ""
         self.console.print(f"{self._description}: {done}, {fps:.1f} fps, elapsed {_clock(p.elapsed)}{eta}",
                            markup=False, highlight=False, soft_wrap=True)
+
+    def adapt(self, p) -> None:
+        """``--adapt``'s fine-tuning (a :class:`vidrestore.train.adapt.AdaptProgress`): seconds of its budget, and
+        the held-out score against the base network's."""
+        score = (f"held-out {p.current_db - p.base_db:+.2f} dB" if p.base_db is not None and p.current_db is not None
+                 else "making its windows")
+        if not self.console.is_terminal:
+            now = time.monotonic()
+            if p.phase == "done" or self._last_line is None or now - self._last_line >= self._interval:
+                self._last_line = now
+                self.console.print(f"{self._description}: adapting, {p.seconds:.0f} s of {p.budget:.0f}, {score}",
+                                   markup=False, highlight=False, soft_wrap=True)
+            return
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        if self._adapt_task is None:
+            self._adapt_task = self._progress.add_task("adapting", total=round(p.budget), unit="s", rate="")
+        self._progress.update(self._adapt_task, completed=round(min(p.seconds, p.budget)),
+                              description=f"adapting ({score})")
+        if p.phase == "done":
+            self._progress.remove_task(self._adapt_task)
+            self._adapt_task = None
 
     def note(self, message: str) -> None:
         self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
@@ -143,6 +168,10 @@ def _codec_help() -> str:
               help="Frames missing from a constant-rate input (a damaged file, a recording with pauses): keep the "
                    "gap and go on, instead of stopping with an error. Frames that cannot be decoded join the gap; "
                    "on an input with no gap, a neighbouring frame stands in for each.")
+@click.option("--adapt", "adapt", is_flag=False, flag_value="auto", default=None, metavar="[SECONDS|auto]",
+              help=ADAPT_HELP + " Experimental: see the model card for what it gains today.")
+@click.option("--save-adapted", "save_adapted", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              metavar="FILE.safetensors", help="With --adapt: write the adapted network (if used) to this file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary (errors still go to stderr).")
 @click.option("-r", "--recursive", is_flag=True, help="INPUT is a folder of videos: include its sub-folders.")
 @click.option("--chunks", "chunks", default="auto", show_default=True, metavar="auto|N",
@@ -158,7 +187,7 @@ def _codec_help() -> str:
 def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, codec: str | None, crf: int | None,
             preset: str | None, scene_threshold: float, no_scene_detect: bool, overwrite: bool, allow_gaps: bool,
             quiet: bool, recursive: bool, chunks: str, workers: int | None, ray_address: str | None,
-            threads: int | None, **run_kwargs) -> None:
+            threads: int | None, adapt: str | None, save_adapted: Path | None, **run_kwargs) -> None:
     """Deblur and/or interpolate INPUT to K times its frame rate, writing OUTPUT.
 
     INPUT is a video, a folder of videos (OUTPUT: a folder; the names are kept), a folder of frames (PNG
@@ -176,11 +205,14 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
     make = lambda src, dst: EnhanceConfig(  # noqa: E731
         input=src, output=dst, factor=factor, mode=mode, run=run, codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
-        allow_gaps=allow_gaps, fps=fps, threads=threads)
+        allow_gaps=allow_gaps, fps=fps, threads=threads, adapt=parse_adapt(adapt),
+        save_adapted=save_adapted if src == input else None)
     if _is_dir(input):  # a folder of videos, or of frames (one image sequence)
         from vidrestore.scale.folder import is_video_folder
 
         if is_video_folder(input, recursive):
+            if save_adapted is not None:
+                raise UsageError("--save-adapted is for one video: each video of a folder adapts on its own")
             _enhance_folder(input, output, recursive, make, scale, quiet, threads, factor)
             return
     if recursive:
@@ -212,7 +244,8 @@ def _run_one(config: EnhanceConfig, planned, scale: ScaleOptions, bar: ProgressB
 
         if notes is not None and planned.whole_note(scale.chunks):
             notes(planned.whole_note(scale.chunks))
-        return pipeline.run(config, progress=progress, notes=notes, planned=planned)
+        return pipeline.run(config, progress=progress, notes=notes, planned=planned,
+                            adapting=bar.adapt if bar is not None else None)
     from vidrestore.scale.batch import enhance_all
 
     result, = enhance_all([config], scale, progress=progress, notes=notes, planned=[planned])

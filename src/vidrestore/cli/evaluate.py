@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from vidrestore.cli.options import run_options, run_options_from
+from vidrestore.config import parse_adapt
 from vidrestore.errors import UsageError
 
 _PROTOCOLS = ("joint", "interp", "deblur")
@@ -29,8 +30,9 @@ def parse_methods(text: str | None, protocol: str) -> tuple[str, ...]:
     from vidrestore.evaluate.runner import METHODS
 
     if text is None or text.strip().lower() == "all":
-        # with K = 1 every baseline returns its input: one of them is enough
-        return ("model", "repeat") if protocol == "deblur" and text is None else METHODS
+        # with K = 1 every baseline returns its input: one of them is enough; "adapted" comes with --adapt
+        return ("model", "repeat") if protocol == "deblur" and text is None else tuple(
+            m for m in METHODS if m != "adapted")
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     aliases = {"dis": "dis-flow", "flow": "dis-flow", "mci": "minterpolate", "ffmpeg": "minterpolate"}
     return tuple(aliases.get(m, m) for m in names)
@@ -133,8 +135,10 @@ def render_table(report: dict, per_clip: bool):
 @click.option("--crop", type=int, default=256, show_default=True, help="Crop size of --save-frames.")
 @click.option("--per-clip", is_flag=True, help="Also print a per-clip table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
+@click.option("--adapt", "adapt", default=None, metavar="SECONDS|auto",
+              help="Also score 'adapted': the model fine-tuned on each clip's own inputs first (as enhance --adapt).")
 def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods, model_mode, max_frames, resize,
-             count, seed, save_frames, crop, per_clip, as_json, **run_kwargs) -> None:
+             count, seed, save_frames, crop, per_clip, as_json, adapt, **run_kwargs) -> None:
     """Score the model and classical baselines against sharp ground truth.
 
     SOURCE is sharp footage: a video file, a folder of frames, or a folder of videos / frame folders.
@@ -155,8 +159,13 @@ def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods
         raise UsageError("give either SOURCE or --synthetic (not both)")
     if exposure is None:
         exposure = 1 if protocol == "interp" else default_exposure(stride)
+    budget = parse_adapt(adapt)
+    names = parse_methods(methods, protocol)
+    if budget is not None and "adapted" not in names:
+        at = names.index("model") + 1 if "model" in names else 0
+        names = (*names[:at], "adapted", *names[at:])
     cfg = EvalConfig(
-        protocol=protocol, stride=stride, exposure=exposure, methods=parse_methods(methods, protocol),
+        protocol=protocol, stride=stride, exposure=exposure, methods=names, adapt=budget,
         run=run_options_from(run_kwargs), model_mode=model_mode, max_frames=max_frames, resize=parse_size(resize),
         synthetic_count=count, seed=seed, save_frames=save_frames, crop=crop, blur_length=blur_length,
     )

@@ -7,6 +7,7 @@ holds one clip's source frames, not every method's outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,9 +38,10 @@ from vidrestore.evaluate.sources import SourceClip, SourceEntry, discover, load_
 from vidrestore.frames import quantize
 from vidrestore.synth.blur import blur_to_length
 from vidrestore.synth.scenes import validation_set
+from vidrestore.train.adapt import adapt, auto_budget
 from vidrestore.weights import locate, sha256_file
 
-METHODS = ("model", *BASELINES)
+METHODS = ("model", "adapted", *BASELINES)  # adapted: the model fine-tuned on each clip's inputs (--adapt)
 DEFAULT_SYNTHETIC_SIZE = (128, 128)
 
 Log = Callable[[str], None]
@@ -64,6 +66,7 @@ class EvalConfig:
     # deblur protocol: blur each input by the scene's own motion (flow-upsampled sub-frames, REDS-style)
     # until its moving parts smear about this many pixels, within the exposure's frames; None: average them
     blur_length: float | None = None
+    adapt: float | str | None = None  # the "adapted" method's budget per clip: seconds, or "auto"
 
     def __post_init__(self) -> None:
         check_settings(self.protocol, self.stride, self.exposure)
@@ -86,7 +89,9 @@ class EvalConfig:
             raise UsageError(f"--crop {self.crop}: must be at least 16")
         if self.model_mode == "deblur" and self.protocol != "deblur":
             raise UsageError("--model-mode deblur adds no frames: use it with --protocol deblur")
-        if "model" in self.methods and not 1 <= self.factor <= 16:
+        if ("adapted" in self.methods) != (self.adapt is not None):
+            raise UsageError("--adapt and the method 'adapted' go together (--adapt SECONDS adds it)")
+        if ("model" in self.methods or "adapted" in self.methods) and not 1 <= self.factor <= 16:
             raise UsageError(f"--stride {self.stride}: the model runs at 2x to 16x")
 
     @property
@@ -171,6 +176,7 @@ class ModelMethod:
     def __init__(self, cfg: EvalConfig) -> None:
         self.cfg = cfg
         self._engines: dict[tuple[int, str], Engine] = {}
+        self.adaptations: list[dict] = []
         self.runtime: runtime.Runtime | None = None
         self.weights_sha256: str | None = None
 
@@ -193,13 +199,28 @@ class ModelMethod:
         # eval clips are single shots: no scene cuts, so every interval is interpolated
         return iter(engine.process(list(inputs), cuts=[False] * len(inputs)))
 
+    def run_adapted(self, inputs: Sequence[np.ndarray], factor: int) -> Iterator[np.ndarray]:
+        """The network fine-tuned on this clip's own inputs first (:func:`vidrestore.train.adapt.adapt`), then run
+        as ``run`` does; what the adaptation did is kept in ``adaptations``."""
+        rt = self.load()
+        budget = self.cfg.adapt
+        if budget == "auto":
+            budget = auto_budget(len(inputs) / 30.0)
+        result = adapt(rt.network, list(inputs), self.cfg.mode, float(budget), rt.device,
+                       threads=max(1, torch.get_num_threads()))
+        self.adaptations.append({"used": result.used, "steps": result.steps, "seconds": round(result.seconds, 1),
+                                 "base": result.base, "adapted": result.adapted})
+        adapted = dataclasses.replace(rt, model=runtime.wrap(result.model, self.cfg.run, rt.device))
+        engine = Engine(adapted, EngineConfig.of(factor, self.cfg.mode, self.cfg.run))
+        return iter(engine.process(list(inputs), cuts=[False] * len(inputs)))
+
 
 def method_runner(name: str, cfg: EvalConfig,
                   model: ModelMethod | None) -> Callable[[Sequence[np.ndarray], int], Iterator[np.ndarray]]:
-    if name == "model":
+    if name in ("model", "adapted"):
         if model is None:
             raise UsageError("the model method needs a model")
-        return model.run
+        return model.run if name == "model" else model.run_adapted
     return lambda inputs, factor: run_baseline(name, inputs, factor)
 
 
@@ -337,7 +358,7 @@ def evaluate(
     log: Log | None = None,
 ) -> EvalReport:
     """Score every method of ``cfg`` on every clip."""
-    model = ModelMethod(cfg) if "model" in cfg.methods else None
+    model = ModelMethod(cfg) if {"model", "adapted"} & set(cfg.methods) else None
     if model is not None:
         model.load()  # fail on missing weights or a bad device before any work
     runners = {name: method_runner(name, cfg, model) for name in cfg.methods}
@@ -373,6 +394,8 @@ def evaluate(
         all_settings["dtype"] = model.runtime.dtype_name
         all_settings["weights"] = model.runtime.label
         all_settings["weights_sha256"] = model.weights_sha256
+        if model.adaptations:
+            all_settings["adaptations"] = model.adaptations
     return EvalReport(all_settings, results, clip_info, saved)
 
 
