@@ -110,11 +110,11 @@ def _pan(src: torch.Tensor, v: tuple[int, int], k: float, top: int, left: int) -
     return F.avg_pool2d(src[:, :, top - dy:top - dy + 128, left - dx:left - dx + 192], 2)[0]
 
 
-def test_windows_with_replicated_neighbours_behave_well(bundled):
+def test_windows_with_replicated_neighbours_give_the_same_in_between_frame(bundled):
     """At the ends of a video and next to a scene cut the pipeline repeats F(i) for F(i-1), or F(i+1) for F(i+2).
-    On a blurred pan of a real frame such windows must still give a key frame at least as close to the truth
-    as the blurry input and within 0.3 dB of the full window's, and the same in-between frame, well ahead of
-    the blend."""
+    On a blurred pan of a real frame such windows must give the full window's in-between frame, well ahead of
+    the blend (the outer frames only feed the key frame's restoration). The key frame is not checked here: a
+    network that does not deblur yet passes any bound an identity passes."""
     src = _reds_tensor(5)
     crop = (slice(None), slice(8, -8), slice(8, -8))
     for v in ((4, 0), (3, 2)):
@@ -129,12 +129,9 @@ def test_windows_with_replicated_neighbours_behave_well(bundled):
         results = {}
         for name, order in (("full", [0, 1, 2, 3]), ("start", [1, 1, 2, 3]), ("end", [0, 1, 2, 2]),
                             ("both", [1, 1, 2, 2])):
-            key, inter = run(bundled, x[:, order], torch.tensor([0.5]))
-            results[name] = (_psnr(key[0].clamp(0, 1)[crop], sharp(0)[crop]), inter[0, 0].clamp(0, 1))
-        input_psnr = _psnr(x[0, 1][crop], sharp(0)[crop])
+            _, inter = run(bundled, x[:, order], torch.tensor([0.5]))
+            results[name] = inter[0, 0].clamp(0, 1)
         blend_psnr = _psnr(blend[crop], sharp(0.5)[crop])
-        for name, (key_psnr, inter) in results.items():
-            assert key_psnr >= input_psnr - 0.02, (v, name, key_psnr, input_psnr)
-            assert key_psnr >= results["full"][0] - 0.3, (v, name, key_psnr)
-            torch.testing.assert_close(inter, results["full"][1], atol=1e-4, rtol=0)
+        for name, inter in results.items():
+            torch.testing.assert_close(inter, results["full"], atol=1e-4, rtol=0)
             assert _psnr(inter[crop], sharp(0.5)[crop]) > blend_psnr + 2, (v, name)

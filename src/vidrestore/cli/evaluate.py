@@ -27,12 +27,11 @@ def default_exposure(stride: int) -> int:
 
 
 def parse_methods(text: str | None, protocol: str) -> tuple[str, ...]:
-    from vidrestore.evaluate.runner import METHODS
+    from vidrestore.evaluate.runner import DEFAULT_METHODS
 
     if text is None or text.strip().lower() == "all":
         # with K = 1 every baseline returns its input: one of them is enough; "adapted" comes with --adapt
-        return ("model", "repeat") if protocol == "deblur" and text is None else tuple(
-            m for m in METHODS if m != "adapted")
+        return ("model", "repeat") if protocol == "deblur" and text is None else DEFAULT_METHODS
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     aliases = {"dis": "dis-flow", "flow": "dis-flow", "mci": "minterpolate", "ffmpeg": "minterpolate"}
     return tuple(aliases.get(m, m) for m in names)

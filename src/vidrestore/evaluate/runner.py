@@ -42,6 +42,7 @@ from vidrestore.train.adapt import adapt, auto_budget
 from vidrestore.weights import locate, sha256_file
 
 METHODS = ("model", "adapted", *BASELINES)  # adapted: the model fine-tuned on each clip's inputs (--adapt)
+DEFAULT_METHODS = ("model", *BASELINES)
 DEFAULT_SYNTHETIC_SIZE = (128, 128)
 
 Log = Callable[[str], None]
@@ -54,7 +55,7 @@ class EvalConfig:
     protocol: str = "joint"
     stride: int = 8
     exposure: int = 7
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     run: RunOptions = RunOptions()  # how the model runs (weights, device, precision, batch, ensemble, tiles)
     model_mode: str | None = None  # None: the protocol's mode
     max_frames: int | None = None
@@ -416,6 +417,7 @@ def run_settings(cfg: EvalConfig) -> dict:
 
 
 __all__ = [
+    "DEFAULT_METHODS",
     "METHODS",
     "EvalConfig",
     "EvalReport",
