@@ -3,6 +3,7 @@ held-out frames of the video; the CLI, the API, refusal, --save-adapted and Ctrl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -66,11 +67,12 @@ def test_a_better_network_is_used_and_the_base_is_left_as_it_was():
 
 
 def test_no_better_network_is_refused():
-    """Too short a budget to take a step that is checked: the base network is kept, with a note."""
+    """Steps that change nothing (a learning rate of 0) cannot beat the base: it is kept, with a note."""
     frames = moving_pattern(40, 96, 64)
     base = nonzero_tiny_model()
-    result = adapt(base, frames, "interp", 0.5, torch.device("cpu"), SMALL)
-    assert not result.used and result.model is base
+    result = adapt(base, frames, "interp", 3.0, torch.device("cpu"), dataclasses.replace(SMALL, lr=0.0))
+    assert not result.used and result.model is base and result.steps > 0
+    assert result.adapted == result.base
     assert "did not improve" in result.reason and "base network is used" in result.reason
 
 
@@ -85,7 +87,7 @@ def test_cli_adapt_and_save_adapted(broken_weights, tmp_path):
     clip = write_clip(tmp_path / "in.mp4", moving_pattern(40, 96, 64), audio=False)
     out, saved = tmp_path / "out.mp4", tmp_path / "adapted.safetensors"
     args = ["enhance", str(clip), "-o", str(out), "--weights", str(broken_weights), "--device", "cpu",
-            "--mode", "deblur", "--threads", "2", "--adapt", "8", "--save-adapted", str(saved)]
+            "--mode", "deblur", "--threads", "2", "--adapt", "12", "--save-adapted", str(saved)]
     res = CliRunner(env={"VIDRESTORE_PROGRESS_INTERVAL": "0.5"}).invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "adapting" in res.stderr and "adapted to this video" in res.stderr, res.stderr
@@ -115,13 +117,14 @@ def test_cli_adapt_usage_errors(tiny_weights, tmp_path, extra, code, message):
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
 
 
-def test_cli_refusal_writes_no_weights(tiny_weights, tmp_path):
-    clip = write_clip(tmp_path / "in.mp4", moving_pattern(30, 96, 64), audio=False)
+def test_cli_without_an_adapted_network_writes_no_weights(tiny_weights, tmp_path):
+    """A video too short to adapt on (12 frames): enhanced by the base network, with a note, and no weights."""
+    clip = write_clip(tmp_path / "in.mp4", moving_pattern(12, 96, 64), audio=False)
     res = CliRunner().invoke(main, ["enhance", str(clip), "-o", str(tmp_path / "o.mp4"), "--weights",
-                                    str(tiny_weights), "--device", "cpu", "--mode", "interp", "--adapt", "0.5",
+                                    str(tiny_weights), "--device", "cpu", "--mode", "interp", "--adapt", "5",
                                     "--save-adapted", str(tmp_path / "a.safetensors")])
     assert res.exit_code == 0, res.output
-    assert "did not improve" in res.stderr and "not written" in res.stderr
+    assert "too short to adapt on" in res.stderr and "not written" in res.stderr
     assert sorted(os.listdir(tmp_path)) == ["in.mp4", "o.mp4"]
 
 
@@ -130,7 +133,7 @@ def test_api_adapt_leaves_the_callers_model_alone(tmp_path):
     model = broken_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     notes: list[str] = []
-    summary = vidrestore.enhance(clip, tmp_path / "o.mp4", mode="deblur", model=model, device="cpu", adapt=8,
+    summary = vidrestore.enhance(clip, tmp_path / "o.mp4", mode="deblur", model=model, device="cpu", adapt=12,
                                  notes=notes.append, threads=2)
     assert summary.frames_out == 40
     assert any("adapted to this video" in n for n in notes), notes

@@ -71,6 +71,7 @@ class AdaptConfig:
     max_frames: int = 300  # frames of the video read for adaptation (its first ones)
     max_side: int = 960  # frames larger than this are reduced for adaptation
     seed: int = 0
+    data_share: float = 0.3  # of the budget at most for making training windows (8 of them at least)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class AdaptResult:
     seconds: float
     base: dict[str, float]  # held-out PSNR per source, base network
     adapted: dict[str, float]  # the same, adapted network
+
+
+CHECK_STEPS = 20  # steps between scorings of the held-out windows
 
 
 def auto_budget(duration_s: float) -> float:
@@ -164,10 +168,12 @@ def _sharpness_maps(video: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_windows(frames: list[np.ndarray], mode: str, cfg: AdaptConfig, threads: int
-                 ) -> tuple[Windows, Windows]:
+def make_windows(frames: list[np.ndarray], mode: str, cfg: AdaptConfig, threads: int,
+                 deadline: float = math.inf) -> tuple[Windows, Windows]:
     """Training windows from the first part of the video and held-out windows from its end (at least a window's
-    span each; shots cut at scene cuts). ValueError where the video is too short."""
+    span each; shots cut at scene cuts): the held-out ones first, then training windows 8 at a time until
+    ``cfg.windows`` or ``deadline`` (``time.perf_counter()``; 8 at least). ValueError where the video is too
+    short."""
     need = min_frames(mode) // 2
     cut = min(len(frames) - need, int(round(len(frames) * (1 - cfg.heldout))))
     if cut < need:
@@ -177,11 +183,15 @@ def make_windows(frames: list[np.ndarray], mode: str, cfg: AdaptConfig, threads:
     sharp = mode == "interp"
     g = torch.Generator().manual_seed(cfg.seed)
     out = []
-    for part, n, crop in ((video[:cut], cfg.windows, cfg.crop), (video[cut:], cfg.val_windows, cfg.val_crop)):
+    for part, n, crop, until in ((video[cut:], cfg.val_windows, cfg.val_crop, math.inf),
+                                 (video[:cut], cfg.windows, cfg.crop, deadline)):
         shots = split_shots(part)
         sampler = RealSampler(shots, blur, threads) if sharp else _SharpSampler(shots, blur, threads)
-        out.append(Windows.concat([sampler.sample(min(8, n - i), crop, g, sharp=sharp) for i in range(0, n, 8)]))
-    return out[0], out[1]
+        parts: list[Windows] = []
+        while sum(len(p) for p in parts) < n and (not parts or time.perf_counter() < until):
+            parts.append(sampler.sample(min(8, n - sum(len(p) for p in parts)), crop, g, sharp=sharp))
+        out.append(Windows.concat(parts))
+    return out[1], out[0]
 
 
 def _for_mode(b: Batch, mode: str) -> Batch:
@@ -232,7 +242,8 @@ def adapt(model: PriorNet, frames: Sequence[np.ndarray], mode: str, budget: floa
     report(AdaptProgress("data", 0, 0.0, budget))
     source = "interp" if mode == "interp" else "real"
     try:
-        train, held = make_windows(prepare_frames(frames, cfg), mode, cfg, threads)
+        train, held = make_windows(prepare_frames(frames, cfg), mode, cfg, threads,
+                                   deadline=t0 + cfg.data_share * budget)
     except ValueError as err:  # too short, or no shot long enough for a window
         return AdaptResult(model, False, f"not adapted: this video is too short to adapt on ({err})", 0,
                            time.perf_counter() - t0, {}, {})
@@ -244,9 +255,18 @@ def adapt(model: PriorNet, frames: Sequence[np.ndarray], mode: str, budget: floa
     rng = np.random.default_rng(cfg.seed)
     step = 0
     best, best_scores, best_step = copy.deepcopy(tuned.state_dict()), base, 0
-    check_every = 20
     report(AdaptProgress("train", 0, time.perf_counter() - t0, budget, _mean(base), _mean(base)))
     spend = budget * 0.9  # the last scoring and the choice fit in the rest
+    checked, scored = time.perf_counter(), 0  # when, and after which step, the held-out windows were scored
+
+    def check() -> None:
+        nonlocal best, best_scores, best_step, checked, scored
+        now = score(tuned, val, device, mode)
+        if _mean(now) > _mean(best_scores):
+            best, best_scores, best_step = copy.deepcopy(tuned.state_dict()), now, step
+        checked, scored = time.perf_counter(), step
+        report(AdaptProgress("train", step, checked - t0, budget, _mean(base), _mean(now)))
+
     while time.perf_counter() - t0 < spend:
         picks = [(train, int(i)) for i in rng.integers(len(train), size=cfg.batch)]
         b = _for_mode(make_batch(picks, cfg.crop, 0 if mode == "deblur" else 1, rng, source), mode).to(device)
@@ -257,11 +277,11 @@ def adapt(model: PriorNet, frames: Sequence[np.ndarray], mode: str, budget: floa
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        if step % check_every == 0:
-            now = score(tuned, val, device, mode)
-            if _mean(now) > _mean(best_scores):
-                best, best_scores, best_step = copy.deepcopy(tuned.state_dict()), now, step
-            report(AdaptProgress("train", step, time.perf_counter() - t0, budget, _mean(base), _mean(now)))
+        # scored every CHECK_STEPS steps, or a sixth of the budget at the latest, and after the last step
+        if step % CHECK_STEPS == 0 or time.perf_counter() - checked > budget / 6:
+            check()
+    if step > scored:
+        check()
     tuned.load_state_dict(best)
     tuned.eval()
     gain = _mean(best_scores) - _mean(base)
