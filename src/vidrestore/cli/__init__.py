@@ -136,5 +136,6 @@ class LazyGroup(click.Group):
 def main() -> None:
     """vidrestore: sharp, smooth video from blurry, low-frame-rate video.
 
-    One neural network jointly deblurs and interpolates (2x to 16x).
+    One neural network for joint deblurring and interpolation (2x to 16x). The shipped weights interpolate at
+    the level of optical flow (DIS) and do not deblur yet: see the model card.
     """
