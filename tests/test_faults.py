@@ -24,6 +24,7 @@ from vidrestore.cli import main
 from vidrestore.config import EnhanceConfig
 from vidrestore.errors import InputError, OutputError
 from vidrestore.io import files
+from vidrestore.io.probe import probe
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and renames")
 ENV = {**os.environ, "VIDRESTORE_PROGRESS_INTERVAL": "3600"}
@@ -847,3 +848,23 @@ def test_an_avi_that_lost_its_header_or_gained_frames_is_damaged(tiny_weights, t
     res = CliRunner().invoke(main, ["info", "--json", str(doubled)])
     report = json.loads(res.stdout)
     assert (report["damaged"], report["surplus_frames"]) == (True, 2)
+
+
+def test_a_matroska_file_with_a_broken_structure_and_no_duration_is_damaged(tiny_weights, tmp_path):
+    """Part of the first cluster swapped into the header (a fuzz mutant): FFmpeg skips the broken part with errors
+    and reads 6 of the 12 frames, and the file has no duration to show the loss. The demuxer's errors are the
+    evidence: exit 3 naming the damage, nothing written; `info` warns."""
+    src = Path(__file__).parent / "assets" / "damaged" / "swapped_clusters.webm"
+    info = probe(src, scan=True)
+    assert info.broken_structure and info.frame_count == 6 and info.container_duration is None
+    assert info.to_json_dict()["damaged"]
+    out = tmp_path / "o.mp4"
+    res = CliRunner().invoke(main, ["enhance", str(src), "-o", str(out), "--weights", str(tiny_weights),
+                                    "--device", "cpu", "--mode", "interp"])
+    one_line_exit(res, 3, "is damaged: its structure is broken where FFmpeg reads it (",
+                  "and it has no duration to tell which frames are missing; copy or download it again")
+    assert not out.exists()
+    res = CliRunner().invoke(main, ["info", str(src)])
+    assert res.exit_code == 0 and "warning:" in res.output and "structure is broken" in res.output
+    clean = probe(write_clip(tmp_path / "clean.webm", n=12, codec="libvpx-vp9", audio=False), scan=True)
+    assert clean.broken_structure is None and clean.frame_count == 12

@@ -10,12 +10,13 @@ frames than the file holds, and the packets run out, or break off, at the end of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import av
 import av.container
@@ -103,6 +104,9 @@ class VideoInfo:
     # with short_of: the byte where the packets stop when that is well before the end of the file (damage
     # in the middle that the demuxer cannot get past, not a file cut short); else None
     stops_at_byte: int | None = None
+    # scanned: the first error FFmpeg's Matroska demuxer reported while the file was opened and its packets read,
+    # in a file with no duration to check its frames against (broken structure: what was skipped is unknown)
+    broken_structure: str | None = None
     # scanned: the places on the frame grid (the shortest step between timestamps) that the timestamps skip;
     # in an AVI these are its drop chunks (the previous frame stays on screen), which its index counts
     skipped_slots: int = 0
@@ -128,6 +132,9 @@ class VideoInfo:
             return (f"{self.path} is damaged: its header says {self.short_of:.2f} s but its packets stop after "
                     f"{self.frame_count} frames, at byte {self.stops_at_byte} of {self.size_bytes}, and what "
                     "follows cannot be read")
+        if self.broken_structure is not None:
+            return (f"{self.path} is damaged: its structure is broken where FFmpeg reads it "
+                    f"({self.broken_structure}), and it has no duration to tell which frames are missing")
         if self.stops_at_byte is not None:
             return (f"{self.path} is damaged: its packets stop after {self.frame_count} frames, at byte "
                     f"{self.stops_at_byte} of {self.size_bytes}, and what follows cannot be read")
@@ -148,7 +155,8 @@ class VideoInfo:
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["damaged"] = bool(self.missing_frames or self.surplus_frames or self.stops_at_byte is not None)
+        d["damaged"] = bool(self.missing_frames or self.surplus_frames or self.stops_at_byte is not None
+                             or self.broken_structure is not None)
         d["path"] = str(self.path)
         d["rate"] = f"{self.rate.numerator}/{self.rate.denominator}"
         d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
@@ -374,6 +382,23 @@ class _PacketScan:
     broken: bool = False  # a packet of any stream cut off by the end of the file
 
 
+@contextlib.contextmanager
+def _demuxer_errors() -> Iterator[list[str]]:
+    """FFmpeg's error lines while a file is opened or its packets read: demuxing only, no decoder runs (a
+    frame-threaded decoder logging through Python can deadlock: see :func:`vidrestore.io.logs.quiet_ffmpeg`)."""
+    import av.logging
+
+    found: list[str] = []
+    old = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(True) as logs:
+            yield found
+            found += [str(m).strip() for level, _, m in logs if level <= av.logging.ERROR]
+    finally:
+        av.logging.set_level(old)
+
+
 def _scan_packets(container: av.container.InputContainer, video_index: int, size: int,
                   rate: Fraction) -> _PacketScan:
     sc = _PacketScan(PacketReach(rate))
@@ -420,7 +445,8 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
     """Describe ``path``. With ``scan`` the video packets are read (not decoded) for the exact frame
     count, duration and CFR/VFR; without it only header values are used (count may be estimated)."""
     p = Path(path)
-    container = open_input(p)
+    with _demuxer_errors() as opening:
+        container = open_input(p)
     try:
         v = main_video_stream(container)
         cc = v.codec_context
@@ -434,11 +460,15 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
         cont_duration = container.duration / 1e6 if container.duration else None
         count, exact, cfr = declared, declared > 0, None
         truncated = False
-        short_of = stops_at_byte = None
+        short_of = stops_at_byte = broken = None
         skipped = 0
         if scan:
             size = p.stat().st_size
-            sc = _scan_packets(container, v.index, size, rate)
+            with _demuxer_errors() as scanning:
+                sc = _scan_packets(container, v.index, size, rate)
+            errors = [*opening, *scanning]
+            if errors and cont_duration is None and "matroska" in container.format.name.split(","):
+                broken = errors[0][:120]
             # the index lists frames the packets did not deliver, and they ran out at the end of the file
             truncated = declared > sc.complete and (sc.broken or sc.last_end >= size)
             if not declared:  # the same rule as the reader's at the end of a run, here before it starts
@@ -481,7 +511,7 @@ def probe(path: str | os.PathLike[str], scan: bool = True) -> VideoInfo:
             missing_frames=_missing_within(container.format.name, declared, count if exact else 0, skipped, truncated),
             surplus_frames=(count - declared if exact and 0 < declared < count
                             and "avi" in container.format.name.split(",") else 0),
-            stops_at_byte=stops_at_byte,
+            stops_at_byte=stops_at_byte, broken_structure=broken,
         )
     finally:
         container.close()
