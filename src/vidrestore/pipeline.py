@@ -212,14 +212,14 @@ def _adapted(p: Plan, rt: runtime.Runtime, note: Callable[[str], None],
     if config.save_adapted is not None:
         meta = {"adapt.source": Path(config.input).name, "adapt.source_sha256": _source_sha256(p),
                 "adapt.base_weights": rt.label, "adapt.mode": config.mode, "adapt.steps": str(result.steps),
-                "adapt.seconds": f"{result.seconds:.1f}", "adapt.heldout_base": json_scores(result.base),
-                "adapt.heldout_adapted": json_scores(result.adapted)}
+                "adapt.seconds": f"{result.seconds:.1f}", "adapt.heldout_base": _json_scores(result.base),
+                "adapt.heldout_adapted": _json_scores(result.adapted)}
         save_weights(result.model, config.save_adapted, meta)
         note(f"adapted network written to {config.save_adapted}")
     return replace(rt, model=runtime.wrap(result.model, config.run, rt.device))
 
 
-def json_scores(scores: dict[str, float]) -> str:
+def _json_scores(scores: dict[str, float]) -> str:
     return json.dumps({k: round(v, 3) for k, v in scores.items()}, sort_keys=True)
 
 

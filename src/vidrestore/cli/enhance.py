@@ -15,7 +15,7 @@ import click
 
 from vidrestore.cli.options import run_options, run_options_from, setup_threads, threads_option
 from vidrestore.config import (ADAPT_HELP, CONTAINER_CODECS, DEFAULT_CODEC, DEFAULT_FACTOR, DEFAULT_SCENE_THRESHOLD,
-                               MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig, ScaleOptions, parse_adapt)
+                               MAX_FACTOR, MIN_FACTOR, MODES, EnhanceConfig, ScaleOptions)
 from vidrestore.errors import UsageError
 from vidrestore.io.logs import quiet_ffmpeg  # noqa: F401 (re-exported: the CLI commands use it from here)
 
@@ -205,7 +205,7 @@ def enhance(input: Path, output: Path, fps: str | None, factor: int, mode: str, 
     make = lambda src, dst: EnhanceConfig(  # noqa: E731
         input=src, output=dst, factor=factor, mode=mode, run=run, codec=codec, crf=crf,
         preset=preset, scene_threshold=scene_threshold, scene_detect=not no_scene_detect, overwrite=overwrite,
-        allow_gaps=allow_gaps, fps=fps, threads=threads, adapt=parse_adapt(adapt),
+        allow_gaps=allow_gaps, fps=fps, threads=threads, adapt=adapt,
         save_adapted=save_adapted if src == input else None)
     if _is_dir(input):  # a folder of videos, or of frames (one image sequence)
         from vidrestore.scale.folder import is_video_folder

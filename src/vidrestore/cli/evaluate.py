@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from vidrestore.cli.options import run_options, run_options_from
-from vidrestore.config import parse_adapt
 from vidrestore.errors import UsageError
 
 _PROTOCOLS = ("joint", "interp", "deblur")
@@ -158,13 +157,12 @@ def eval_cmd(source, synthetic, protocol, stride, exposure, blur_length, methods
         raise UsageError("give either SOURCE or --synthetic (not both)")
     if exposure is None:
         exposure = 1 if protocol == "interp" else default_exposure(stride)
-    budget = parse_adapt(adapt)
     names = parse_methods(methods, protocol)
-    if budget is not None and "adapted" not in names:
+    if adapt is not None and "adapted" not in names:
         at = names.index("model") + 1 if "model" in names else 0
         names = (*names[:at], "adapted", *names[at:])
     cfg = EvalConfig(
-        protocol=protocol, stride=stride, exposure=exposure, methods=names, adapt=budget,
+        protocol=protocol, stride=stride, exposure=exposure, methods=names, adapt=adapt,
         run=run_options_from(run_kwargs), model_mode=model_mode, max_frames=max_frames, resize=parse_size(resize),
         synthetic_count=count, seed=seed, save_frames=save_frames, crop=crop, blur_length=blur_length,
     )

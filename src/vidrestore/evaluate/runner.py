@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vidrestore import runtime
-from vidrestore.config import RunOptions
+from vidrestore.config import RunOptions, parse_adapt
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import ProcessingError, UsageError
 from vidrestore.evaluate import flat_settings
@@ -71,6 +71,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_settings(self.protocol, self.stride, self.exposure)
+        if self.adapt is not None:
+            object.__setattr__(self, "adapt", parse_adapt(str(self.adapt)))
         if self.blur_length is not None and (self.protocol != "deblur" or not self.blur_length > 0):
             raise UsageError("--blur-length: a length in pixels above 0, with --protocol deblur")
         if not self.methods:

@@ -127,26 +127,35 @@ class _SharpSampler(RealSampler):
     def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig, threads: int) -> None:
         super().__init__(videos, blur, threads)
         self.maps = [_sharpness_maps(v.numpy()) for v in self.videos]
+        self._weights: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
-    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
+    def _placement_weights(self, index: int, span: int, size: int, key: int) -> torch.Tensor:
+        """The draw's weights of every (first, y, x) on the cell grid: the squared mean sharpness of the crop's
+        cells at its key frame. The same for every window of one video, crop size and stride: made once."""
         n, h, w = self.videos[index].shape[:3]
         maps = self.maps[index]  # [N, h/32, w/32]
-        cell = _CELL
-        ys, xs = max(1, (h - size) // cell + 1), max(1, (w - size) // cell + 1)
+        ys, xs = max(1, (h - size) // _CELL + 1), max(1, (w - size) // _CELL + 1)
         firsts = n - span + 1
-        # the mean sharpness of the crop's cells at its key frame, for every (first, y, x) on the cell grid
         score = np.zeros((firsts, ys, xs), np.float64)
-        k = max(1, size // cell)
+        k = max(1, size // _CELL)
         for f in range(firsts):
             m = maps[f + key]
             for y in range(ys):
                 for x in range(xs):
                     score[f, y, x] = m[y:y + k, x:x + k].mean()
         p = torch.from_numpy((score.reshape(-1) + 1e-6) ** 2)
-        pick = int(torch.multinomial(p / p.sum(), 1, generator=generator))
-        f, rest = divmod(pick, ys * xs)
+        return p / p.sum()
+
+    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
+        n, h, w = self.videos[index].shape[:3]
+        ids = (index, span, size, key)
+        if ids not in self._weights:
+            self._weights[ids] = self._placement_weights(*ids)
+        pick = int(torch.multinomial(self._weights[ids], 1, generator=generator))
+        xs = max(1, (w - size) // _CELL + 1)
+        f, rest = divmod(pick, max(1, (h - size) // _CELL + 1) * xs)
         y, x = divmod(rest, xs)
-        return f, min(y * cell, h - size), min(x * cell, w - size)
+        return f, min(y * _CELL, h - size), min(x * _CELL, w - size)
 
 
 _CELL = 32
@@ -296,10 +305,6 @@ def adapt(model: PriorNet, frames: Sequence[np.ndarray], mode: str, budget: floa
                        base, best_scores)
 
 
-__all__ = ["AdaptConfig", "AdaptProgress", "AdaptResult", "adapt", "auto_budget", "blur_for", "min_frames",
-           "score", "make_windows", "prepare_frames", "read_for_adaptation"]
-
-
 def read_for_adaptation(reader, cfg: AdaptConfig = AdaptConfig()) -> list[np.ndarray]:
     """The first ``cfg.max_frames`` frames of a run's reader, as :func:`prepare_frames` holds them (each reduced
     as it is read, so a large video never sits whole in memory)."""
@@ -310,3 +315,8 @@ def read_for_adaptation(reader, cfg: AdaptConfig = AdaptConfig()) -> list[np.nda
             if len(frames) >= cfg.max_frames:
                 break
     return frames
+
+
+__all__ = ["AdaptConfig", "AdaptProgress", "AdaptResult", "adapt", "auto_budget", "blur_for", "min_frames",
+           "score", "make_windows", "prepare_frames", "read_for_adaptation"]
+

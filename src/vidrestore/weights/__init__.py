@@ -173,7 +173,8 @@ def _open(path: Path, read: bool) -> tuple[dict[str, str], dict[str, tuple[str, 
         # held: a Ctrl-C while safetensors' Rust code calls torch comes out as a misleading parse error
         with interrupts.held(), safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = dict(fh.metadata() or {})
-            specs = {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
+            slices = {k: fh.get_slice(k) for k in fh.keys()}
+            specs = {k: (sl.get_dtype(), tuple(sl.get_shape())) for k, sl in slices.items()}
             bad = next((k for k, (dt, _) in specs.items() if dt not in DTYPES), None)
             if bad is not None:
                 raise WeightsError(f"unsupported weights file: tensor {bad!r} has dtype {specs[bad][0]!r} "
