@@ -80,8 +80,9 @@ def test_chunks_start_at_key_frames_and_prefer_scene_cuts():
     chunks = ch.plan_chunks(index, 6)
     assert all(c.start in index.keyframes for c in chunks)
     assert sum(c.frames for c in chunks) == 300 and chunks[0].start == 0 and chunks[-1].stop == 300
-    single_key = FrameIndex(pts, (0,), 3000)
-    assert len(ch.plan_chunks(single_key, 4)) == 1
+    single_key = FrameIndex(pts, (0,), 3000)  # no key frame near: the chunks start where they should
+    assert [(c.start, c.stop) for c in ch.plan_chunks(single_key, 4)] == [(0, 75), (75, 150), (150, 225), (225, 300)]
+    assert ch.span_of(single_key, ch.Chunk(2, 150, 225)).seek == 0  # decoded from the key frame before it
     span = ch.span_of(index, chunks[1])
     assert span.first == chunks[1].start - 1 and span.stop == chunks[1].stop + 2  # the halo
     assert span.seek <= index.pts[span.first] and span.pts == index.pts[span.first:span.stop]
@@ -372,11 +373,27 @@ def test_each_ray_worker_gets_a_gpu(tiny_weights, clip, tmp_path):
 
 
 def test_workers_a_file_cannot_use_are_named_in_a_note(pool, tmp_path):
-    """One file with a single key frame and --workers 2: it runs in one piece, and a note says that one of the
-    two workers has nothing to do (it used to run on one worker without a word)."""
-    src = write_clip(tmp_path / "one_key.mp4", moving_pattern(12, 64, 48), gop=100)
+    """One file too short to split and --workers 2: it runs in one piece, and a note says that one of the two
+    workers has nothing to do (it used to run on one worker without a word)."""
+    src = write_clip(tmp_path / "short.mp4", moving_pattern(12, 64, 48), gop=100)
     notes: list[str] = []
     result, = enhance_all([config(src, tmp_path / "o.mkv")], ScaleOptions(workers=2), pool=pool, notes=notes.append)
     assert result.status == "done", result.message
-    assert ("one_key.mp4: its key frames split it into 1 piece(s) only, so 1 of the 2 workers has nothing to do "
-            "(a file with more key frames splits further)") in notes
+    assert ("short.mp4: it is too short to split into more than 1 piece(s), so 1 of the 2 workers has nothing "
+            "to do") in notes
+
+
+def test_a_file_with_one_key_frame_splits_between_key_frames(pool, tmp_path):
+    """A long GOP (one key frame) no longer keeps a file in one piece: its chunks start between key frames, each
+    reader decoding from the key frame before its halo, and the output is the single run's."""
+    src = write_clip(tmp_path / "one_key.mp4", cut_frames(), gop=1000)
+    index = frame_index(src, 0)
+    assert index is not None and index.keyframes == (0,)
+    single, out = tmp_path / "single.mkv", tmp_path / "chunked.mkv"
+    whole, = enhance_all([config(src, single)], ScaleOptions(chunks=1), pool=pool)
+    assert whole.status == "done", whole.message
+    notes: list[str] = []
+    result, = enhance_all([config(src, out)], ScaleOptions(chunks=4), pool=pool, notes=notes.append)
+    assert result.status == "done", result.message
+    assert not [n for n in notes if "piece" in n or "chunks (" in n], notes  # it did run in 4 chunks
+    assert_same_video(single, out)

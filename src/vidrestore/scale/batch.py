@@ -170,9 +170,8 @@ def _all_tasks(files: list[_File], options: ScaleOptions, workers: int, note: On
         made = _tasks_of(f, options, workers, note)
         if len(files) == 1 and 0 < len(made) < workers:
             idle = workers - len(made)
-            note(f"{f.config.input.name}: its key frames split it into {len(made)} piece(s) only, so {idle} of the "
-                 f"{workers} workers {'has' if idle == 1 else 'have'} nothing to do (a file with more key frames "
-                 "splits further)")
+            note(f"{f.config.input.name}: it is too short to split into more than {len(made)} piece(s), so {idle} "
+                 f"of the {workers} workers {'has' if idle == 1 else 'have'} nothing to do")
         if f.job is not None:  # chunks: the plan's notes once here (a whole file's run says them itself)
             for msg in f.planned.notes:
                 f.notes.append(msg)
@@ -213,10 +212,10 @@ def _tasks_of(f: _File, options: ScaleOptions, workers: int, note: OnNote) -> li
     chunks = ch.plan_chunks(index, options.chunks, workers)
     if len(chunks) == 1:
         if options.chunks not in (None, 1):
-            note(f"{config.input.name}: too few key frames to split it into {options.chunks} chunks: one piece")
+            note(f"{config.input.name}: too short to split into {options.chunks} chunks: one piece")
         return whole
     if options.chunks is not None and len(chunks) < options.chunks:
-        note(f"{config.input.name}: {len(chunks)} chunks (the key frames allow no more)")
+        note(f"{config.input.name}: {len(chunks)} chunks (it is too short for more)")
     job = manifest.Job.open(Path(config.output), manifest.input_identity(Path(config.input)),
                             manifest.output_options(config, _weights_id(config)), chunks, note)
     f.job = job

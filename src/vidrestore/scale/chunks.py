@@ -1,5 +1,6 @@
-"""Where a long video is split: chunks start at key frames (a chunk's reader seeks there), preferring the
-key frames an encoder put at a scene cut, and each chunk decodes the neighbours its windows need on either
+"""Where a long video is split: chunks start at key frames (a chunk's reader seeks there) where one is near,
+preferring the key frames an encoder put at a scene cut, else at any frame (its reader seeks to the key frame
+before it and decodes forward); each chunk decodes the neighbours its windows need on either
 side (:data:`vidrestore.windows.HALO_BEFORE` / ``HALO_AFTER``), which it uses but does not emit. No I/O."""
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ def scene_cut_keyframes(index: FrameIndex) -> set[int]:
 
 def plan_chunks(index: FrameIndex, chunks: int | None, workers: int = 1) -> tuple[Chunk, ...]:
     """Split the frames of ``index`` into about ``chunks`` chunks (None: ``auto``, from the length and the
-    number of workers), each starting at a key frame and none shorter than ``MIN_CHUNK_FRAMES``
-    (``AUTO_MIN_FRAMES`` for auto); a video with too few key frames gets fewer (one, if it has a single key
-    frame)."""
+    number of workers), none shorter than ``MIN_CHUNK_FRAMES`` (``AUTO_MIN_FRAMES`` for auto), each starting at
+    the key frame nearest its ideal start if one is within half a chunk of it, else at the ideal start."""
     n = len(index)
     shortest = MIN_CHUNK_FRAMES
     if chunks is None:
@@ -59,11 +59,15 @@ def plan_chunks(index: FrameIndex, chunks: int | None, workers: int = 1) -> tupl
     for i in range(1, chunks):
         ideal = i * length
         near = [k for k in starts if k - bounds[-1] >= shortest and abs(k - ideal) <= length / 2]
-        if not near:
+        if near:
+            # the nearest key frame, but a scene cut's within a quarter of a chunk wins
+            bounds.append(min(near, key=lambda k: (abs(k - ideal) > length / 4 or k not in cuts, abs(k - ideal))))
             continue
-        # the nearest key frame, but a scene cut's within a quarter of a chunk wins
-        best = min(near, key=lambda k: (abs(k - ideal) > length / 4 or k not in cuts, abs(k - ideal)))
-        bounds.append(best)
+        # no key frame near (a long GOP): the chunk starts where it should, its reader decoding from the key
+        # frame before it (decoding is a small part of a frame's cost; idle workers are all of it)
+        at = round(ideal)
+        if at - bounds[-1] >= shortest and at <= n - shortest:
+            bounds.append(at)
     bounds.append(n)
     return tuple(Chunk(i, a, b) for i, (a, b) in enumerate(zip(bounds, bounds[1:])))
 
