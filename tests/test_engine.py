@@ -42,13 +42,13 @@ class SpyModel(torch.nn.Module):
     def encode(self, x):
         return self.inner.encode(x)
 
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
+    def restore_parts(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         self.with_key.append(with_key)
         self.sharp.append(sharp)
         self.time_chunks.append(time_chunk)
         for b in range(frames[0].shape[0]):
             self.windows.append([round(float(f[b].sum()), 2) for f in frames])
-        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
+        return self.inner.restore_parts(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
                                   time_chunk=time_chunk)
 
 
@@ -97,6 +97,48 @@ def test_in_between_frames_made_a_few_at_a_time_are_the_same_frames(tiny_model):
     for chunk in (0, 2):
         other, _ = run(tiny_model, frames, factor=4, mode="joint", time_chunk=chunk)
         assert_same_frames(one, other, 20)
+
+
+def test_restore_parts_are_restore_in_pieces(tiny_model):
+    """The network's in-between frames part by part (what the engine pastes as they come) are its frames all at
+    once, in order; with the flip ensemble too."""
+    from vidrestore.model.ensemble import FlipEnsemble
+    from vidrestore.model.prior_net import PriorFlows
+
+    x = [torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    times = torch.arange(1, 8, dtype=torch.float32) / 8
+    for model in (tiny_model, FlipEnsemble(tiny_model, 2)):
+        feats = [model.encode(f) for f in x]
+        with torch.no_grad():
+            key, whole = model.restore(x, feats, times, PriorFlows.zero(32, 48))
+            key2, parts = model.restore_parts(x, feats, times, PriorFlows.zero(32, 48), time_chunk=3)
+            parts = list(parts)
+        assert [p.shape[1] for p in parts] == [3, 3, 1]
+        assert torch.equal(key, key2)
+        torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=0, atol=1e-6)
+
+
+def test_cpu_runs_give_freed_memory_back_every_few_groups(tiny_model, monkeypatch):
+    """On the CPU the engine asks the allocator to return its free pages every CPU_TRIM_EVERY groups of windows
+    (bounded memory over a long video), not after every group (page faults)."""
+    from vidrestore import engine as engine_mod
+
+    calls: list[int] = []
+    monkeypatch.setattr(engine_mod.threads, "release_freed_memory", lambda keep: calls.append(keep) or True)
+    n = 2 * engine_mod.CPU_TRIM_EVERY + 3
+    _, engine = run(tiny_model, moving_pattern(n, 40, 24), factor=2, batch=1)
+    assert calls == [engine_mod.CPU_FREE_KEPT] * 2 and engine.stats.memory_trims == 2
+
+
+def test_release_freed_memory_trims_only_past_what_it_keeps():
+    from vidrestore import threads
+
+    if threads._glibc() is None:
+        pytest.skip("not glibc (malloc_trim and mallinfo2): nothing to release")
+    blocks = [bytearray(1 << 20) for _ in range(64)]  # 64 MB of heap blocks (under the mmap threshold)
+    del blocks
+    assert not threads.release_freed_memory(1 << 40)  # far less free than that: kept
+    assert threads.release_freed_memory(0)
 
 
 def test_batch_size_does_not_change_results(tiny_model):
@@ -179,15 +221,15 @@ def test_tiles_cover_the_frame(tiny_model):
 
 
 class OomAboveBatch(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
+    def restore_parts(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         if frames[0].shape[0] > 1:
             raise torch.OutOfMemoryError("fake: out of memory")
-        return self.inner.restore(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
+        return self.inner.restore_parts(frames, feats, times, prior=prior, with_key=with_key, sharp=sharp,
                                   time_chunk=time_chunk)
 
 
 class AlwaysOom(SpyModel):
-    def restore(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
+    def restore_parts(self, frames, feats, times, with_key=True, sharp=False, prior=None, time_chunk=0):
         raise torch.OutOfMemoryError("fake: out of memory")
 
 

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from vidrestore import memory
+from vidrestore import memory, threads
 from vidrestore.config import (DEFAULT_SCENE_THRESHOLD, DEFAULT_TILE_OVERLAP, MAX_FACTOR, MIN_FACTOR, MODES, RunOptions,
                                effective_factor)
 from vidrestore.errors import ProcessingError
@@ -96,12 +96,19 @@ class EngineStats:
     forward_calls: int = 0
     cuts: int = 0
     oom_retries: int = 0
+    memory_trims: int = 0  # times the allocator's free pages went back to the kernel (CPU)
     planned_tile: int | None = None  # tile side chosen by the memory budget (None: whole frames)
     planned_batch: int | None = None
     probe_bytes_per_pixel: float | None = None
     cut_indices: list[int] = field(default_factory=list)
 
 
+# on the CPU, every CPU_TRIM_EVERY groups of windows the allocator's free pages beyond CPU_FREE_KEPT go back to
+# the kernel: freed blocks are kept for reuse (page faults for every tensor took a third of the time at 1280x720
+# 8x joint), but they fragment, and the process grew with them over a long video (1.07 GB after 10 frames,
+# 1.49 GB after 60); trimming after every group cost 11x the page faults
+CPU_TRIM_EVERY = 8
+CPU_FREE_KEPT = 64 * 2**20
 # on the CPU (whose memory is not planned by a probe), frames larger than 4K run in tiles of this side
 CPU_WHOLE_FRAME_PIXELS = 3840 * 2176
 CPU_TILE = 1024
@@ -167,6 +174,7 @@ class Engine:
         self._reset()
         self.stats = EngineStats()
         self._planned_for = None
+        self._groups = 0
         frame_iter = iter(frames)
         cut_iter = iter(cuts) if cuts is not None else None
         detector = SceneDetector(self.cfg.scene_threshold) if cut_iter is None else None
@@ -196,6 +204,10 @@ class Engine:
                 if len(pending) >= per_batch or done or (first + next_center) % per_batch == 0:
                     outputs = self._run(pending)
                     pending = []
+                    self._groups += 1
+                    if self.device.type == "cpu" and self._groups % CPU_TRIM_EVERY == 0:
+                        if threads.release_freed_memory(CPU_FREE_KEPT):
+                            self.stats.memory_trims += 1
                     self._evict(below=next_center - 1)
                     for out in outputs:
                         self.stats.frames_out += 1
@@ -429,14 +441,20 @@ class Engine:
                 frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in ids]))
                 parts = [self._feats[key] for key in ids]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            key, inter = self.model.restore(frames4, feats4, times, prior=self._prior(windows, chunk, tiles),
-                                            with_key=with_key, sharp=sharp, time_chunk=self._time_chunk)
+            key, parts = self.model.restore_parts(frames4, feats4, times, prior=self._prior(windows, chunk, tiles),
+                                                  with_key=with_key, sharp=sharp, time_chunk=self._time_chunk)
             self.stats.forward_calls += 1
             for b, (wi, ti) in enumerate(chunk):
                 if keys is not None and key is not None:
                     keys.paste(wi, key[b:b + 1], tiles[ti])
+            del key
+            done = 0
+            for part in parts:  # each part's frames go to the host frames as they come
                 if inters is not None:
-                    inters.paste(wi * n_t, inter[b], tiles[ti])
+                    for b, (wi, ti) in enumerate(chunk):
+                        inters.paste(wi * n_t + done, part[b], tiles[ti])
+                done += int(part.shape[1])
+                del part
         key_np = keys.split() if keys is not None else None
         inter_np: list[list[np.ndarray]] = [[] for _ in windows]
         if inters is not None:

@@ -23,7 +23,7 @@ def to_tensor(arr: np.ndarray, device: torch.device | str = "cpu") -> torch.Tens
 
 def quantize(x: torch.Tensor, dtype: np.dtype = np.uint8) -> np.ndarray:
     """[N, 3, H, W] float in [0, 1] (unclamped) -> [N, H, W, 3] host array of ``dtype`` (uint8 or uint16)."""
-    x = x.float().clamp(0.0, 1.0)
+    x = x.float().clamp(0.0, 1.0)  # a new tensor: the steps after it work in place
     if np.dtype(dtype) == np.uint16:
-        return x.mul(65535.0).round_().to(torch.int32).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.uint16)
-    return x.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return x.mul_(65535.0).round_().to(torch.int32).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.uint16)
+    return x.mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()

@@ -88,6 +88,45 @@ def keep_freed_memory(trim: int = 2 * _KEPT) -> bool:
     return mallopt(_M_TRIM_THRESHOLD, trim) == 1 and ok
 
 
+_libc = None
+
+
+def _glibc():
+    """glibc as a ctypes library, or None where the C library is another (musl, macOS, Windows)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                               "keepcost")]
+
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            lib.malloc_trim.argtypes = [ctypes.c_size_t]
+            lib.mallinfo2.restype = MallInfo2  # glibc 2.33 and later
+            _libc = lib
+        except (OSError, AttributeError):
+            _libc = False
+    return _libc or None
+
+
+def release_freed_memory(keep: int) -> bool:
+    """Hand the allocator's free pages back to the kernel (glibc's ``malloc_trim``) when more than ``keep``
+    bytes of it are free; a no-op elsewhere. The engine calls it after each group of windows on the CPU: the
+    heap's free blocks, kept for reuse (:func:`keep_freed_memory`), fragment over a long video, and the
+    process grew with them (1280x720 8x joint: 1.07 GB after 10 frames, 1.45 GB after 60, still rising).
+    Trimming only past ``keep`` bounds that, without giving back, window after window, the pages the next
+    window takes again. True when it trimmed."""
+    lib = _glibc()
+    if lib is None or lib.mallinfo2().fordblks <= keep:
+        return False
+    lib.malloc_trim(0)
+    return True
+
+
 # free heap a run keeps for reuse (the frames' working memory, freed and taken again window after window), and
 # what training keeps (its tensors are small and many)
 RUN_KEPT = 1024 * 1024 * 1024

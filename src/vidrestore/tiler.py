@@ -117,7 +117,8 @@ class Canvas:
         if y1 <= tile.cy0 or x1 <= tile.cx0:
             return  # a tile wholly inside the padding
         core = out[:, :, tile.cy0 - tile.y0:y1 - tile.y0, tile.cx0 - tile.x0:x1 - tile.x0]
-        self.frames[index:index + out.shape[0], tile.cy0:y1, tile.cx0:x1] = quantize(core, self.dtype)
+        for i in range(out.shape[0]):  # frame by frame: the float temporaries of one frame at a time
+            self.frames[index + i, tile.cy0:y1, tile.cx0:x1] = quantize(core[i:i + 1], self.dtype)[0]
 
     def split(self) -> list[np.ndarray]:
         return list(self.frames)

@@ -9,7 +9,7 @@ the time. The same idea as test-time augmentation in image restoration and Pract
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -64,35 +64,42 @@ class FlipEnsemble(nn.Module):
             out.extend(self.model.encode(_flip(frame, dims)))
         return tuple(out)
 
-    def restore(
-        self,
-        frames: Sequence[torch.Tensor],
-        feats: Sequence[tuple[torch.Tensor, ...]],
-        times: torch.Tensor,
-        prior: PriorFlows,
-        with_key: bool = True,
-        sharp: bool = False,
-        time_chunk: int = 0,
-    ):
+    def restore(self, frames: Sequence[torch.Tensor], feats: Sequence[tuple[torch.Tensor, ...]], times: torch.Tensor,
+                prior: PriorFlows, with_key: bool = True, sharp: bool = False, time_chunk: int = 0):
         """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes; the prior
         flows are mirrored with the frames."""
+        key, parts = self.restore_parts(frames, feats, times, prior, with_key, sharp, time_chunk)
+        chunks = list(parts)
+        return key, chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+
+    def restore_parts(self, frames: Sequence[torch.Tensor], feats: Sequence[tuple[torch.Tensor, ...]],
+                      times: torch.Tensor, prior: PriorFlows, with_key: bool = True, sharp: bool = False,
+                      time_chunk: int = 0) -> tuple[torch.Tensor | None, Iterator[torch.Tensor]]:
+        """As the wrapped network's ``restore_parts``: the key (mean over the passes) and the in-between frames
+        part by part, each part the mean over the passes (which advance together)."""
         n = len(self.flips)
         levels = len(feats[0]) // n
         key_sum = None
-        inter_sum = None
+        streams = []
         for i, dims in enumerate(self.flips):
             fr = [_flip(f, dims) for f in frames]
             fe = [tuple(f[i * levels:(i + 1) * levels]) for f in feats]
             flipped = PriorFlows(*(_flip_flow(f, dims) for f in prior))
-            key, inter = self.model.restore(fr, fe, times, prior=flipped, with_key=with_key, sharp=sharp,
-                                            time_chunk=time_chunk)
-            inter = _flip(inter, dims)
-            inter_sum = inter if inter_sum is None else inter_sum + inter
+            key, parts = self.model.restore_parts(fr, fe, times, prior=flipped, with_key=with_key, sharp=sharp,
+                                                  time_chunk=time_chunk)
+            streams.append(parts)
             if key is not None:
                 key = _flip(key, dims)
                 key_sum = key if key_sum is None else key_sum + key
-        assert inter_sum is not None
-        return (None if key_sum is None else key_sum / n), inter_sum / n
+
+        def averaged() -> Iterator[torch.Tensor]:
+            for parts in zip(*streams):
+                total = _flip(parts[0], self.flips[0])
+                for dims, part in zip(self.flips[1:], parts[1:]):
+                    total = total + _flip(part, dims)
+                yield total / n
+
+        return (None if key_sum is None else key_sum / n), averaged()
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows, sharp: bool = False):
         """frames [B, 4, 3, H, W]; times [T] or [B, T]; ``prior`` as in ``restore`` -> (key, inter), as the

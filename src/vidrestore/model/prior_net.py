@@ -8,7 +8,7 @@ F(i+2) is not used: its flows and features belong to the next window.
 
 Data flow::
 
-    every frame ──encoder──> (f1 @1/2, f2 @1/4, x @1/8)               once per frame, cacheable
+    every frame ──encoder──> (f2 @1/4, x @1/8)                        once per frame, cacheable
     pair (i, i+1), once per window, both ways:
         inter-frame attention at 1/8 over a window centred on the prior: the other frame's features
         are warped by the prior, compared with this frame's in a (2r+1)^2 window; the softmax over the
@@ -36,7 +36,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -48,8 +48,8 @@ from vidrestore.model.warp import backward_warp, resize_flow, resize_map
 
 ARCH = "prior"
 
-# (f1 @1/2, f2 @1/4, x @1/8)
-Features = tuple[torch.Tensor, ...]
+Features = tuple[torch.Tensor, ...]  # (1/4 scale, 1/8 scale)
+QUARTER, EIGHTH = 0, 1  # their places in Features
 
 
 class PriorFlows(NamedTuple):
@@ -147,9 +147,10 @@ def prior_config_from_dict(data: dict) -> PriorConfig:
 
 
 class Encoder(nn.Module):
-    """Per-frame features at 1/2, 1/4 and 1/8 scale (matching and the flow heads). Nothing reads the 1/2-scale
-    features but the next level, so that level is one strided convolution: a residual block there cost 20% of
-    the network's time at 2x interpolation."""
+    """Per-frame features at 1/4 and 1/8 scale (matching and the flow heads). Nothing reads the 1/2-scale
+    level but the next one, so that level is one strided convolution (a residual block there cost 20% of the
+    network's time at 2x interpolation) and is not returned (callers cache features per frame: at 1280x720
+    it was 15 MB a frame)."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
@@ -159,9 +160,8 @@ class Encoder(nn.Module):
         self.s3 = nn.Sequential(conv(c2, c3, stride=2), act(), ResBlock(c3))
 
     def forward(self, x: torch.Tensor) -> Features:
-        f1 = self.s1(x - 0.5)
-        f2 = self.s2(f1)
-        return f1, f2, self.s3(f2)
+        f2 = self.s2(self.s1(x - 0.5))
+        return f2, self.s3(f2)
 
 
 # -- restoration path: NAFNet-style blocks ------------------------------------------------------------
@@ -177,10 +177,24 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        mu = x32.mean(dim=1, keepdim=True)
-        var = (x32 - mu).square().mean(dim=1, keepdim=True)
-        y = ((x32 - mu) * torch.rsqrt(var + 1e-6)).to(x.dtype)
-        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        d = x32 - x32.mean(dim=1, keepdim=True)
+        scale = torch.rsqrt(d.square().mean(dim=1, keepdim=True) + 1e-6)
+        w, b = self.weight.view(1, -1, 1, 1), self.bias.view(1, -1, 1, 1)
+        if torch.is_grad_enabled():
+            return (d * scale).to(x.dtype) * w + b
+        # inference: in place on the fresh tensor (at 1280x720 a full-size tensor of the path's first level is
+        # 23 MB, and the norm runs before each of its convolutions): fewer temporaries, and faster
+        return d.mul_(scale).to(x.dtype).mul_(w).add_(b)
+
+
+def _residual(x: torch.Tensor, scale: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """x + scale * branch; in inference in place on ``branch`` (a fresh tensor)."""
+    return x + scale * branch if torch.is_grad_enabled() else branch.mul_(scale).add_(x)
+
+
+def _gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The simple gate a * b (two halves of a fresh tensor); in inference in place on the first half."""
+    return a * b if torch.is_grad_enabled() else a.mul_(b)
 
 
 class GatedBlock(nn.Module):
@@ -203,9 +217,9 @@ class GatedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.depthwise(self.expand(self.norm1(x))).chunk(2, dim=1)
-        x = x + self.beta * self.project(a * b)
+        x = _residual(x, self.beta, self.project(_gate(a, b)))
         a, b = self.ffn_in(self.norm2(x)).chunk(2, dim=1)
-        return x + self.gamma * self.ffn_out(a * b)
+        return _residual(x, self.gamma, self.ffn_out(_gate(a, b)))
 
 
 class Restorer(nn.Module):
@@ -375,6 +389,16 @@ class PriorNet(nn.Module):
         None, inter [B,T,3,H,W]). ``sharp``: the inputs are known to be sharp (interp mode): the in-between
         frames take the light refiner, not the restoration path. ``time_chunk``: make at most this many
         in-between frames at once (the same frames, a fraction of the working memory; 0: all at once)."""
+        key, parts = self.restore_parts(frames, feats, times, prior, with_key, sharp, time_chunk)
+        chunks = list(parts)
+        return key, chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+
+    def restore_parts(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
+                      prior: PriorFlows, with_key: bool = True, sharp: bool = False,
+                      time_chunk: int = 0) -> tuple[torch.Tensor | None, Iterator[torch.Tensor]]:
+        """As :meth:`restore`, with the in-between frames as they are made: an iterator of [B, t, 3, H, W], at
+        most ``time_chunk`` times each (all at once for 0), in the order of ``times``. A caller that stores
+        each part as it comes never holds all of them at once in the network's precision."""
         if len(frames) != 4 or len(feats) != 4:
             raise ValueError("restore() takes a window of exactly 4 frames and their features")
         f0, f1 = frames[1], frames[2]
@@ -388,18 +412,16 @@ class PriorNet(nn.Module):
         key = None
         m01 = None
         if n_t or with_key:
-            m01 = self.pair(e0[2], e1[2], prior.f01)
+            m01 = self.pair(e0[EIGHTH], e1[EIGHTH], prior.f01)
         if with_key:
             assert m01 is not None
             key = self.restorer(*self.key_inputs(frames, feats, prior, m01))
         if n_t == 0:
-            return key, f0.new_zeros((b, 0, 3, h, w))
-        m10 = self.pair(e1[2], e0[2], prior.f10)
-        if not 0 < time_chunk < n_t:
-            return key, self._inter(f0, f1, e0, e1, m01, m10, times, sharp)
-        inter = torch.cat([self._inter(f0, f1, e0, e1, m01, m10, times[:, i:i + time_chunk], sharp)
-                           for i in range(0, n_t, time_chunk)], dim=1)
-        return key, inter
+            return key, iter([f0.new_zeros((b, 0, 3, h, w))])
+        m10 = self.pair(e1[EIGHTH], e0[EIGHTH], prior.f10)
+        step = time_chunk if 0 < time_chunk < n_t else n_t
+        return key, (self._inter(f0, f1, e0, e1, m01, m10, times[:, i:i + step], sharp)
+                     for i in range(0, n_t, step))
 
     def key_inputs(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], prior: PriorFlows,
                    m01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -407,8 +429,8 @@ class PriorNet(nn.Module):
         prior and by the corrected motion ``m01``), and the latents of all three for the view attention."""
         views = None
         if self.config.view_attention:
-            views = torch.stack((warp_latent(feats[0][2], prior.f0p), feats[1][2], warp_latent(feats[2][2], m01)),
-                                dim=1)
+            views = torch.stack((warp_latent(feats[0][EIGHTH], prior.f0p), feats[1][EIGHTH],
+                                 warp_latent(feats[2][EIGHTH], m01)), dim=1)
         return frames[1], backward_warp(frames[0], prior.f0p), backward_warp(frames[2], m01), views
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows,
@@ -432,7 +454,7 @@ class PriorNet(nn.Module):
         taus = (tau0, 1.0 - tau0)
         # side 0 samples F(i) along t * M10, side 1 samples F(i+1) along (1 - t) * M01
         flows = [taus[0] * rep(m10), taus[1] * rep(m01)]
-        level = 1 if self.config.head_scale == 4 else 2  # the flow head's features: 1/4 or 1/8
+        level = QUARTER if self.config.head_scale == 4 else EIGHTH  # the flow head's features
         size4 = e0[level].shape[-2:]
         f4 = [rep(e0[level]), rep(e1[level])]
         flows4 = [resize_flow(fl, tuple(size4)) for fl in flows]
@@ -454,7 +476,8 @@ class PriorNet(nn.Module):
         else:
             views = None
             if self.config.view_attention:
-                views = torch.stack((warp_latent(rep(e0[2]), flows[0]), warp_latent(rep(e1[2]), flows[1])), dim=1)
+                views = torch.stack((warp_latent(rep(e0[EIGHTH]), flows[0]), warp_latent(rep(e1[EIGHTH]), flows[1])),
+                                    dim=1)
             out = self.restorer(blend, warped[0], warped[1], views)
         return out.reshape(b, n_t, 3, h, w)
 

@@ -37,7 +37,7 @@ from vidrestore.config import check_precision
 from vidrestore.errors import UsageError
 from vidrestore import threads
 from vidrestore.model.layers import window_features
-from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorConfig, PriorFlows, PriorNet
+from vidrestore.model.prior_net import EIGHTH, PRIOR_CONFIGS, PriorConfig, PriorFlows, PriorNet
 from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.batches import CachedBatches, validation_batches
@@ -270,7 +270,7 @@ def restore_stage_key(model: PriorNet, batch: Batch) -> torch.Tensor:
     frames = [batch.inputs[:, i] for i in range(3)]
     with torch.no_grad():
         feats = window_features(model.encode, batch.inputs[:, :3])
-        m01 = model.pair(feats[1][2], feats[2][2], batch.prior.f01)
+        m01 = model.pair(feats[1][EIGHTH], feats[2][EIGHTH], batch.prior.f01)
     return model.restorer(*model.key_inputs(frames, feats, batch.prior, m01))
 
 
