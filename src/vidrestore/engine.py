@@ -160,6 +160,7 @@ class Engine:
         self._size: tuple[int, int] | None = None
         self._in_dtype: np.dtype | None = None
         self._planned_for: tuple[int, int] | None = None
+        self._groups = 0  # groups of windows run (per run): every CPU_TRIM_EVERY-th returns free memory
 
     # ------------------------------------------------------------------------------------------
     # public
