@@ -104,9 +104,9 @@ class EngineStats:
 
 
 # on the CPU, every CPU_TRIM_EVERY groups of windows the allocator's free pages beyond CPU_FREE_KEPT go back to
-# the kernel: freed blocks are kept for reuse (page faults for every tensor took a third of the time at 1280x720
-# 8x joint), but they fragment, and the process grew with them over a long video (1.07 GB after 10 frames,
-# 1.49 GB after 60); trimming after every group cost 11x the page faults
+# the kernel: freed blocks are kept for reuse (mapped afresh for every tensor, the kernel's time was twice the
+# model's own at 1280x720 8x joint), but they fragment, and the process grew with them over a long video
+# (1.07 GB after 10 frames, 1.49 GB after 60); trimming after every group cost 11x the page faults
 CPU_TRIM_EVERY = 8
 CPU_FREE_KEPT = 64 * 2**20
 # on the CPU (whose memory is not planned by a probe), frames larger than 1080p run in tiles of this side: at
@@ -445,15 +445,17 @@ class Engine:
                 frames4.append(_batch([self._tile_of(f, tiles[ti]) for f, ti in ids]))
                 parts = [self._feats[key] for key in ids]
                 feats4.append(tuple(_batch(list(level)) for level in zip(*parts)))
-            key, parts = self.model.restore_parts(frames4, feats4, times, prior=self._prior(windows, chunk, tiles),
-                                                  with_key=with_key, sharp=sharp, time_chunk=self._time_chunk)
+            key_out, inter_parts = self.model.restore_parts(frames4, feats4, times,
+                                                            prior=self._prior(windows, chunk, tiles),
+                                                            with_key=with_key, sharp=sharp,
+                                                            time_chunk=self._time_chunk)
             self.stats.forward_calls += 1
             for b, (wi, ti) in enumerate(chunk):
-                if keys is not None and key is not None:
-                    keys.paste(wi, key[b:b + 1], tiles[ti])
-            del key
+                if keys is not None and key_out is not None:
+                    keys.paste(wi, key_out[b:b + 1], tiles[ti])
+            del key_out
             done = 0
-            for part in parts:  # each part's frames go to the host frames as they come
+            for part in inter_parts:  # each part's frames go to the host frames as they come
                 if inters is not None:
                     for b, (wi, ti) in enumerate(chunk):
                         inters.paste(wi * n_t + done, part[b], tiles[ti])
