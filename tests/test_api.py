@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -69,6 +70,29 @@ def test_deblur_mode_with_more_frames_asked_is_refused_as_on_the_command_line(ti
     assert len(list(vidrestore.enhance_frames(frames, mode="deblur", model=tiny_model))) == 2
     assert len(list(vidrestore.enhance_frames(frames, fps_x=1, mode="deblur", model=tiny_model))) == 2
     assert len(list(vidrestore.enhance_frames(frames, model=tiny_model))) == 4  # the default: 2x
+
+
+def test_the_api_sets_the_wait_policy_before_torch_loads():
+    """OpenMP reads its wait policy once, when torch loads it: the API sets PASSIVE (idle threads sleep, as under
+    the command) before its first import of torch, and leaves a policy the user set alone."""
+    code = ("import os, sys\n"
+            "seen = {}\n"
+            "class Spy:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' and 'torch' not in seen:\n"
+            "            seen['torch'] = os.environ.get('OMP_WAIT_POLICY')\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Spy())\n"
+            "import vidrestore\n"
+            "vidrestore.enhance\n"
+            "print(seen.get('torch'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert out.stdout.strip() == "ACTIVE"
 
 
 def test_the_api_runs_with_the_commands_thread_settings(make_clip, tiny_weights, tmp_path):

@@ -16,6 +16,9 @@ _API = ("enhance", "enhance_frames", "load_model")
 
 def __getattr__(name: str) -> Any:  # PEP 562: the API (torch, PyAV) is imported when first used
     if name in _API:
+        from vidrestore import threads
+
+        threads.passive_waits()  # before torch loads OpenMP, which reads its wait policy once, at load
         from vidrestore import api
 
         return getattr(api, name)
