@@ -21,7 +21,8 @@ _OPTIONS = (
                  help="Compute precision (auto: bf16/fp16 on CUDA, fp32 elsewhere)."),
     click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass."),
     click.option("--ensemble", type=int, default=1, show_default=True, help=ENSEMBLE_HELP),
-    click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory)."),
+    click.option("--tile", type=int, default=None, help="Process frames in tiles of this many pixels (less memory) "
+                 "[default: whole frames; on the CPU, 512 above 1080p]."),
     click.option("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, show_default=True,
                  help="Context pixels shared by neighbouring tiles."),
     click.option("--gpu-memory", "gpu_memory", type=float, default=None, metavar="GB",
