@@ -68,33 +68,12 @@ _M_MMAP_THRESHOLD = -3
 _KEPT = 32 * 1024 * 1024  # glibc's largest mmap threshold (on 64-bit)
 
 
-def keep_freed_memory(trim: int = 2 * _KEPT) -> bool:
-    """Tell glibc's allocator to keep freed blocks of up to 32 MB in the heap for reuse instead of handing
-    them back to the kernel, and to keep up to ``trim`` bytes of free heap. Tensors of the same sizes are
-    allocated and freed at every step of a network; with the default, dynamic threshold they can be mapped and
-    unmapped each time, and the page faults that follow took a large share of a training step's time in the
-    kernel, and twice the model's own time in enhance at 1280x720 8x joint (sys 101 s, user 54 s). The peak
-    memory stays about the same: the blocks are reused, not added. Training and :func:`apply` (every run)
-    call it. No-op where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = mallopt(_M_MMAP_THRESHOLD, _KEPT) == 1
-    return mallopt(_M_TRIM_THRESHOLD, trim) == 1 and ok
-
-
 _libc = None
 
 
 def _glibc():
-    """glibc as a ctypes library, or None where the C library is another (musl, macOS, Windows)."""
+    """glibc as a ctypes library (``mallopt``, ``malloc_trim``, and ``mallinfo2`` where it is 2.33 or later), or
+    None where the C library is another (musl, macOS, Windows)."""
     global _libc
     if _libc is None:
         import ctypes
@@ -107,23 +86,41 @@ def _glibc():
 
         try:
             lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            lib.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             lib.malloc_trim.argtypes = [ctypes.c_size_t]
-            lib.mallinfo2.restype = MallInfo2  # glibc 2.33 and later
             _libc = lib
         except (OSError, AttributeError):
             _libc = False
+        else:
+            if hasattr(lib, "mallinfo2"):
+                lib.mallinfo2.restype = MallInfo2
     return _libc or None
+
+
+def keep_freed_memory(trim: int = 2 * _KEPT) -> bool:
+    """Tell glibc's allocator to keep freed blocks of up to 32 MB in the heap for reuse instead of handing
+    them back to the kernel, and to keep up to ``trim`` bytes of free heap. Tensors of the same sizes are
+    allocated and freed at every step of a network; with the default, dynamic threshold they can be mapped and
+    unmapped each time, and the page faults that follow took a large share of a training step's time in the
+    kernel, and twice the model's own time in enhance at 1280x720 8x joint (sys 101 s, user 54 s). The peak
+    memory stays about the same: the blocks are reused, not added. Training and :func:`apply` (every run)
+    call it. No-op where the C library is not glibc."""
+    lib = _glibc()
+    if lib is None:
+        return False
+    ok = lib.mallopt(_M_MMAP_THRESHOLD, _KEPT) == 1
+    return lib.mallopt(_M_TRIM_THRESHOLD, trim) == 1 and ok
 
 
 def release_freed_memory(keep: int) -> bool:
     """Hand the allocator's free pages back to the kernel (glibc's ``malloc_trim``) when more than ``keep``
-    bytes of it are free; a no-op elsewhere. The engine calls it after each group of windows on the CPU: the
+    bytes of it are free; a no-op elsewhere. The engine calls it every few groups of windows on the CPU: the
     heap's free blocks, kept for reuse (:func:`keep_freed_memory`), fragment over a long video, and the
-    process grew with them (1280x720 8x joint: 1.07 GB after 10 frames, 1.45 GB after 60, still rising).
+    process grew with them (1280x720 8x joint: 1.07 GB after 10 frames, 1.49 GB after 60, still rising).
     Trimming only past ``keep`` bounds that, without giving back, window after window, the pages the next
     window takes again. True when it trimmed."""
     lib = _glibc()
-    if lib is None or lib.mallinfo2().fordblks <= keep:
+    if lib is None or not hasattr(lib, "mallinfo2") or lib.mallinfo2().fordblks <= keep:
         return False
     lib.malloc_trim(0)
     return True
