@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from vidrestore.model.layers import window_features
-from vidrestore.model.prior_net import PriorFlows
+from vidrestore.model.prior_net import PriorFlows, join_parts
 
 # the mirrorings, in the order their passes are added: none, left-right, up-down, both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -69,8 +69,7 @@ class FlipEnsemble(nn.Module):
         """As the wrapped network's ``restore``: (key or None, inter), each the mean over the passes; the prior
         flows are mirrored with the frames."""
         key, parts = self.restore_parts(frames, feats, times, prior, with_key, sharp, time_chunk)
-        chunks = list(parts)
-        return key, chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+        return key, join_parts(parts)
 
     def restore_parts(self, frames: Sequence[torch.Tensor], feats: Sequence[tuple[torch.Tensor, ...]],
                       times: torch.Tensor, prior: PriorFlows, with_key: bool = True, sharp: bool = False,

@@ -36,7 +36,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -390,8 +390,7 @@ class PriorNet(nn.Module):
         frames take the light refiner, not the restoration path. ``time_chunk``: make at most this many
         in-between frames at once (the same frames, a fraction of the working memory; 0: all at once)."""
         key, parts = self.restore_parts(frames, feats, times, prior, with_key, sharp, time_chunk)
-        chunks = list(parts)
-        return key, chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+        return key, join_parts(parts)
 
     def restore_parts(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], times: torch.Tensor,
                       prior: PriorFlows, with_key: bool = True, sharp: bool = False,
@@ -480,6 +479,12 @@ class PriorNet(nn.Module):
                                     dim=1)
             out = self.restorer(blend, warped[0], warped[1], views)
         return out.reshape(b, n_t, 3, h, w)
+
+
+def join_parts(parts: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The in-between frames of ``restore_parts``, part by part, as one [B, T, 3, H, W] tensor."""
+    chunks = list(parts)
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
 
 def warp_latent(latent: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
