@@ -130,8 +130,8 @@ class _SharpSampler(RealSampler):
         self._weights: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
     def _placement_weights(self, index: int, span: int, size: int, key: int) -> torch.Tensor:
-        """The draw's weights of every (first, y, x) on the cell grid: the squared mean sharpness of the crop's
-        cells at its key frame. The same for every window of one video, crop size and stride: made once."""
+        """The draw's weights [first, y, x] on the cell grid: the squared mean sharpness of the crop's cells at
+        its key frame, summing to 1. The same for every window of one video, crop size and stride: made once."""
         n, h, w = self.videos[index].shape[:3]
         maps = self.maps[index]  # [N, h/32, w/32]
         ys, xs = max(1, (h - size) // _CELL + 1), max(1, (w - size) // _CELL + 1)
@@ -143,18 +143,17 @@ class _SharpSampler(RealSampler):
             for y in range(ys):
                 for x in range(xs):
                     score[f, y, x] = m[y:y + k, x:x + k].mean()
-        p = torch.from_numpy((score.reshape(-1) + 1e-6) ** 2)
+        p = torch.from_numpy((score + 1e-6) ** 2)
         return p / p.sum()
 
     def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
-        n, h, w = self.videos[index].shape[:3]
+        _, h, w = self.videos[index].shape[:3]
         ids = (index, span, size, key)
         if ids not in self._weights:
             self._weights[ids] = self._placement_weights(*ids)
-        pick = int(torch.multinomial(self._weights[ids], 1, generator=generator))
-        xs = max(1, (w - size) // _CELL + 1)
-        f, rest = divmod(pick, max(1, (h - size) // _CELL + 1) * xs)
-        y, x = divmod(rest, xs)
+        weights = self._weights[ids]
+        pick = int(torch.multinomial(weights.reshape(-1), 1, generator=generator))
+        f, y, x = (int(i) for i in np.unravel_index(pick, tuple(weights.shape)))
         return f, min(y * _CELL, h - size), min(x * _CELL, w - size)
 
 
