@@ -103,15 +103,32 @@ def test_length_blur_smears_the_scenes_motion_to_the_drawn_length():
     base = (rng.random((32, 48)) * 255).astype(np.float32)
     base = np.clip(np.repeat(np.repeat(base, 4, 0), 4, 1), 0, 255)  # 128x192 blocks DIS can follow
     video = torch.from_numpy(np.stack([np.repeat(np.roll(base, 2 * i, axis=1)[..., None], 3, axis=2)
-                                       for i in range(30)]).astype(np.uint8))  # 2 px per frame
+                                       for i in range(40)]).astype(np.uint8))  # 2 px per frame
     soft = {}
     for length in (4.0, 14.0):
-        cfg = BlurConfig(strides=(2,), sharp_prob=0.0, temporal_prob=1.0, shake_prob=0.0, noise=0.0,
-                         length_prob=1.0, length=(length, length), max_exposure=8.0)
+        cfg = BlurConfig(strides=(8,), sharp_prob=0.0, temporal_prob=1.0, shake_prob=0.0, noise=0.0,
+                         length_prob=1.0, length=(length, length), max_exposure=16.0)
         w = RealSampler([video], cfg, threads=1).sample(2, 96, torch.Generator().manual_seed(1))
         soft[length] = _softness(w.inputs[:, 1])
         sharp = _softness(w.key[:, 0])
     assert soft[14.0] < 0.8 * soft[4.0] < 0.8 * sharp
+
+
+def test_length_blur_exposure_is_at_most_the_frame_interval_and_short_shots_serve_small_strides():
+    rng = np.random.default_rng(0)
+    base = (rng.random((32, 48)) * 255).astype(np.float32)
+    base = np.clip(np.repeat(np.repeat(base, 4, 0), 4, 1), 0, 255)
+    video = torch.from_numpy(np.stack([np.repeat(np.roll(base, 2 * i, axis=1)[..., None], 3, axis=2)
+                                       for i in range(20)]).astype(np.uint8))  # 2 px per frame, 20 frames
+    cfg = BlurConfig(strides=(2, 16), sharp_prob=0.0, temporal_prob=1.0, shake_prob=0.0, noise=0.0,
+                     length_prob=1.0, length=(14.0, 14.0), max_exposure=16.0)
+    sampler = RealSampler([video], cfg, threads=1)
+    assert sampler.strides == [2]  # 20 frames: too short for stride 16's span, long enough for stride 2's
+    w = sampler.sample(2, 96, torch.Generator().manual_seed(1))
+    capped = _softness(w.inputs[:, 1])  # 14 px wanted, 2 frames of exposure reach 4 px
+    four = BlurConfig(**{**cfg.__dict__, "strides": (2,), "length": (4.0, 4.0)})
+    w4 = RealSampler([video], four, threads=1).sample(2, 96, torch.Generator().manual_seed(1))
+    assert capped == pytest.approx(_softness(w4.inputs[:, 1]), rel=0.05)
 
 
 @pytest.fixture

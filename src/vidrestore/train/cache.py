@@ -32,7 +32,7 @@ from vidrestore.train.prior_data import (
     KINDS, BlurConfig, RealSampler, SyntheticSampler, Windows, footage_paths, load_footage,
 )
 
-FORMAT = 1
+FORMAT = 2  # 2: a drawn blur length's exposure is at most the stride (format 1 let it reach 8 frames at any)
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 # the prior the windows carry: what vidrestore.prior computes at run time (vidrestore.flow.dis_flow)
 PRIOR = {"method": "dis", "preset": "medium", "scale": 1.0}

@@ -69,7 +69,7 @@ class BlurConfig:
     # length (as `vidrestore eval --blur-length` blurs), up to ``max_exposure`` source frames
     length_prob: float = 0.0  # of the temporally blurred items
     length: tuple[float, float] = (4.0, 40.0)  # px
-    max_exposure: float = 8.0  # source frames
+    max_exposure: float = 8.0  # source frames (and at most the input frame interval: the stride)
     line_prob: float = 0.0  # a shaken item's kernels are straight lines (a pan), not a hand's curled path
 
 
@@ -118,19 +118,25 @@ class RealSampler:
     """``real`` and ``interp`` windows cut from footage in memory."""
 
     def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig = BlurConfig(), threads: int = 2) -> None:
-        self.videos = [v for v in videos if v.shape[0] >= self._span(max(blur.strides), blur) + 2]
+        self.videos = [v for v in videos if v.shape[0] >= self._span(min(blur.strides), blur) + 2]
         if not self.videos:
             raise ValueError("no video is long enough for training windows")
         self.blur = blur
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
         lengths = torch.tensor([float(v.shape[0]) for v in self.videos])
-        self.weights = lengths.sqrt() / lengths.sqrt().sum()  # long videos count more, but not linearly
+        weights = lengths.sqrt()  # long videos count more, but not linearly
+        # per stride, the videos long enough for its span (a short shot still serves the small strides)
+        self.weights = {}
+        for stride in set(blur.strides):
+            w = weights * (lengths >= self._span(stride, blur) + 2)
+            if w.sum() > 0:
+                self.weights[stride] = w / w.sum()
+        self.strides = [s for s in blur.strides if s in self.weights]
 
     @staticmethod
     def _margin(stride: int, blur: BlurConfig) -> int:
-        """Source frames an exposure reaches beyond an input frame."""
-        longest = max(stride, blur.max_exposure) if blur.length_prob > 0 else stride
-        return int(math.ceil(longest / 2))
+        """Source frames an exposure reaches beyond an input frame (an exposure is at most the stride)."""
+        return int(math.ceil(min(stride, blur.max_exposure) / 2))
 
     @classmethod
     def _span(cls, stride: int, blur: BlurConfig) -> int:
@@ -138,11 +144,11 @@ class RealSampler:
 
     def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> "Windows":
         cfg = self.blur
-        stride = cfg.strides[int(torch.randint(len(cfg.strides), (1,), generator=generator))]
+        stride = self.strides[int(torch.randint(len(self.strides), (1,), generator=generator))]
         margin = self._margin(stride, cfg)
         inputs, keys, inters = [], [], []
         for _ in range(batch):
-            index = int(torch.multinomial(self.weights, 1, generator=generator))
+            index = int(torch.multinomial(self.weights[stride], 1, generator=generator))
             v = self.videos[index]
             n, h, w = v.shape[:3]
             size = min(crop, h, w) // 8 * 8
@@ -188,7 +194,8 @@ class RealSampler:
             lo, hi = cfg.length
             want = lo + (hi - lo) * float(torch.rand(1, generator=generator))
             motion = max(motion_length(clip, centres[1]), 1e-3)
-            exposure = min(want / motion, cfg.max_exposure)
+            exposure = min(want / motion, cfg.max_exposure, float(stride))  # a camera's exposure: at most the
+            #                                                                   frame interval
         frames = []
         for c in centres:
             if temporal:
