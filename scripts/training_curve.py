@@ -85,18 +85,17 @@ def main() -> None:
                 continue
             cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" for k in keys]
             print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
-    floor = parts[0][0]["floor"] if parts else {}
     others = []
     for item in args.ablation:
         label, _, run = item.partition("=")
-        part, _, _ = read_run(Path(run), 0.0)
+        part, _, _ = read_run(Path(run), 0.0)  # each row scored against its own validation set's floor
         others.append((label, part))
         print(f"\n{label} ({run}):\n\n| hours | step | real.key (gain) | synthetic.key (gain) |\n"
               "| ---: | ---: | ---: | ---: |")
         for r in part:
             print(f"| {r['hours']:.2f} | {r['step']} | "
-                  f"{r['real.key']:.2f} ({r['real.key'] - floor['real.key']:+.2f}) | "
-                  f"{r['synthetic.key']:.2f} ({r['synthetic.key'] - floor['synthetic.key']:+.2f}) |")
+                  f"{r['real.key']:.2f} ({r['real.key'] - r['floor']['real.key']:+.2f}) | "
+                  f"{r['synthetic.key']:.2f} ({r['synthetic.key'] - r['floor']['synthetic.key']:+.2f}) |")
     if args.png:
         import matplotlib
 
@@ -115,7 +114,7 @@ def main() -> None:
                 ax.annotate("new training blur\n(and validation set)", (seg[0]["hours"], 0.0), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         for label, part in others:
-            ax.plot([r["hours"] for r in part], [r["real.key"] - floor["real.key"] for r in part], ls="--",
+            ax.plot([r["hours"] for r in part], [r["real.key"] - r["floor"]["real.key"] for r in part], ls="--",
                     marker=".", label=f"{SERIES['real.key']}: {label}")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("training hours (cumulative, 2-core CPU)")
