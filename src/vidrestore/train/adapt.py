@@ -52,7 +52,7 @@ def blur_for(mode: str) -> BlurConfig:
 def min_frames(mode: str) -> int:
     """The fewest frames a video needs for adaptation: a window's span (and two) to train on and to hold out."""
     blur = blur_for(mode)
-    return 2 * (RealSampler._span(blur.strides[0], blur) + 2)
+    return 2 * (RealSampler._span(blur.strides[0]) + 2)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ class RealSampler:
     """``real`` and ``interp`` windows cut from footage in memory."""
 
     def __init__(self, videos: Sequence[torch.Tensor], blur: BlurConfig = BlurConfig(), threads: int = 2) -> None:
-        self.videos = [v for v in videos if v.shape[0] >= self._span(min(blur.strides), blur) + 2]
+        self.videos = [v for v in videos if v.shape[0] >= self._span(min(blur.strides)) + 2]
         if not self.videos:
             raise ValueError("no video is long enough for training windows")
         self.blur = blur
@@ -128,31 +128,30 @@ class RealSampler:
         # per stride, the videos long enough for its span (a short shot still serves the small strides)
         self.weights = {}
         for stride in set(blur.strides):
-            w = weights * (lengths >= self._span(stride, blur) + 2)
+            w = weights * (lengths >= self._span(stride) + 2)
             if w.sum() > 0:
                 self.weights[stride] = w / w.sum()
         self.strides = [s for s in blur.strides if s in self.weights]
 
     @staticmethod
-    def _margin(stride: int, blur: BlurConfig) -> int:
+    def _margin(stride: int) -> int:
         """Source frames an exposure reaches beyond an input frame (an exposure is at most the stride)."""
-        return int(math.ceil(min(stride, blur.max_exposure) / 2))
+        return int(math.ceil(stride / 2))
 
     @classmethod
-    def _span(cls, stride: int, blur: BlurConfig) -> int:
-        return 3 * stride + 2 * cls._margin(stride, blur) + 1
+    def _span(cls, stride: int) -> int:
+        return 3 * stride + 2 * cls._margin(stride) + 1
 
     def sample(self, batch: int, crop: int, generator: torch.Generator, sharp: bool = False) -> "Windows":
-        cfg = self.blur
         stride = self.strides[int(torch.randint(len(self.strides), (1,), generator=generator))]
-        margin = self._margin(stride, cfg)
+        margin = self._margin(stride)
         inputs, keys, inters = [], [], []
         for _ in range(batch):
             index = int(torch.multinomial(self.weights[stride], 1, generator=generator))
             v = self.videos[index]
             n, h, w = v.shape[:3]
             size = min(crop, h, w) // 8 * 8
-            span = self._span(stride, cfg)
+            span = self._span(stride)
             first, y, x = self.place(index, span, size, margin + stride, generator)
             clip = v[first:first + span, y:y + size, x:x + size].numpy()
             centres = [margin + k * stride for k in range(4)]  # F(i-1), F(i), F(i+1), F(i+2)
