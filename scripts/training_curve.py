@@ -21,7 +21,9 @@ SERIES = {
     "interp.inter": "sharp input, in-between (interp mode)",
     "synthetic.key": "synthetic, key frames",
     "synthetic.inter": "synthetic, in-between",
+    "motion.key": "real motion blur (the checks' kind), key frames",
 }
+COMPARED = ("real.key", "motion.key")  # the series an ablation run is drawn with
 
 
 def read_run(folder: Path, offset_hours: float) -> tuple[list[dict], dict, float]:
@@ -55,7 +57,9 @@ def segments(rows: list[dict]) -> list[list[dict]]:
 
 
 def _changed(a: dict, b: dict) -> bool:
-    return set(a) != set(b) or any(abs(a[k] - b[k]) > 0.01 for k in a)
+    """The validation set changed: a floor moved (a series added beside the others is not a change)."""
+    common = set(a) & set(b)
+    return not common or any(abs(a[k] - b[k]) > 0.01 for k in common)
 
 
 def main() -> None:
@@ -90,12 +94,13 @@ def main() -> None:
         label, _, run = item.partition("=")
         part, _, _ = read_run(Path(run), 0.0)  # each row scored against its own validation set's floor
         others.append((label, part))
-        print(f"\n{label} ({run}):\n\n| hours | step | real.key (gain) | synthetic.key (gain) |\n"
-              "| ---: | ---: | ---: | ---: |")
+        cols = [k for k in ("real.key", "real.single.key", "motion.key", "synthetic.key")
+                if any(k in r["floor"] for r in part)]
+        print(f"\n{label} ({run}):\n\n| hours | step | " + " | ".join(f"{k} (gain)" for k in cols) + " |\n"
+              "| ---: | ---: | " + " | ".join("---:" for _ in cols) + " |")
         for r in part:
-            print(f"| {r['hours']:.2f} | {r['step']} | "
-                  f"{r['real.key']:.2f} ({r['real.key'] - r['floor']['real.key']:+.2f}) | "
-                  f"{r['synthetic.key']:.2f} ({r['synthetic.key'] - r['floor']['synthetic.key']:+.2f}) |")
+            cells = [f"{r[k]:.2f} ({r[k] - r['floor'][k]:+.2f})" if k in r["floor"] else "" for k in cols]
+            print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
     if args.png:
         import matplotlib
 
@@ -114,8 +119,11 @@ def main() -> None:
                 ax.annotate("new training blur\n(and validation set)", (seg[0]["hours"], 0.0), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         for label, part in others:
-            ax.plot([r["hours"] for r in part], [r["real.key"] - r["floor"]["real.key"] for r in part], ls="--",
-                    marker=".", label=f"{SERIES['real.key']}: {label}")
+            for k in COMPARED:
+                rows = [r for r in part if k in r["floor"]]
+                if rows:
+                    ax.plot([r["hours"] for r in rows], [r[k] - r["floor"][k] for r in rows], ls="--", marker=".",
+                            color=colours[k], alpha=0.6, label=f"{SERIES[k]}: {label}")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("training hours (cumulative, 2-core CPU)")
         ax.set_ylabel("PSNR gain over the floor (dB)")

@@ -364,3 +364,34 @@ def test_cheaper_per_t_parts_start_as_the_same_network():
     for bad in ({"head_scale": 2}, {"refine_scale": 8}, {"head_scale": "8"}):
         with pytest.raises(ValueError):
             prior_config_from_dict({"name": "x", **bad})
+
+
+def test_the_motion_input_starts_at_nothing_and_then_reads_the_flows():
+    """``restore_motion``: the restoration path also takes the flows to its two views. Its tensor starts at zero,
+    so a file without it warm-starts the network exactly; trained, the key frame and the in-between frames
+    depend on the motion; and a file's config says whether it has the input."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    base = PRIOR_CONFIGS["tiny"]
+    plain = randomize(PriorNet(base), seed=5).eval()
+    moving = PriorNet(dataclasses.replace(base, restore_motion=True)).eval()
+    missing, unexpected = moving.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing == ["restorer.motion.weight", "restorer.motion.bias"]
+    x = torch.rand(1, 4, 3, 32, 48)
+    prior = PriorFlows(*(4 * torch.randn(1, 2, 32, 48) for _ in range(3)))
+    times = torch.tensor([0.5])
+    with torch.no_grad():
+        a, b = plain(x, times, prior), moving(x, times, prior)
+        assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)
+        moving.restorer.motion.weight.normal_(0, 0.1)
+        c = moving(x, times, prior)
+        still = moving(x, times, PriorFlows(*(f * 1.5 for f in prior)))
+    assert (c[0] - a[0]).abs().max() > 1e-3 and (c[1] - a[1]).abs().max() > 1e-3
+    assert (still[0] - c[0]).abs().max() > 1e-4  # other motion, another key frame
+    with pytest.raises(ValueError, match="motion"):
+        moving.restorer(*x[:, :3].unbind(1))
+    cfg = prior_config_from_dict(json.loads(prior_config_to_json(moving.config)))
+    assert cfg.restore_motion is True and prior_config_from_dict({"name": "old"}).restore_motion is False
+    with pytest.raises(ValueError):
+        prior_config_from_dict({"name": "x", "restore_motion": 1})

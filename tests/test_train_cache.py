@@ -151,3 +151,28 @@ def test_a_kind_of_blur_left_off_does_not_change_the_fingerprint(tmp_path):
     on = dataclasses.replace(base, blur=dataclasses.replace(base.blur, line_prob=0.3))
     assert on.fingerprint() != base.fingerprint() and on.to_json()["blur"]["line_prob"] == 0.3
     assert base.to_json()["blur"]["lucky_prob"] == BlurConfig().lucky_prob  # the others stay in
+
+
+def test_motion_validation_windows_join_a_cache_made_before_them(tmp_path):
+    """The ``motion`` validation windows (held-out frames blurred by their own motion only, every 16th frame, as
+    the release checks blur them) are added to a cache's validation set made before them; the others stay."""
+    from conftest import write_clip
+    from vidrestore.train.cache import MOTION_WINDOWS, ensure_validation
+    from vidrestore.train.prior_data import BLURRED
+
+    clip = write_clip(tmp_path / "clip.mp4", n=80, size=(96, 64), audio=False)
+    settings = _settings(tmp_path, clip, holdout=(str(clip),), holdout_frames=80)
+    cache = WindowCache(tmp_path / "cache", settings)
+    cache.prepare()
+    first = ensure_validation(cache, ["real"], log=lambda s: None)
+    assert set(first) == {"real"}
+    both = ensure_validation(cache, ["real", "motion"], log=lambda s: None)
+    assert set(both) == {"real", "motion"} and np.array_equal(both["real"].inputs, first["real"].inputs)
+    m = both["motion"]
+    assert len(m) == MOTION_WINDOWS and (m.kind == BLURRED).all()
+    assert np.allclose(m.times * 16, np.round(m.times * 16)) and (m.times > 0).all()  # times k/16, 3 kept
+    blurred = np.abs(m.inputs[:, 1].astype(np.int16) - m.key[:, 0].astype(np.int16)).mean()
+    assert blurred > 0.1  # the key frames are blurred
+    assert not list(cache.val_folder.glob("*.tmp*"))
+    again = ensure_validation(cache, ["real", "motion"], log=lambda s: None)
+    assert np.array_equal(again["motion"].inputs, m.inputs)  # made once

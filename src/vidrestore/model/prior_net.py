@@ -81,6 +81,9 @@ class PriorConfig:
     # the restoration path's attention at its coarse levels (1/8 and 1/16); off in files that predate them
     view_attention: bool = False  # across the views (key frame and aligned neighbours; the two sides at t)
     local_attention: int = 0  # radius of self-attention within the latent (0: none)
+    # the restoration path also sees the motion to the two views beside its frame (a blur's direction and
+    # length are the motion's over the exposure); off in files that predate it
+    restore_motion: bool = False
     # the scales of the per-t parts (interp mode's cost): the flow head at 1/4 or 1/8, the refiner at 1/2 or 1/4
     head_scale: int = 4
     refine_scale: int = 2
@@ -138,7 +141,7 @@ def prior_config_from_dict(data: dict) -> PriorConfig:
         elif f.name == "name":
             if not isinstance(value, str) or len(value) > 64:
                 raise ValueError("name must be a text of at most 64 characters")
-        elif f.name == "view_attention":
+        elif f.name in ("view_attention", "restore_motion"):
             if type(value) is not bool:
                 raise ValueError(f"{f.name} must be true or false")
         elif type(value) is not int:
@@ -222,16 +225,23 @@ class GatedBlock(nn.Module):
         return _residual(x, self.gamma, self.ffn_out(_gate(a, b)))
 
 
+MOTION_SCALE = 32.0  # px: the restoration path's motion input is tanh(flow / MOTION_SCALE)
+
+
 class Restorer(nn.Module):
     """The full-resolution restoration path: an encoder-decoder over a centre image and two aligned
     views of it (9 channels), adding a full-resolution residual to the centre (zero at start). Its first
     level works on 2x2 pixel blocks (space to depth, nothing lost): a quarter of the cost, twice the
-    receptive field."""
+    receptive field. With ``restore_motion`` it also takes the flows from the centre to the two views
+    (4 channels, squashed): where a blur runs and how far, which the image alone shows only faintly."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
         w = cfg.widths
         self.intro = nn.Sequential(nn.PixelUnshuffle(2), conv(9 * 4, w[0]))
+        # the motion joins the first level through a 1x1 convolution of its 2x2 blocks (about 1% of the path's
+        # multiply-accumulates), zero at start: a file without it restores exactly as before
+        self.motion = zero_init(nn.Conv2d(4 * 4, w[0], 1)) if cfg.restore_motion else None
         self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.enc = nn.ModuleList(nn.Sequential(*[GatedBlock(w[i]) for _ in range(cfg.blocks[i])])
                                  for i in range(len(w) - 1))
@@ -262,12 +272,18 @@ class Restorer(nn.Module):
         return h
 
     def forward(self, centre: torch.Tensor, aux_a: torch.Tensor, aux_b: torch.Tensor,
-                views: torch.Tensor | None = None) -> torch.Tensor:
-        """``views`` [B, V, C, H/8, W/8]: the latents the view attention picks from (when it has one)."""
+                views: torch.Tensor | None = None, motion: torch.Tensor | None = None) -> torch.Tensor:
+        """``views`` [B, V, C, H/8, W/8]: the latents the view attention picks from (when it has one).
+        ``motion`` [B, 4, H, W]: the flows from the centre to ``aux_a`` and to ``aux_b`` in pixels (when it
+        takes them)."""
         # each view to 2x2 blocks, then joined: the channels of space-to-depth on the joined views, in the same
         # order, without the full-size joined copy
         unshuffle, first = self.intro
         h = first(torch.cat([unshuffle(t) for t in (centre, aux_a, aux_b)], dim=1) - 0.5)
+        if self.motion is not None:
+            if motion is None:
+                raise ValueError("this restoration path takes the motion to its views: pass their flows")
+            h = h + self.motion(unshuffle(torch.tanh(motion.to(h.dtype) * (1.0 / MOTION_SCALE))))
         skips = []
         for i, (enc, down) in enumerate(zip(self.enc, self.down)):
             h = self._attend(i, enc(h), views)
@@ -423,14 +439,17 @@ class PriorNet(nn.Module):
                      for i in range(0, n_t, step))
 
     def key_inputs(self, frames: Sequence[torch.Tensor], feats: Sequence[Features], prior: PriorFlows,
-                   m01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                   m01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                               torch.Tensor | None]:
         """What the restoration path takes for the key frame F(i): F(i), F(i-1) and F(i+1) aligned to it (by the
-        prior and by the corrected motion ``m01``), and the latents of all three for the view attention."""
+        prior and by the corrected motion ``m01``), the latents of all three for the view attention, and the
+        two flows for the motion input (each when the network has it)."""
         views = None
         if self.config.view_attention:
             views = torch.stack((warp_latent(feats[0][EIGHTH], prior.f0p), feats[1][EIGHTH],
                                  warp_latent(feats[2][EIGHTH], m01)), dim=1)
-        return frames[1], backward_warp(frames[0], prior.f0p), backward_warp(frames[2], m01), views
+        motion = torch.cat((prior.f0p, m01), dim=1) if self.config.restore_motion else None
+        return frames[1], backward_warp(frames[0], prior.f0p), backward_warp(frames[2], m01), views, motion
 
     def forward(self, frames: torch.Tensor, times: torch.Tensor, prior: PriorFlows,
                 sharp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -477,7 +496,8 @@ class PriorNet(nn.Module):
             if self.config.view_attention:
                 views = torch.stack((warp_latent(rep(e0[EIGHTH]), flows[0]), warp_latent(rep(e1[EIGHTH]), flows[1])),
                                     dim=1)
-            out = self.restorer(blend, warped[0], warped[1], views)
+            motion = torch.cat(flows, dim=1) if self.config.restore_motion else None
+            out = self.restorer(blend, warped[0], warped[1], views, motion)
         return out.reshape(b, n_t, 3, h, w)
 
 

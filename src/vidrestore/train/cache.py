@@ -68,9 +68,12 @@ def _write(folder: Path, windows: Windows) -> None:
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in Windows.FIELDS:
-        np.save(tmp / f"{name}.npy", getattr(windows, name))
-    os.replace(tmp, folder)
+    try:
+        for name in Windows.FIELDS:
+            np.save(tmp / f"{name}.npy", getattr(windows, name))
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_windows(folder: Path, mmap: bool = True) -> Windows:
@@ -158,13 +161,34 @@ class WindowMaker:
         return Windows.concat([self.make(source, min(group, n - i), generator) for i in range(0, n, group)])
 
 
+# The ``motion`` validation source: held-out frames blurred by their own motion only, as the release checks of
+# real motion blur blur them (`vidrestore eval --protocol deblur --stride 16 --exposure 15 --blur-length L`):
+# every 16th frame, the scene's motion over the exposure that smears its moving parts 8-32 px, no shake, no noise
+MOTION_BLUR = BlurConfig(strides=(16,), sharp_prob=0.0, temporal_prob=1.0, shake_prob=0.0, length_prob=1.0,
+                         length=(8.0, 32.0), max_exposure=15.0, noise=0.0)
+MOTION_WINDOWS = 48  # most crops hold little motion, as most of a frame does: more windows than the others
+
+
+def motion_validation(settings: CacheSettings, seed: int = 4321) -> Windows | None:
+    """The ``motion`` validation windows (:data:`MOTION_BLUR`), or None where the held-out frames are too few
+    for its stride."""
+    videos = load_footage(footage_paths(settings.holdout), settings.max_side, 0, max_frames=settings.holdout_frames)
+    try:
+        sampler = RealSampler(videos, MOTION_BLUR, threads=1)
+    except ValueError:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return Windows.concat([sampler.sample(8, settings.crop, g) for _ in range(MOTION_WINDOWS // 8)])
+
+
 def validation_windows(settings: CacheSettings, sources: Sequence[str], per_source: int = 24, seed: int = 1234,
                        log: Callable[[str], None] = print) -> dict[str, Windows]:
     """A fixed validation set: real windows from the held-out frames only (the first ``holdout_frames`` of
-    each held-out video, which training never sees), and seeded synthetic scenes."""
+    each held-out video, which training never sees), and seeded synthetic scenes. (``motion`` is made by
+    :func:`motion_validation`.)"""
     out: dict[str, Windows] = {}
     g = torch.Generator().manual_seed(seed)
-    real_sources = [s for s in sources if s != "synthetic"]
+    real_sources = [s for s in sources if s not in ("synthetic", "motion")]
     if real_sources and settings.holdout:
         videos = load_footage(footage_paths(settings.holdout), settings.max_side, 0,
                               max_frames=settings.holdout_frames)
@@ -185,12 +209,25 @@ def validation_windows(settings: CacheSettings, sources: Sequence[str], per_sour
 
 def ensure_validation(cache: WindowCache, sources: Sequence[str],
                       log: Callable[[str], None] = print) -> dict[str, Windows]:
+    """The cache's validation windows of ``sources``, made on first use. ``motion`` (see :data:`MOTION_BLUR`)
+    is made on its own, so that a cache made before it keeps its other validation windows."""
     folder = cache.val_folder
-    if not all((folder / s / "kind.npy").is_file() for s in sources):
-        made = validation_windows(cache.settings, sources, log=log)
+    base = [s for s in sources if s != "motion"]
+    if not all((folder / s / "kind.npy").is_file() for s in base):
+        made = validation_windows(cache.settings, base, log=log)
         for s, w in made.items():
             _write(folder / s, w)
-    return {s: read_windows(folder / s, mmap=False) for s in sources if (folder / s).is_dir()}
+    if "motion" in sources and not (folder / "motion" / "kind.npy").is_file() and cache.settings.holdout:
+        motion = motion_validation(cache.settings)
+        if motion is None:
+            log("validation windows: too few held-out frames for the motion-blur windows (stride 16)")
+        else:
+            try:
+                _write(folder / "motion", motion)
+            except OSError:  # another process of the run made them first
+                pass
+            log(f"validation windows: motion {len(motion)}")
+    return {s: read_windows(folder / s, mmap=False) for s in sources if (folder / s / "kind.npy").is_file()}
 
 
 def fill(cache: WindowCache, maker: WindowMaker, target: int, generator: torch.Generator,

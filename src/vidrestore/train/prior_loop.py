@@ -99,6 +99,7 @@ class PriorTrainConfig:
     size: str = "small"
     view_attention: bool | None = None  # None: the size's own (set for ablations)
     local_attention: int | None = None
+    restore_motion: bool | None = None  # None: the size's own (the restoration path's motion input)
     head_scale: int | None = None  # None: the size's own (the per-t flow head's scale, 4 or 8)
     refine_scale: int | None = None  # ... the interp refiner's (2 or 4)
     steps: int = 20000
@@ -155,9 +156,10 @@ class PriorTrainConfig:
 
     def model_config(self) -> PriorConfig:
         """The size's network config, with the recipe's attention settings where it gives them."""
-        changes = {k: v for k, v in (("view_attention", self.view_attention), ("local_attention", self.local_attention),
-                                     ("head_scale", self.head_scale), ("refine_scale", self.refine_scale))
-                   if v is not None}
+        given = (("view_attention", self.view_attention), ("local_attention", self.local_attention),
+                 ("restore_motion", self.restore_motion), ("head_scale", self.head_scale),
+                 ("refine_scale", self.refine_scale))
+        changes = {k: v for k, v in given if v is not None}
         return dataclasses.replace(PRIOR_CONFIGS[self.size], **changes)
 
     def stage(self, step: int) -> Stage:
@@ -411,7 +413,10 @@ def prepare_cache(cfg: PriorTrainConfig, log: Callable[[str], None] = print) -> 
     cache = WindowCache(cfg.cache_folder, cfg.cache_settings())
     if not cache.prepare():
         log(f"cache {cache.folder}: made anew for these settings ({cache.settings.fingerprint()})")
-    return cache, ensure_validation(cache, [s for s, w in cfg.mix if w > 0], log=log)
+    sources = [s for s, w in cfg.mix if w > 0]
+    if "real" in sources:
+        sources.append("motion")  # the release checks' kind of blur, scored on its own
+    return cache, ensure_validation(cache, sources, log=log)
 
 
 def fill_cache(cfg: PriorTrainConfig, minutes: float | None, echo: Callable[[str], None] = print) -> int:
