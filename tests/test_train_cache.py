@@ -176,3 +176,31 @@ def test_motion_validation_windows_join_a_cache_made_before_them(tmp_path):
     assert not list(cache.val_folder.glob("*.tmp*"))
     again = ensure_validation(cache, ["real", "motion"], log=lambda s: None)
     assert np.array_equal(again["motion"].inputs, m.inputs)  # made once
+
+
+def test_motion_crops_find_where_the_scene_moves():
+    """``motion_crops``: a window's crop is the most moving of a few drawn, so the scene's own motion blurs what
+    is trained on; off (the default), the crops are drawn as before, with no extra random draw."""
+    import dataclasses
+
+    g = torch.Generator().manual_seed(0)
+    n, h, w = 40, 96, 192
+    video = (torch.rand(1, h, w, 3, generator=g) * 255).to(torch.uint8).repeat(n, 1, 1, 1)  # still
+    square = (torch.rand(24, 24, 3, generator=g) * 255).to(torch.uint8)
+    for t in range(n):  # a square moving across the right half only
+        x = 100 + (3 * t) % 60
+        video[t, 30:54, x:x + 24] = square
+    base = BlurConfig(strides=(2,))
+    plain = RealSampler([video], base, threads=1)
+    moving = RealSampler([video], dataclasses.replace(base, motion_crops=1.0, motion_tries=4), threads=1)
+
+    def right_share(sampler, seed):
+        gen = torch.Generator().manual_seed(seed)
+        xs = [sampler.place(0, 12, 48, 4, gen, tries=4 if sampler is moving else 1, stride=2)[2] for _ in range(200)]
+        return float(np.mean([x + 48 > 100 for x in xs]))
+
+    assert right_share(moving, 1) > right_share(plain, 1) + 0.2
+    a = plain.sample(4, 48, torch.Generator().manual_seed(3))
+    b = RealSampler([video], dataclasses.replace(base, motion_tries=9), threads=1).sample(
+        4, 48, torch.Generator().manual_seed(3))
+    assert np.array_equal(a.inputs, b.inputs)  # off: the same windows as before the option

@@ -146,7 +146,9 @@ class _SharpSampler(RealSampler):
         p = torch.from_numpy((score + 1e-6) ** 2)
         return p / p.sum()
 
-    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
+    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator, tries: int = 1,
+              stride: int = 1) -> tuple[int, int, int]:
+        """Drawn by sharpness (``tries`` and ``stride`` are not used: the choice is already made)."""
         _, h, w = self.videos[index].shape[:3]
         ids = (index, span, size, key)
         if ids not in self._weights:

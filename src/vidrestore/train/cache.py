@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -193,7 +193,7 @@ def validation_windows(settings: CacheSettings, sources: Sequence[str], per_sour
         videos = load_footage(footage_paths(settings.holdout), settings.max_side, 0,
                               max_frames=settings.holdout_frames)
         try:
-            sampler = RealSampler(videos, settings.blur, threads=1)
+            sampler = RealSampler(videos, replace(settings.blur, motion_crops=0.0), threads=1)  # uniform crops
         except ValueError:
             raise UsageError(f"the held-out frames (holdout_frames = {settings.holdout_frames}) are too few for "
                              f"validation windows: {4 * max(settings.blur.strides) + 4} are needed") from None

@@ -71,6 +71,12 @@ class BlurConfig:
     length: tuple[float, float] = (4.0, 40.0)  # px
     max_exposure: float = 8.0  # source frames (and at most the input frame interval: the stride)
     line_prob: float = 0.0  # a shaken item's kernels are straight lines (a pan), not a hand's curled path
+    # Where the blur is: most crops of a frame barely move (a third of them less than 2 px between inputs), so
+    # the scene's own motion blurs little of what is trained on. A window's crop is, with this probability, the
+    # one of ``motion_tries`` drawn whose key frame differs most from the next input (training windows only:
+    # validation crops stay uniform, as the whole frames of the checks are)
+    motion_crops: float = 0.0
+    motion_tries: int = 4
 
 
 def load_footage(paths: Sequence[str | Path], max_side: int, skip_frames: Sequence[int] | int = 0,
@@ -152,7 +158,10 @@ class RealSampler:
             n, h, w = v.shape[:3]
             size = min(crop, h, w) // 8 * 8
             span = self._span(stride)
-            first, y, x = self.place(index, span, size, margin + stride, generator)
+            tries = 1  # (no draw at all where motion crops are off: older caches' windows stay as they were)
+            if self.blur.motion_crops > 0 and float(torch.rand(1, generator=generator)) < self.blur.motion_crops:
+                tries = self.blur.motion_tries
+            first, y, x = self.place(index, span, size, margin + stride, generator, tries=tries, stride=stride)
             clip = v[first:first + span, y:y + size, x:x + size].numpy()
             centres = [margin + k * stride for k in range(4)]  # F(i-1), F(i), F(i+1), F(i+2)
             sharp_frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255
@@ -170,14 +179,26 @@ class RealSampler:
         times = torch.arange(1, stride, dtype=torch.float32) / stride
         return make_windows(inputs_t, key, inter, times, SHARP if sharp else BLURRED, True, self.pool, generator)
 
-    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator) -> tuple[int, int, int]:
+    def place(self, index: int, span: int, size: int, key: int, generator: torch.Generator, tries: int = 1,
+              stride: int = 1) -> tuple[int, int, int]:
         """Where a window's crop lies in video ``index``: (first frame, top, left), uniformly drawn. ``span``
-        frames from the first, ``size`` pixels square; its key frame is the ``key``-th of the span."""
-        n, h, w = self.videos[index].shape[:3]
-        first = int(torch.randint(n - span + 1, (1,), generator=generator))
-        y = int(torch.randint(h - size + 1, (1,), generator=generator))
-        x = int(torch.randint(w - size + 1, (1,), generator=generator))
-        return first, y, x
+        frames from the first, ``size`` pixels square; its key frame is the ``key``-th of the span. With
+        ``tries`` > 1, the most moving of that many drawn: the largest mean difference between the key frame and
+        the frame ``stride`` after it (grey, every 4th pixel)."""
+        v = self.videos[index]
+        n, h, w = v.shape[:3]
+        best, best_score = (0, 0, 0), -1.0
+        for _ in range(max(1, tries)):
+            first = int(torch.randint(n - span + 1, (1,), generator=generator))
+            y = int(torch.randint(h - size + 1, (1,), generator=generator))
+            x = int(torch.randint(w - size + 1, (1,), generator=generator))
+            if tries <= 1:
+                return first, y, x
+            a, b = (v[first + k, y:y + size:4, x:x + size:4].float().mean(dim=-1) for k in (key, key + stride))
+            score = float((a - b).abs().mean())
+            if score > best_score:
+                best, best_score = (first, y, x), score
+        return best
 
     def _blur(self, clip: np.ndarray, centres: list[int], stride: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.blur
