@@ -78,8 +78,9 @@ def test_the_restoration_path_is_local_tiles_agree_with_the_whole_frame():
     model = randomize(build_prior_model("tiny"), seed=3).eval()
     g = torch.Generator().manual_seed(1)
     x = [torch.rand(1, 3, 128, 128, generator=g) for _ in range(3)]
-    whole = model.restorer(*x)
-    part = model.restorer(*[t[..., :, :96] for t in x])
+    motion = 8 * torch.randn(1, 4, 128, 128, generator=g)  # tiny takes the flows to its views too
+    whole = model.restorer(*x, None, motion)
+    part = model.restorer(*[t[..., :, :96] for t in x], None, motion[..., :96])
     assert torch.allclose(whole[..., 8:120, 8:40], part[..., 8:120, 8:40], atol=1e-5)
 
 
@@ -373,7 +374,7 @@ def test_the_motion_input_starts_at_nothing_and_then_reads_the_flows():
     import dataclasses
 
     torch.manual_seed(0)
-    base = PRIOR_CONFIGS["tiny"]
+    base = dataclasses.replace(PRIOR_CONFIGS["tiny"], restore_motion=False)
     plain = randomize(PriorNet(base), seed=5).eval()
     moving = PriorNet(dataclasses.replace(base, restore_motion=True)).eval()
     missing, unexpected = moving.load_state_dict(plain.state_dict(), strict=False)
@@ -391,6 +392,7 @@ def test_the_motion_input_starts_at_nothing_and_then_reads_the_flows():
     assert (still[0] - c[0]).abs().max() > 1e-4  # other motion, another key frame
     with pytest.raises(ValueError, match="motion"):
         moving.restorer(*x[:, :3].unbind(1))
+    assert PRIOR_CONFIGS["tiny"].restore_motion and not PRIOR_CONFIGS["small"].restore_motion
     cfg = prior_config_from_dict(json.loads(prior_config_to_json(moving.config)))
     assert cfg.restore_motion is True and prior_config_from_dict({"name": "old"}).restore_motion is False
     with pytest.raises(ValueError):

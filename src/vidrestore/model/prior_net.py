@@ -114,7 +114,8 @@ PRIOR_CONFIGS: dict[str, PriorConfig] = {
     "default": PriorConfig("default", (24, 48, 64), window=7, head=64, widths=(32, 64, 96, 128), blocks=(1, 2, 2, 4),
                            refine=24),
     "small": PriorConfig("small", view_attention=True, local_attention=3),
-    "tiny": PriorConfig("tiny", (8, 8, 12), window=3, head=8, widths=(8, 8, 12, 16), blocks=(1, 0, 1, 1), refine=8),
+    "tiny": PriorConfig("tiny", (8, 8, 12), window=3, head=8, widths=(8, 8, 12, 16), blocks=(1, 0, 1, 1), refine=8,
+                        restore_motion=True),  # (tests: every path runs with the motion input)
 }
 
 
