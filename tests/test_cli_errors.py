@@ -303,3 +303,15 @@ def test_an_unknown_precision_is_one_line_before_any_work(cli, make_clip, tmp_pa
     assert check_precision("bf16") == "bf16"
     with pytest.raises(UsageError, match="expected one of"):
         check_precision("FP32")
+
+
+def test_an_interrupted_train_says_what_it_kept(monkeypatch):
+    """Ctrl-C in `vidrestore train` says the run is checkpointed; in `--fill-cache`, that the cache keeps its
+    complete shards (a filler has no checkpoint)."""
+    from vidrestore.cli import _interrupted
+
+    monkeypatch.setattr("sys.argv", ["vidrestore", "train", "--recipe", "r.toml", "--out", "run"])
+    assert "checkpointed" in str(_interrupted("train"))
+    monkeypatch.setattr("sys.argv", ["vidrestore", "train", "--recipe", "r.toml", "--out", "run", "--fill-cache"])
+    message = str(_interrupted("train"))
+    assert "complete shard" in message and "checkpointed" not in message

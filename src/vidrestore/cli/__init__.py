@@ -70,6 +70,8 @@ def _interrupted(command: str | None) -> Interrupted:
     done = interrupts.committed()
     if done and command == "enhance":  # the signal came after the final rename: the output is complete and stays
         return Interrupted(f"interrupted after the output was written: {done[-1]}")
+    if command == "train" and "--fill-cache" in sys.argv[1:]:
+        return Interrupted("interrupted; the cache keeps every complete shard (run the same command again to add more)")
     if command == "train":
         return Interrupted("interrupted; the run is checkpointed (run the same command again to continue)")
     return Interrupted("interrupted; no output was written")
