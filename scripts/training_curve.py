@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="print every N-th validation in the table")
     ap.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN",
                     help="another run (same start, one part changed): its real key-frame gain, dashed, and a table")
+    ap.add_argument("--mark", action="append", default=[], metavar="HOURS=LABEL",
+                    help="a dotted line at these cumulative hours, labelled (a change of recipe, a stage)")
     args = ap.parse_args()
     rows: list[dict] = []
     offset = 0.0
@@ -77,8 +79,8 @@ def main() -> None:
         rows += part
     parts = segments(rows)
     for n, seg in enumerate(parts):
-        floor = seg[0]["floor"]
-        keys = [k for k in SERIES if k in floor]
+        floor = seg[-1]["floor"]  # (a series added within the set, as 'motion', has its floor from then on)
+        keys = [k for k in SERIES if any(k in r["floor"] for r in seg)]
         if n:
             print(f"\nvalidation set {n + 1} (the training data changed at {seg[0]['hours']:.2f} h):\n")
         print("| hours | step | " + " | ".join(f"{k} (gain)" for k in keys) + " |")
@@ -87,7 +89,7 @@ def main() -> None:
         for i, r in enumerate(seg):
             if i % args.every and i != len(seg) - 1:
                 continue
-            cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" for k in keys]
+            cells = [f"{r[k]:.2f} ({r[k] - floor[k]:+.2f})" if k in r["floor"] else "" for k in keys]
             print(f"| {r['hours']:.2f} | {r['step']} | " + " | ".join(cells) + " |")
     others = []
     for item in args.ablation:
@@ -110,14 +112,19 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
         colours = {k: f"C{i}" for i, k in enumerate(SERIES)}
         for n, seg in enumerate(parts):
-            f = seg[0]["floor"]
-            for k in [k for k in SERIES if k in f]:
-                ax.plot([r["hours"] for r in seg], [r[k] - f[k] for r in seg], marker=".", color=colours[k],
+            for k in [k for k in SERIES if any(k in r["floor"] for r in seg)]:
+                rows_k = [r for r in seg if k in r["floor"]]
+                ax.plot([r["hours"] for r in rows_k], [r[k] - r["floor"][k] for r in rows_k], marker=".",
+                        color=colours[k],
                         label=SERIES[k] if n == len(parts) - 1 or k not in parts[-1][0]["floor"] else None)
             if n:
                 ax.axvline(seg[0]["hours"], color="grey", ls=":", lw=1)
                 ax.annotate("new training blur\n(and validation set)", (seg[0]["hours"], 0.0), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
+        for mark in args.mark:
+            at, _, text = mark.partition("=")
+            ax.axvline(float(at), color="grey", ls=":", lw=1)
+            ax.annotate(text, (float(at), 0.0), fontsize=7, xytext=(3, -12), textcoords="offset points")
         for label, part in others:
             for k in COMPARED:
                 rows = [r for r in part if k in r["floor"]]

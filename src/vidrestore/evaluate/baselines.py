@@ -201,6 +201,8 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
         tb = Fraction(1, graph_rate)
         graph = None
         stream = out.add_stream(codec, rate=rate * factor)
+        out_tb = 1 / (rate * factor)
+        stream.codec_context.time_base = out_tb
         stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
         stream.pix_fmt = "yuv420p"
 
@@ -213,7 +215,7 @@ def minterpolate_file(src: Path, dst: Path, factor: int, codec: str = "libx264")
                     return
                 if limit is not None and out_frames >= limit:
                     continue
-                f.pts = None
+                f.pts, f.time_base = out_frames, out_tb  # the output's own clock: frame k at k / (factor x rate)
                 for packet in stream.encode(f):
                     out.mux(packet)
                 out_frames += 1
