@@ -37,10 +37,10 @@ class Known:
 
 
 MODELS: dict[str, Known] = {
-    "vidrestore-prior-small-v1": Known(
-        "vidrestore-prior-small-v1.safetensors", "c1697fabafe720bde41be4b120e91811054feb5d0b47e4c6e3dab666f699a744"),
+    "vidrestore-prior-small-v2": Known(
+        "vidrestore-prior-small-v2.safetensors", "3cfb76439db3fb84a393c4477ab0a6a925b8eda677c3c2e5a0c5c8c2d07a89ee"),
 }
-DEFAULT_WEIGHTS = "vidrestore-prior-small-v1"  # what enhance, eval and bench use when --weights is not given
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v2"  # what enhance, eval and bench use when --weights is not given
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 META_CONFIG = "vidrestore.config"
