@@ -109,7 +109,7 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        fig, ax = plt.subplots(figsize=(11, 4.5), dpi=100)
         colours = {k: f"C{i}" for i, k in enumerate(SERIES)}
         for n, seg in enumerate(parts):
             for k in [k for k in SERIES if any(k in r["floor"] for r in seg)]:
@@ -136,7 +136,7 @@ def main() -> None:
         ax.set_ylabel("PSNR gain over the floor (dB)")
         ax.set_title("vidrestore small: validation on held-out windows")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(args.png)
         print(f"\nwrote {args.png}")
