@@ -169,12 +169,16 @@ MOTION_BLUR = BlurConfig(strides=(16,), sharp_prob=0.0, temporal_prob=1.0, shake
 MOTION_WINDOWS = 48  # most crops hold little motion, as most of a frame does: more windows than the others
 
 
+def _holdout_videos(settings: CacheSettings) -> list[torch.Tensor]:
+    """The held-out videos' first ``holdout_frames``: what validation windows are cut from."""
+    return load_footage(footage_paths(settings.holdout), settings.max_side, 0, max_frames=settings.holdout_frames)
+
+
 def motion_validation(settings: CacheSettings, seed: int = 4321) -> Windows | None:
     """The ``motion`` validation windows (:data:`MOTION_BLUR`), or None where the held-out frames are too few
     for its stride."""
-    videos = load_footage(footage_paths(settings.holdout), settings.max_side, 0, max_frames=settings.holdout_frames)
     try:
-        sampler = RealSampler(videos, MOTION_BLUR, threads=1)
+        sampler = RealSampler(_holdout_videos(settings), MOTION_BLUR, threads=1)
     except ValueError:
         return None
     g = torch.Generator().manual_seed(seed)
@@ -190,10 +194,9 @@ def validation_windows(settings: CacheSettings, sources: Sequence[str], per_sour
     g = torch.Generator().manual_seed(seed)
     real_sources = [s for s in sources if s not in ("synthetic", "motion")]
     if real_sources and settings.holdout:
-        videos = load_footage(footage_paths(settings.holdout), settings.max_side, 0,
-                              max_frames=settings.holdout_frames)
         try:
-            sampler = RealSampler(videos, replace(settings.blur, motion_crops=0.0), threads=1)  # uniform crops
+            sampler = RealSampler(_holdout_videos(settings), replace(settings.blur, motion_crops=0.0),
+                                  threads=1)  # uniform crops
         except ValueError:
             raise UsageError(f"the held-out frames (holdout_frames = {settings.holdout_frames}) are too few for "
                              f"validation windows: {4 * max(settings.blur.strides) + 4} are needed") from None
