@@ -126,10 +126,11 @@ def test_rss_sampler_sees_growth_in_the_second_half():
     assert current_rss_mb() > 10
     with RssSampler(interval=0.01) as rss:
         time.sleep(1.5)  # the midpoint falls in this wait: the allocation is in the second half
-        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+        block = np.ones(400 * 2**20 // 8)  # 400 MiB, touched
         time.sleep(0.3)
     first, second = rss.halves()
-    assert second - first > 150
+    # half the block is margin: memory freed earlier in the process (other tests) can be reused without new pages
+    assert second - first > 200
     del block
 
 
