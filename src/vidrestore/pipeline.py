@@ -111,10 +111,11 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     p = planned if planned is not None else plan(config)
     # the command's thread settings, whichever entry point runs the job (threads asked for: always)
     if config.threads is not None:
-        threads.apply(p.threads)
+        total = threads.apply(p.threads)
     else:
-        threads.ensure(p.threads)
+        total = threads.ensure(p.threads)
     rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
+    threads.set_network_threads(threads.network_share(total, config.mode, rt.device.type))
     note_list: list[str] = []
 
     def note(msg: str) -> None:

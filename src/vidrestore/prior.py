@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vidrestore import threads
 from vidrestore.flow import dis_flow
 from vidrestore.model.prior_net import PriorFlows
 
@@ -51,7 +52,9 @@ class PairFlows:
     zero."""
 
     def __init__(self, workers: int = 2) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vidrestore-prior")
+        # at a lower priority than the network's thread: they work ahead of it (threads.background_thread)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vidrestore-prior",
+                                       initializer=threads.background_thread)
         self._jobs: dict[tuple[int, int], Future] = {}
         self._last: tuple[int, np.ndarray] | None = None
 

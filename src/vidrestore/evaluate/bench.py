@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidrestore import pipeline, runtime
+from vidrestore import pipeline, runtime, threads
 from vidrestore.config import DEFAULT_TILE_OVERLAP, EnhanceConfig, RunOptions, check_factor_mode, effective_factor
 from vidrestore.engine import Engine, EngineConfig
 from vidrestore.errors import UsageError
@@ -170,9 +170,16 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
     }
 
 
+def job_threads(cfg: BenchConfig, device: torch.device) -> int:
+    """torch's threads for the bench's job, as enhance sets them (:func:`vidrestore.pipeline.run`)."""
+    total = threads.ensure(threads.resolve(cfg.threads))
+    return threads.set_network_threads(threads.network_share(total, cfg.mode, device.type))
+
+
 def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
     """The model through :class:`~vidrestore.engine.Engine`: uint8 frames in and out, as ``enhance`` runs it."""
     engine = Engine(rt, EngineConfig.of(cfg.factor, cfg.mode, cfg.run, scene_threshold=None))
+    job_threads(cfg, rt.device)
     if frames is None:
         frames = list(moving_texture(cfg.width, cfg.height, cfg.frames, cfg.seed))
     if cfg.warmup:
@@ -289,6 +296,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     device = rt.device
     report: dict[str, Any] = {"settings": {**flat_settings(cfg), "resolution": f"{cfg.width}x{cfg.height}",
                                            "effective_factor": cfg.effective_factor, "dtype": rt.dtype_name}}
+    job_threads(cfg, device)  # so that the report's torch threads are the job's
     report["hardware"] = hardware_info(device)
     if headline is not None:
         report["headline"] = headline

@@ -14,6 +14,7 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
+from vidrestore import threads
 from vidrestore.errors import ProcessingError
 
 END = object()  # the producing side is done: the caller puts it, or get() returns it once the thread has ended
@@ -108,6 +109,7 @@ class Worker:
         self.join()
 
     def _run(self) -> None:
+        threads.background_thread()  # the caller's thread (the network's) is the critical path
         try:
             self._body()
         except BaseException as err:  # handed to the caller's thread
