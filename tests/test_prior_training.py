@@ -396,3 +396,37 @@ def test_straight_shake_kernels_are_lines_of_their_length():
             assert float(spread[1]) / float(spread[0]) < 0.15 and 14 <= extent <= 19
         else:
             assert float(spread[1]) / float(spread[0]) > 0.15
+
+
+def test_a_deeper_restoration_path_warm_starts_as_the_file_it_came_from(tmp_path):
+    """`--set blocks=[...]` adds blocks to the restoration path's levels: a warm start from a file with fewer keeps
+    every tensor of the file, the added blocks start as the identity, so the deeper network restores exactly as
+    the file's did."""
+    from safetensors.torch import save_file
+
+    from vidrestore.errors import UsageError
+    from vidrestore.model.prior_net import PRIOR_CONFIGS, PriorFlows, PriorNet, prior_config_to_json
+    from vidrestore.train.prior_loop import load_prior_recipe, warm_start
+
+    torch.manual_seed(0)
+    old = PriorNet(PRIOR_CONFIGS["tiny"]).eval()
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(path),
+              metadata={"vidrestore.config": prior_config_to_json(old.config), "vidrestore.format": "2"})
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('arch = "prior"\nsize = "tiny"\n')
+    cfg = load_prior_recipe(recipe, {"blocks": [1, 0, 2, 3]})
+    assert cfg.model_config().blocks == (1, 0, 2, 3)
+    new = PriorNet(cfg.model_config()).eval()
+    assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
+    warm_start(new, str(path))
+    frames = torch.rand(1, 4, 3, 32, 32)
+    prior = PriorFlows(*(torch.randn(1, 2, 32, 32) for _ in range(3)))
+    with torch.no_grad():
+        a, ai = old(frames, torch.tensor([0.5]), prior)
+        b, bi = new(frames, torch.tensor([0.5]), prior)
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ai, bi, atol=1e-6)
+    with pytest.raises(UsageError, match="blocks"):
+        load_prior_recipe(recipe, {"blocks": [1, 1]}).model_config()

@@ -102,6 +102,9 @@ class PriorTrainConfig:
     restore_motion: bool | None = None  # None: the size's own (the restoration path's motion input)
     head_scale: int | None = None  # None: the size's own (the per-t flow head's scale, 4 or 8)
     refine_scale: int | None = None  # ... the interp refiner's (2 or 4)
+    # None: the size's own. The restoration path's blocks per level: more at a level starts the added ones as the
+    # identity (a warm start from a file with fewer keeps everything it learnt)
+    blocks: tuple[int, ...] | None = None
     steps: int = 20000
     stages: tuple[Stage, ...] = (Stage("joint", mix=(("real", 0.6), ("interp", 0.15), ("synthetic", 0.25)),
                                        batch=4, crop=128),)
@@ -158,9 +161,12 @@ class PriorTrainConfig:
         """The size's network config, with the recipe's attention settings where it gives them."""
         given = (("view_attention", self.view_attention), ("local_attention", self.local_attention),
                  ("restore_motion", self.restore_motion), ("head_scale", self.head_scale),
-                 ("refine_scale", self.refine_scale))
+                 ("refine_scale", self.refine_scale), ("blocks", self.blocks))
         changes = {k: v for k, v in given if v is not None}
-        return dataclasses.replace(PRIOR_CONFIGS[self.size], **changes)
+        try:
+            return dataclasses.replace(PRIOR_CONFIGS[self.size], **changes)
+        except ValueError as err:
+            raise UsageError(f"size {self.size}: {err}") from None
 
     def stage(self, step: int) -> Stage:
         for st in self.stages:
@@ -201,6 +207,8 @@ def load_prior_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
     for key in ("footage", "holdout"):
         data[key] = tuple(resolve(p) for p in data.get(key, ()))
     data["mix"] = tuple((str(k), float(v)) for k, v in dict(data.get("mix", {})).items()) or PriorTrainConfig.mix
+    if isinstance(data.get("blocks"), list):
+        data["blocks"] = tuple(data["blocks"])
     blur = dict(data.pop("blur", {}))
     for key in ("strides", "exposure", "shake_length", "length"):
         if key in blur:
