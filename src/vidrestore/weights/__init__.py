@@ -37,10 +37,10 @@ class Known:
 
 
 MODELS: dict[str, Known] = {
-    "vidrestore-prior-small-v2": Known(
-        "vidrestore-prior-small-v2.safetensors", "3cfb76439db3fb84a393c4477ab0a6a925b8eda677c3c2e5a0c5c8c2d07a89ee"),
+    "vidrestore-prior-small-v3": Known(
+        "vidrestore-prior-small-v3.safetensors", "da53eb592219cce171c541a139fd46c8a88158a6725d5946899dd0d81682de39"),
 }
-DEFAULT_WEIGHTS = "vidrestore-prior-small-v2"  # what enhance, eval and bench use when --weights is not given
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v3"  # what enhance, eval and bench use when --weights is not given
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 META_CONFIG = "vidrestore.config"
