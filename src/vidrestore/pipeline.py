@@ -115,7 +115,7 @@ def run(config: EnhanceConfig, progress: Callable[[Progress], None] | None = Non
     else:
         total = threads.ensure(p.threads)
     rt = loaded if loaded is not None else runtime.load(config.run, model=model, device=device, dtype=dtype)
-    threads.set_network_threads(threads.network_share(total, config.mode, rt.device.type))
+    threads.set_network_threads(total, config.mode, rt.device.type)
     note_list: list[str] = []
 
     def note(msg: str) -> None:

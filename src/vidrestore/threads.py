@@ -145,10 +145,12 @@ def network_share(total: int, mode: str, device_type: str) -> int:
     return total
 
 
-def set_network_threads(n: int) -> int:
-    """torch's intra-op threads for the job at hand (:func:`network_share`); OpenCV's and the codecs' stay."""
+def set_network_threads(total: int, mode: str, device_type: str) -> int:
+    """torch's intra-op threads for a job of ``total`` threads in ``mode`` on ``device_type``
+    (:func:`network_share`); OpenCV's and the codecs' stay. Called by the run path and by the bench."""
     import torch
 
+    n = network_share(total, mode, device_type)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

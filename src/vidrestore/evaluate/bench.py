@@ -172,8 +172,7 @@ def count_macs(model: torch.nn.Module, height: int, width: int, factor: int, mod
 
 def job_threads(cfg: BenchConfig, device: torch.device) -> int:
     """torch's threads for the bench's job, as enhance sets them (:func:`vidrestore.pipeline.run`)."""
-    total = threads.ensure(threads.resolve(cfg.threads))
-    return threads.set_network_threads(threads.network_share(total, cfg.mode, device.type))
+    return threads.set_network_threads(threads.ensure(threads.resolve(cfg.threads)), cfg.mode, device.type)
 
 
 def time_engine(rt: Runtime, cfg: BenchConfig, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
