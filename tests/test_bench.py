@@ -124,6 +124,14 @@ def test_rss_sampler_sees_growth_in_the_second_half():
     from vidrestore.evaluate.machine import RssSampler, current_rss_mb
 
     assert current_rss_mb() > 10
+    # a steady start: free heap that earlier tests left (kept for reuse by threads.apply) could be handed back to
+    # the kernel during the first half, making its peak the old footprint rather than this test's
+    import gc
+
+    from vidrestore import threads
+
+    gc.collect()
+    threads.release_freed_memory(0)
     with RssSampler(interval=0.01) as rss:
         time.sleep(1.5)  # the midpoint falls in this wait: the allocation is in the second half
         block = np.ones(400 * 2**20 // 8)  # 400 MiB, touched
