@@ -124,8 +124,9 @@ def test_variable_rate_mp4_declares_its_whole_duration(tiny_model, make_clip, tm
     assert summary.variable_rate
     with av.open(str(dst)) as c:
         s = c.streams.video[0]
-        declared = Fraction(s.duration) * Fraction(s.time_base)
+        tb = Fraction(s.time_base)
+        declared = Fraction(s.duration) * tb
         packets = sorted((p.pts, p.duration) for p in c.demux(s) if p.size)
     end = Fraction(pts[-1] + 1, 25)  # the last input frame lasts one step
     assert declared == end
-    assert [Fraction(p + d) * Fraction(s.time_base) for p, d in packets][-1] == end
+    assert [Fraction(p + d) * tb for p, d in packets][-1] == end

@@ -523,13 +523,22 @@ def _first_frame_display(path: Path, index: int) -> tuple[int, tuple[int, ...] |
     try:
         with av.open(str(path)) as c:
             for frame in c.decode(c.streams[index]):
-                matrix = None
-                for sd in frame.side_data:
-                    if getattr(sd.type, "name", "") == "DISPLAYMATRIX":
-                        raw = bytes(sd)
-                        if len(raw) == 36:
-                            matrix = tuple(int(x) for x in memoryview(raw).cast("i"))
-                return int(round(frame.rotation or 0)), matrix
+                return int(round(frame.rotation or 0)), _display_matrix(frame)
     except Exception:
         return 0, None
     return 0, None
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix side data as 9 int32 values. Iterating ``frame.side_data`` gives the
+    entries up to PyAV 18.1.0 and their types (keys of a mapping) from 18.1.1: both are read."""
+    try:
+        for entry in frame.side_data:
+            sd = entry if hasattr(entry, "type") else frame.side_data[entry]
+            if getattr(sd.type, "name", "") == "DISPLAYMATRIX":
+                raw = bytes(sd)
+                if len(raw) == 36:
+                    return tuple(int(x) for x in memoryview(raw).cast("i"))
+    except Exception:
+        return None
+    return None
