@@ -25,7 +25,7 @@ DEVICE="${DEVICE:-cuda}"
 PRECISION="${PRECISION:-bf16}"
 SIZE="${SIZE:-default}"
 OUT="${OUT:-out}"
-AV_VERSION="${AV_VERSION:-18.1.0}"
+AV_VERSION="${AV_VERSION:-18.1.1}"
 DEVDATA="${DEVDATA:-.devdata}"  # the carried training footage (clips/ and train/, as in ../shared/data)
 
 setup_there() {
