@@ -37,10 +37,10 @@ class Known:
 
 
 MODELS: dict[str, Known] = {
-    "vidrestore-prior-small-v3": Known(
-        "vidrestore-prior-small-v3.safetensors", "da53eb592219cce171c541a139fd46c8a88158a6725d5946899dd0d81682de39"),
+    "vidrestore-prior-small-v4": Known(
+        "vidrestore-prior-small-v4.safetensors", "b3a2393bae4b5db17436030e0604d6b1ad1a75e8d031667baa6ee5105914c133"),
 }
-DEFAULT_WEIGHTS = "vidrestore-prior-small-v3"  # what enhance, eval and bench use when --weights is not given
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v4"  # what enhance, eval and bench use when --weights is not given
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 META_CONFIG = "vidrestore.config"
