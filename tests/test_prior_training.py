@@ -430,3 +430,24 @@ def test_a_deeper_restoration_path_warm_starts_as_the_file_it_came_from(tmp_path
     assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ai, bi, atol=1e-6)
     with pytest.raises(UsageError, match="blocks"):
         load_prior_recipe(recipe, {"blocks": [1, 1]}).model_config()
+
+
+def test_blur_weight_adds_a_term_on_the_key_frames_blurred_pixels():
+    from types import SimpleNamespace
+
+    from vidrestore.train.prior_loop import PriorTrainConfig, key_loss
+
+    g = torch.Generator().manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32, generator=g)
+    inputs = sharp.unsqueeze(1).repeat(1, 4, 1, 1, 1)
+    inputs[:, 1, :, :, :8] = 0.5  # the key frame blurred in a strip
+    batch = SimpleNamespace(inputs=inputs, key=sharp)
+    plain = PriorTrainConfig(name="t", out="x")
+    weighted = PriorTrainConfig(name="t", out="x", blur_weight=4.0)
+    assert float(key_loss(sharp, batch, weighted)) == 0.0
+    in_strip, elsewhere = sharp.clone(), sharp.clone()
+    in_strip[..., :, 2] += 0.1
+    elsewhere[..., :, 20] += 0.1
+    # without the weight both errors cost alike; with it, the one where the blur was costs more
+    assert abs(float(key_loss(in_strip, batch, plain)) - float(key_loss(elsewhere, batch, plain))) < 1e-3
+    assert float(key_loss(in_strip, batch, weighted)) > float(key_loss(elsewhere, batch, weighted)) + 0.01

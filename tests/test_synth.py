@@ -203,3 +203,23 @@ def test_losses_zero_on_identical_positive_otherwise():
     assert float(laplacian_loss(x, y)) > 0.01
     # The pyramid term sees a fine-detail change that barely moves the mean.
     assert float(laplacian_loss(x, x + 0.02 * torch.randn(x.shape, generator=g))) > 0
+
+
+def test_blur_mask_weighs_where_the_blur_was():
+    from vidrestore.train.losses import blur_mask, masked_charbonnier
+
+    sharp = torch.zeros(2, 3, 16, 16)
+    sharp[..., 8:] = 1.0  # an edge
+    blurred = sharp.clone()
+    blurred[0, :, :, 6:10] = 0.5  # item 0: the edge smeared (a moving part); item 1: unchanged
+    mask = blur_mask(blurred, sharp)
+    assert mask.shape == (2, 1, 16, 16)
+    assert float(mask[0, 0, 0, 6:10].min()) == 1.0 and float(mask[0, 0, :, :6].max()) == 0.0
+    assert float(mask[1].max()) == 0.0
+    # the same error costs more where the blur was than where the frame was already sharp
+    err_moving, err_static = sharp.clone(), sharp.clone()
+    err_moving[0, :, :, 7] += 0.2
+    err_static[0, :, :, 2] += 0.2
+    assert float(masked_charbonnier(err_moving, sharp, mask)) > 0.005  # 0.2 on 1 column in 32
+    assert float(masked_charbonnier(err_static, sharp, mask)) == 0.0
+    assert float(masked_charbonnier(sharp, sharp, mask)) == 0.0

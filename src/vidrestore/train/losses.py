@@ -1,5 +1,6 @@
-"""Reconstruction losses of the flow-prior training (:mod:`vidrestore.train.prior_loop`): Charbonnier and a
-multi-scale Laplacian-pyramid L1 term. No pretrained networks."""
+"""Reconstruction losses of the flow-prior training (:mod:`vidrestore.train.prior_loop`): Charbonnier, a
+multi-scale Laplacian-pyramid L1 term, a Fourier term, and a Charbonnier term on where the blur was. No pretrained
+networks."""
 
 from __future__ import annotations
 
@@ -58,3 +59,17 @@ def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     frequencies, which a pixel loss weighs little since they carry little energy."""
     d = torch.fft.rfft2(_flat(pred) - _flat(target), norm="ortho")
     return torch.view_as_real(d).abs().mean()
+
+
+def blur_mask(blurred: torch.Tensor, sharp: torch.Tensor, scale: float = 0.1) -> torch.Tensor:
+    """Where the blur changed a frame: |blurred - sharp| (mean over channels) / ``scale``, at most 1, [N,1,H,W].
+    A scene's moving parts are a small share of its pixels, so a pixel loss spends little of its gradient on
+    the blur of moving objects; camera shake changes every edge of a frame."""
+    return ((_flat(blurred) - _flat(sharp)).abs().mean(dim=1, keepdim=True) / scale).clamp(max=1.0)
+
+
+def masked_charbonnier(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier weighted by ``mask`` [N,1,H,W] in [0, 1], over all pixels (not normalised by the mask:
+    a window with more blur weighs more)."""
+    d = _flat(pred) - _flat(target)
+    return ((torch.sqrt(d * d + eps * eps) - eps) * mask).mean()

@@ -42,7 +42,7 @@ from vidrestore.runtime import autocast, resolve_device, resolve_dtype
 from vidrestore.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from vidrestore.train.batches import CachedBatches, validation_batches
 from vidrestore.train.cache import CacheSettings, WindowCache, WindowMaker, ensure_validation, fill
-from vidrestore.train.losses import charbonnier, fft_loss, laplacian_loss
+from vidrestore.train.losses import blur_mask, charbonnier, fft_loss, laplacian_loss, masked_charbonnier
 from vidrestore.train.prior_data import STORED_TIMES, Batch, BlurConfig
 from vidrestore.weights import locate, read_tensors, save_weights
 
@@ -130,6 +130,7 @@ class PriorTrainConfig:
     shard: int = 64  # windows per shard
     laplacian: float = 0.5
     fft: float = 0.0  # weight of an L1 term on the Fourier spectrum
+    blur_weight: float = 0.0  # key frames: weight of a Charbonnier term on the pixels the blur changed
     val_every: int = 250
     log_every: int = 25
     checkpoint_minutes: float = 10.0
@@ -284,13 +285,23 @@ def restore_stage_key(model: PriorNet, batch: Batch) -> torch.Tensor:
     return model.restorer(*model.key_inputs(frames, feats, batch.prior, m01))
 
 
+def key_loss(key: torch.Tensor, batch: Batch, cfg: PriorTrainConfig) -> torch.Tensor:
+    """The key frame's loss; with ``blur_weight``, more on the pixels its blur changed (see
+    :func:`~vidrestore.train.losses.blur_mask`)."""
+    loss = image_loss(key, batch.key, cfg)
+    if cfg.blur_weight:
+        mask = blur_mask(batch.inputs[:, 1], batch.key)
+        loss = loss + cfg.blur_weight * masked_charbonnier(key, batch.key, mask)
+    return loss
+
+
 def loss_of(model: PriorNet, batch: Batch, cfg: PriorTrainConfig, stage: Stage) -> torch.Tensor:
     if stage.name == "restore":
-        return stage.key_weight * image_loss(restore_stage_key(model, batch), batch.key, cfg)
+        return stage.key_weight * key_loss(restore_stage_key(model, batch), batch, cfg)
     key, inter = outputs(model, batch)
     loss = torch.zeros((), dtype=torch.float32, device=batch.key.device)
     if key is not None:
-        loss = loss + stage.key_weight * image_loss(key, batch.key, cfg)
+        loss = loss + stage.key_weight * key_loss(key, batch, cfg)
     if inter.shape[1]:
         loss = loss + image_loss(inter, batch.inter, cfg)
     return loss
