@@ -8,6 +8,10 @@ Writes one file per source clip (video only, no audio): H.264 in MP4 (``--format
 CRF 10, yuv444p) or a folder of PNG frames per clip (``--format png``, lossless). ``vidrestore eval``
 accepts a folder of either. The scaled frames are the ground truth, so what matters is that every
 method is scored against the same decoded frames, not that they equal the original clip.
+
+``--pan DX,DY``: instead of the clip's frames, its frame ``--start`` as a camera pan of DX, DY pixels per frame
+(every pixel moves alike; borders reflected): camera motion alone, where the clips' own motion is mostly that of
+objects (what deblurring of the one and the other gains: ``scripts/release_eval.sh``, part (g)).
 """
 
 from __future__ import annotations
@@ -48,6 +52,27 @@ def write_mp4(path: Path, frames: list[np.ndarray], rate: Fraction) -> None:
     tmp.replace(path)
 
 
+def pan_frames(frame: np.ndarray, count: int, dx: float, dy: float) -> list[np.ndarray]:
+    """``count`` views of ``frame`` moving by (dx, dy) pixels per frame, centred on the middle view."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    out = []
+    for i in range(count):
+        t = i - (count - 1) / 2
+        m = np.float32([[1, 0, -dx * t], [0, 1, -dy * t]])
+        out.append(cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def parse_pan(text: str) -> tuple[float, float]:
+    try:
+        dx, dy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: need DX,DY (pixels per frame)") from None
+    return dx, dy
+
+
 def write_png(folder: Path, frames: list[np.ndarray]) -> None:
     import cv2
 
@@ -65,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first frame [0]")
     ap.add_argument("--size", type=parse_size, default=(640, 360), help="WxH [640x360]")
     ap.add_argument("--format", choices=("mp4", "png"), default="mp4")
+    ap.add_argument("--pan", type=parse_pan, default=None, metavar="DX,DY",
+                    help="frame --start panned by DX,DY pixels per frame instead of the clip's frames")
     args = ap.parse_args(argv)
     if args.frames < 2:
         ap.error("--frames must be at least 2")
@@ -74,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     for clip in clips:
-        frames, rate = read_frames(clip, args.start, args.frames, args.size)
+        frames, rate = read_frames(clip, args.start, 1 if args.pan else args.frames, args.size)
+        if args.pan and frames:
+            frames = pan_frames(frames[0], args.frames, *args.pan)
         if len(frames) < 2:
             print(f"cut_clips: {clip.name}: only {len(frames)} frame(s) after --start, skipped", file=sys.stderr)
             continue

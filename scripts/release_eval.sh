@@ -50,6 +50,13 @@ done
     > "$OUT/clips_deblur_sharp.json"
 # (e) camera motion on real frames: held-out frames blurred along a 16 px line, as static 5-frame videos, deblur mode
 "$PY" scripts/check_linear_blur.py ${2:+--weights "$2"} --length 16 --json > "$OUT/linear_blur16px.json"
+# (g) camera motion against the objects' own: frame 40 of each clip as a camera pan of 1.5, 0.5 px per frame,
+#     blurred to about 16 px as in (d) (the clips' own motion, in (d), is mostly that of objects)
+"$PY" scripts/cut_clips.py --out "$OUT/pan360" --frames 96 --start 40 --size 640x360 --pan 1.5,0.5 --format png \
+    > /dev/null
+"$VR" eval "$OUT/pan360" "${W[@]}" --protocol deblur --stride 16 --exposure 15 --blur-length 16 \
+    --methods model,repeat --json > "$OUT/pan_deblur_flow16px.json"
+rm -rf "$OUT/pan360"
 # (a') and (b) again for the model with --ensemble 4 (the network over mirrored windows, averaged; ENSEMBLE=0 skips)
 if [ "${ENSEMBLE:-1}" = 1 ]; then
 "$VR" eval --synthetic "${W[@]}" --methods model --ensemble 4 --json > "$OUT/synthetic_joint_ensemble4.json"
