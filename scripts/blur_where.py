@@ -4,7 +4,8 @@ window, the 10% and 25% with the largest |blurred - sharp|), on held-out windows
 
 - ``motion``: frames blurred by the scene's own motion only, as the release checks of real motion blur blur them
   (in the development clips, mostly that of objects: a dog, hands, a toy);
-- ``real``: the training blur (camera shake, the scene's motion, or both).
+- ``real``: the training blur (camera shake, the scene's motion, or both);
+- ``synthetic`` (with ``--synthetic``): rendered scenes, a moving camera and moving objects.
 
     python scripts/blur_where.py [--weights W ...] [--recipe recipes/prior-small.toml]
 
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", default=[None])
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "prior-small.toml"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--synthetic", action="store_true", help="the synthetic validation windows too")
     args = ap.parse_args()
     import vidrestore
     from vidrestore import threads
@@ -42,7 +44,8 @@ def main() -> None:
     threads.apply(args.threads)
     settings = load_prior_recipe(args.recipe, {"out": "unused"}).cache_settings()
     windows = {"motion": motion_validation(settings)}
-    windows.update(validation_windows(settings, ["real"], log=lambda _: None))
+    windows.update(validation_windows(settings, ["real", *(["synthetic"] if args.synthetic else [])],
+                                      log=lambda _: None))
     batches = validation_batches(windows)
     for spec in args.weights:
         model = vidrestore.load_model(spec, device="cpu").eval()

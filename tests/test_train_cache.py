@@ -204,3 +204,28 @@ def test_motion_crops_find_where_the_scene_moves():
     b = RealSampler([video], dataclasses.replace(base, motion_tries=9), threads=1).sample(
         4, 48, torch.Generator().manual_seed(3))
     assert np.array_equal(a.inputs, b.inputs)  # off: the same windows as before the option
+
+
+def test_synthetic_textures_from_the_footage_and_off_by_default(tmp_path):
+    """Off (0), the setting is left out of the fingerprint (the caches made before it stay); on, synthetic scenes
+    take their textures from the footage's frames."""
+    import dataclasses
+
+    from vidrestore.train.prior_data import SyntheticSampler, footage_textures
+
+    base = _settings(tmp_path, tmp_path / "clip.mp4")
+    assert "synthetic_textures" not in base.to_json()
+    on = dataclasses.replace(base, synthetic_textures=0.7)
+    assert on.fingerprint() != base.fingerprint() and on.to_json()["synthetic_textures"] == 0.7
+
+    red = torch.zeros(30, 64, 80, 3, dtype=torch.uint8)
+    red[..., 0] = 200
+    bank = footage_textures([red], every=10)
+    assert len(bank) == 3 and bank.images[0].shape == (3, 64, 80)
+    g = torch.Generator().manual_seed(0)
+    w = SyntheticSampler(textures=bank, threads=1, real_fraction=1.0).sample(4, 32, g)
+    key = w.key[:, 0].astype(np.float32)  # [N, H, W, 3]: every texture is the red frame (colour-permuted at times)
+    assert (key.max(axis=-1) > 100).mean() > 0.9  # a bright channel everywhere: no procedural texture
+    assert (np.sort(key, axis=-1)[..., :2] < 40).mean() > 0.9  # and the other two dark
+    procedural = SyntheticSampler(threads=1).sample(4, 32, torch.Generator().manual_seed(0))
+    assert (np.sort(procedural.key[:, 0].astype(np.float32), axis=-1)[..., :2] < 40).mean() < 0.9

@@ -29,7 +29,7 @@ import torch
 
 from vidrestore.errors import UsageError
 from vidrestore.train.prior_data import (
-    KINDS, BlurConfig, RealSampler, SyntheticSampler, Windows, footage_paths, load_footage,
+    KINDS, BlurConfig, RealSampler, SyntheticSampler, Windows, footage_paths, footage_textures, load_footage,
 )
 
 FORMAT = 2  # 2: a drawn blur length's exposure is at most the stride (format 1 let it reach 8 frames at any)
@@ -52,9 +52,12 @@ class CacheSettings:
     blur: BlurConfig
     shard: int = 64  # windows per shard
     synthetic_crop: int = 128
+    synthetic_textures: float = 0.0  # share of synthetic textures cut from the footage's frames (0: procedural)
 
     def to_json(self) -> dict:
         data = json.loads(json.dumps(asdict(self)))
+        if not data["synthetic_textures"]:  # (off: the caches made before it keep their fingerprint)
+            del data["synthetic_textures"]
         # a blur setting at 0 is a kind of blur not used: left out, so that a kind added later (off by default)
         # leaves the caches made before it as they are
         data["blur"] = {k: v for k, v in data["blur"].items() if v != 0}
@@ -143,7 +146,16 @@ class WindowMaker:
             log(f"footage: {len(videos)} shots from {len(paths)} videos, "
                 f"{sum(v.shape[0] for v in videos)} frames ({time.monotonic() - t0:.0f} s)")
             self.real = RealSampler(videos, settings.blur, threads)
-        self.synthetic = SyntheticSampler(threads=threads) if "synthetic" in self.sources else None
+        self.synthetic = None
+        if "synthetic" in self.sources:
+            bank = None
+            if settings.synthetic_textures > 0:
+                if self.real is None:
+                    raise UsageError("synthetic_textures: the textures come from the footage; the mix needs real "
+                                     "or interp windows")
+                bank = footage_textures(self.real.videos)
+            self.synthetic = SyntheticSampler(threads=threads, textures=bank,
+                                              real_fraction=settings.synthetic_textures)
 
     def make(self, source: str, count: int, generator: torch.Generator) -> Windows:
         if source == "synthetic":

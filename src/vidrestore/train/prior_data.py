@@ -244,19 +244,28 @@ class RealSampler:
 
 
 class SyntheticSampler:
-    """``synthetic`` windows: rendered scenes with exact ground truth at ``factor`` x."""
+    """``synthetic`` windows: rendered scenes with exact ground truth at ``factor`` x. With ``textures``, a
+    ``real_fraction`` of the background and object textures are crops of real frames (else all procedural:
+    stripes, noise, gradients, blobs)."""
 
-    def __init__(self, factor: int = 8, textures: TextureBank | None = None, threads: int = 2) -> None:
+    def __init__(self, factor: int = 8, textures: TextureBank | None = None, threads: int = 2,
+                 real_fraction: float = 0.7) -> None:
         self.factor = factor
         self.textures = textures
+        self.real_fraction = real_fraction
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
 
     def sample(self, batch: int, crop: int, generator: torch.Generator) -> "Windows":
         cfg = SceneConfig(height=crop, width=crop, factor=self.factor, subframes_per_interval=max(8, self.factor),
-                          exposure=(0.0, 1.0), sharp_prob=0.15)
+                          exposure=(0.0, 1.0), sharp_prob=0.15, real_texture_fraction=self.real_fraction)
         s = render_batch(cfg, batch, generator, "cpu", self.textures)
         key = torch.stack((s.key, s.key), dim=1)  # the sharp F(i+1) is not rendered: these do not reverse in time
         return make_windows(s.inputs, key, s.inter, s.times.cpu(), SYNTHETIC, False, self.pool, generator)
+
+
+def footage_textures(videos: Sequence[torch.Tensor], every: int = 24) -> TextureBank:
+    """Every ``every``-th frame of ``videos`` (uint8 [N,H,W,3]) as a texture bank for synthetic scenes."""
+    return TextureBank([v[i].permute(2, 0, 1).contiguous() for v in videos for i in range(0, v.shape[0], every)])
 
 
 BLURRED, SHARP, SYNTHETIC = 0, 1, 2  # kinds of window: real footage blurred, kept sharp, rendered

@@ -128,6 +128,7 @@ class PriorTrainConfig:
     cache_min: int = 512  # windows made before training starts, when the cache holds fewer
     store: int = 160  # stored window size (training crops from it)
     shard: int = 64  # windows per shard
+    synthetic_textures: float = 0.0  # share of the synthetic scenes' textures cut from the footage (0: procedural)
     laplacian: float = 0.5
     fft: float = 0.0  # weight of an L1 term on the Fourier spectrum
     blur_weight: float = 0.0  # key frames: weight of a Charbonnier term on the pixels the blur changed
@@ -178,7 +179,8 @@ class PriorTrainConfig:
     def cache_settings(self) -> CacheSettings:
         return CacheSettings(footage=tuple(self.footage), holdout=tuple(self.holdout),
                              holdout_frames=self.holdout_frames, max_side=self.max_side, max_frames=self.max_frames,
-                             crop=self.store, mix=self.mix, blur=self.blur, shard=self.shard)
+                             crop=self.store, mix=self.mix, blur=self.blur, shard=self.shard,
+                             synthetic_textures=self.synthetic_textures)
 
     @property
     def cache_folder(self) -> Path:
