@@ -44,8 +44,10 @@ def main() -> None:
     threads.apply(args.threads)
     settings = load_prior_recipe(args.recipe, {"out": "unused"}).cache_settings()
     windows = {"motion": motion_validation(settings)}
-    windows.update(validation_windows(settings, ["real", *(["synthetic"] if args.synthetic else [])],
-                                      log=lambda _: None))
+    # the run's own sources in its order (one seeded generator draws them in turn), interp left out after
+    made = validation_windows(settings, ["real", "interp", *(["synthetic"] if args.synthetic else [])],
+                              log=lambda _: None)
+    windows.update({k: v for k, v in made.items() if k != "interp"})
     batches = validation_batches(windows)
     for spec in args.weights:
         model = vidrestore.load_model(spec, device="cpu").eval()
