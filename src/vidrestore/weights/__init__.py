@@ -37,10 +37,10 @@ class Known:
 
 
 MODELS: dict[str, Known] = {
-    "vidrestore-prior-small-v4": Known(
-        "vidrestore-prior-small-v4.safetensors", "b3a2393bae4b5db17436030e0604d6b1ad1a75e8d031667baa6ee5105914c133"),
+    "vidrestore-prior-small-v5": Known(
+        "vidrestore-prior-small-v5.safetensors", "cd5f8d796c1799c5bcb645c1f8636f5385ae6b1eeda563140ac9d1834a94f99a"),
 }
-DEFAULT_WEIGHTS = "vidrestore-prior-small-v4"  # what enhance, eval and bench use when --weights is not given
+DEFAULT_WEIGHTS = "vidrestore-prior-small-v5"  # what enhance, eval and bench use when --weights is not given
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 META_CONFIG = "vidrestore.config"
