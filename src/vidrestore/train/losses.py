@@ -15,10 +15,15 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, *x.shape[-3:]).float()
 
 
+def _charbonnier_map(pred: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt(d^2 + eps^2) - eps per element, in fp32."""
+    d = pred.float() - target.float()
+    return torch.sqrt(d * d + eps * eps) - eps
+
+
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """mean(sqrt(d^2 + eps^2)) - eps: zero when pred == target, ~L1 for large errors."""
-    d = pred.float() - target.float()
-    return (torch.sqrt(d * d + eps * eps) - eps).mean()
+    return _charbonnier_map(pred, target, eps).mean()
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -71,5 +76,4 @@ def blur_mask(blurred: torch.Tensor, sharp: torch.Tensor, scale: float = 0.1) ->
 def masked_charbonnier(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Charbonnier weighted by ``mask`` [N,1,H,W] in [0, 1], over all pixels (not normalised by the mask:
     a window with more blur weighs more)."""
-    d = _flat(pred) - _flat(target)
-    return ((torch.sqrt(d * d + eps * eps) - eps) * mask).mean()
+    return (_charbonnier_map(_flat(pred), _flat(target), eps) * mask).mean()
